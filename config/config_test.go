@@ -1,0 +1,303 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// base is the smallest valid environment.
+func base() map[string]string {
+	return map[string]string{
+		"POSTGRES_HOST":             "db.internal",
+		"POSTGRES_DB":               "coordinator",
+		"POSTGRES_USER":             "coordinator",
+		"WORKER_MODE":               "none",
+		"IGNORE_APPLICATION_STATUS": "1",
+	}
+}
+
+func lookupFrom(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
+func load(t *testing.T, env map[string]string) (*Config, error) {
+	t.Helper()
+	return Load(lookupFrom(env))
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"SURVEY_INTERVAL_MINUTES", c.SurveyInterval, 20 * time.Minute},
+		{"MINI_BATCH_NUMBER", c.MiniBatchNumber, 5},
+		{"UPTIME_DAYS_FOR_SCORE", c.UptimeDays, 90},
+		{"RETRY_COUNT", c.RetryCount, 3},
+		{"SUBMISSION_STORAGE", c.SubmissionStorage, StoragePostgres},
+		{"POSTGRES_PORT", c.Postgres.Port, 5432},
+		{"POSTGRES_SSLMODE", c.Postgres.SSLMode, ""},
+		{"SPREAD_MAX_SKEW", c.SpreadMaxSkew, 1},
+		{"IMAGE_PULL_POLICY", c.ImagePullPolicy, "IfNotPresent"},
+		{"WORKER_TIMEOUT", c.WorkerTimeout, 2 * time.Hour},
+		{"WORKER_SECRET_NAME", c.WorkerSecretName, "delegation-verify-coordinator"},
+		{"WORKER_ENTRYPOINT_CONFIGMAP", c.EntrypointConfigMap, "delegation-verify-coordinator-worker"},
+		{"CASSANDRA_SSL_VERIFY_HOST", c.Cassandra.VerifyHost, true},
+		{"METRICS_ADDR", c.MetricsAddr, ":8080"},
+		{"LOG_LEVEL", c.LogLevel, slog.LevelInfo},
+		{"TEST_ENV", c.TestEnv, false},
+		{"NO_CHECKS", c.NoChecks, false},
+		{"WORKER_TTL_SECONDS_AFTER_FINISHED", c.WorkerTTLSeconds == nil, true},
+		{"ALARM_ZK_LOWER_LIMIT_SEC", c.AlarmLowerLimit == nil, true},
+		{"VALID_SHARE_ALERT_PERCENT", c.ValidShareAlertPercent == nil, true},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: default %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	// Every registered default is what the loader applies.
+	for _, v := range Vars {
+		if v.Default != "" && c.Raw(v.Name) != v.Default && base()[v.Name] == "" {
+			t.Errorf("%s: raw default %q, registered %q", v.Name, c.Raw(v.Name), v.Default)
+		}
+	}
+}
+
+func TestWorkerModeDefault(t *testing.T) {
+	env := base()
+	delete(env, "WORKER_MODE")
+	env["WORKER_IMAGE"], env["WORKER_TAG"], env["AUTH_VOLUME_MOUNT_PATH"] = "verifier", "1.0", "/auth"
+	c, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkerMode != WorkerKubernetes {
+		t.Errorf("WORKER_MODE default %q, want kubernetes", c.WorkerMode)
+	}
+	env["TEST_ENV"] = "TRUE"
+	if c, err = load(t, env); err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkerMode != WorkerProcess || !c.TestEnv {
+		t.Errorf("TEST_ENV=TRUE gives mode %q, want process", c.WorkerMode)
+	}
+	env["WORKER_MODE"] = "none"
+	if c, err = load(t, env); err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkerMode != WorkerNone {
+		t.Errorf("explicit WORKER_MODE=none with TEST_ENV gives %q", c.WorkerMode)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		set  map[string]string
+		del  []string
+		want string // a fragment of the problem line
+	}{
+		{"interval not a number", map[string]string{"SURVEY_INTERVAL_MINUTES": "twenty"}, nil, `SURVEY_INTERVAL_MINUTES: invalid value "twenty"; expected a whole number from 1 to 1440`},
+		{"interval zero", map[string]string{"SURVEY_INTERVAL_MINUTES": "0"}, nil, "SURVEY_INTERVAL_MINUTES: invalid value \"0\""},
+		{"mini batches", map[string]string{"MINI_BATCH_NUMBER": "-1"}, nil, "MINI_BATCH_NUMBER: invalid value \"-1\"; expected a whole number from 1"},
+		{"uptime days", map[string]string{"UPTIME_DAYS_FOR_SCORE": "1.5"}, nil, "UPTIME_DAYS_FOR_SCORE: invalid value"},
+		{"retry count", map[string]string{"RETRY_COUNT": "x"}, nil, "RETRY_COUNT: invalid value \"x\"; expected a whole number from 0 to 100"},
+		{"storage", map[string]string{"SUBMISSION_STORAGE": "mysql"}, nil, `SUBMISSION_STORAGE: invalid value "mysql"; expected one of POSTGRES, CASSANDRA`},
+		{"worker mode", map[string]string{"WORKER_MODE": "docker"}, nil, "WORKER_MODE: invalid value \"docker\"; expected one of kubernetes, process, none"},
+		{"test env", map[string]string{"TEST_ENV": "yes"}, nil, `TEST_ENV: invalid value "yes"; expected "1" or "true" to enable`},
+		{"postgres host", nil, []string{"POSTGRES_HOST"}, "POSTGRES_HOST: missing; expected a host name or address"},
+		{"postgres db", nil, []string{"POSTGRES_DB"}, "POSTGRES_DB: missing"},
+		{"postgres user", nil, []string{"POSTGRES_USER"}, "POSTGRES_USER: missing"},
+		{"postgres port", map[string]string{"POSTGRES_PORT": "70000"}, nil, "POSTGRES_PORT: invalid value \"70000\"; expected a whole number from 1 to 65535"},
+		{"sslmode", map[string]string{"POSTGRES_SSLMODE": "strict"}, nil, "POSTGRES_SSLMODE: invalid value \"strict\"; expected one of disable"},
+		{"worker timeout", map[string]string{"WORKER_TIMEOUT": "soon"}, nil, "WORKER_TIMEOUT: invalid value \"soon\"; expected a positive Go duration"},
+		{"no checks", map[string]string{"NO_CHECKS": "maybe"}, nil, "NO_CHECKS: invalid value \"maybe\""},
+		{"spread", map[string]string{"SPREAD_MAX_SKEW": "0"}, nil, "SPREAD_MAX_SKEW: invalid value \"0\""},
+		{"cpu request", map[string]string{"WORKER_CPU_REQUEST": "lots"}, nil, "WORKER_CPU_REQUEST: invalid value \"lots\"; expected a Kubernetes quantity"},
+		{"memory request", map[string]string{"WORKER_MEMORY_REQUEST": "1GB?"}, nil, "WORKER_MEMORY_REQUEST: invalid value"},
+		{"cpu limit", map[string]string{"WORKER_CPU_LIMIT": "-1"}, nil, "WORKER_CPU_LIMIT: invalid value \"-1\""},
+		{"memory limit", map[string]string{"WORKER_MEMORY_LIMIT": "x"}, nil, "WORKER_MEMORY_LIMIT: invalid value"},
+		{"ttl", map[string]string{"WORKER_TTL_SECONDS_AFTER_FINISHED": "-5"}, nil, "WORKER_TTL_SECONDS_AFTER_FINISHED: invalid value \"-5\""},
+		{"pull policy", map[string]string{"IMAGE_PULL_POLICY": "Sometimes"}, nil, "IMAGE_PULL_POLICY: invalid value \"Sometimes\"; expected one of Always, IfNotPresent, Never"},
+		{"kubernetes image", map[string]string{"WORKER_MODE": "kubernetes", "AUTH_VOLUME_MOUNT_PATH": "/a", "WORKER_TAG": "1"}, nil, "WORKER_IMAGE: missing; required for WORKER_MODE=kubernetes"},
+		{"kubernetes tag", map[string]string{"WORKER_MODE": "kubernetes", "AUTH_VOLUME_MOUNT_PATH": "/a", "WORKER_IMAGE": "v"}, nil, "WORKER_TAG: missing; required for WORKER_MODE=kubernetes"},
+		{"kubernetes auth path", map[string]string{"WORKER_MODE": "kubernetes", "WORKER_IMAGE": "v", "WORKER_TAG": "1"}, nil, "AUTH_VOLUME_MOUNT_PATH: missing; required for WORKER_MODE=kubernetes"},
+		{"process image", map[string]string{"WORKER_MODE": "process"}, nil, "WORKER_IMAGE: missing; required for WORKER_MODE=process without WORKER_COMMAND"},
+		{"cassandra keyspace", map[string]string{"SUBMISSION_STORAGE": "cassandra", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "CASSANDRA_USERNAME": "u", "CASSANDRA_PASSWORD": "p"}, nil, "AWS_KEYSPACE: missing; required for SUBMISSION_STORAGE=CASSANDRA"},
+		{"cassandra host", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_PORT": "9142", "CASSANDRA_USERNAME": "u", "CASSANDRA_PASSWORD": "p"}, nil, "CASSANDRA_HOST: missing"},
+		{"cassandra port", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_USERNAME": "u", "CASSANDRA_PASSWORD": "p"}, nil, "CASSANDRA_PORT: missing"},
+		{"cassandra port value", map[string]string{"CASSANDRA_PORT": "port"}, nil, "CASSANDRA_PORT: invalid value \"port\""},
+		{"cassandra no credentials", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142"}, nil, "Cassandra credentials: none set"},
+		{"cassandra half password", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "CASSANDRA_USERNAME": "u"}, nil, "only one is set; password authentication needs both"},
+		{"cassandra web identity", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ROLE_ARN": "arn", "AWS_REGION": "us-west-2"}, nil, "missing AWS_ROLE_SESSION_NAME, AWS_WEB_IDENTITY_TOKEN_FILE"},
+		{"cassandra static key", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_REGION": "us-west-2"}, nil, "static AWS credentials need both"},
+		{"cassandra region", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"}, nil, "AWS_REGION: missing; required for SigV4"},
+		{"verify host", map[string]string{"CASSANDRA_SSL_VERIFY_HOST": "sure"}, nil, "CASSANDRA_SSL_VERIFY_HOST: invalid value"},
+		{"webhook", map[string]string{"WEBHOOK_URL": "hooks.slack.com/x"}, nil, `WEBHOOK_URL: invalid value "(hidden)"; expected an http(s) URL`},
+		{"alarm lower", map[string]string{"ALARM_ZK_LOWER_LIMIT_SEC": "fast"}, nil, "ALARM_ZK_LOWER_LIMIT_SEC: invalid value \"fast\"; expected a number of seconds"},
+		{"alarm upper", map[string]string{"ALARM_ZK_UPPER_LIMIT_SEC": "-3"}, nil, "ALARM_ZK_UPPER_LIMIT_SEC: invalid value \"-3\""},
+		{"valid share", map[string]string{"VALID_SHARE_ALERT_PERCENT": "120"}, nil, "VALID_SHARE_ALERT_PERCENT: invalid value \"120\"; expected a percentage"},
+		{"ignore status", map[string]string{"IGNORE_APPLICATION_STATUS": "2"}, nil, "IGNORE_APPLICATION_STATUS: invalid value \"2\""},
+		{"spreadsheet name", map[string]string{"IGNORE_APPLICATION_STATUS": "0", "SPREADSHEET_CREDENTIALS_JSON": "/k.json"}, nil, "SPREADSHEET_NAME: missing; required for the application status update"},
+		{"spreadsheet creds", map[string]string{"IGNORE_APPLICATION_STATUS": "false", "SPREADSHEET_NAME": "Form"}, nil, "SPREADSHEET_CREDENTIALS_JSON: missing"},
+		{"log level", map[string]string{"LOG_LEVEL": "chatty"}, nil, "LOG_LEVEL: invalid value \"chatty\"; expected one of debug, info, warn, error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := base()
+			for k, v := range tc.set {
+				env[k] = v
+			}
+			for _, k := range tc.del {
+				delete(env, k)
+			}
+			_, err := load(t, env)
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("got %v, want a configuration error containing %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error\n%s\ndoes not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReportedTogether(t *testing.T) {
+	_, err := load(t, map[string]string{"SURVEY_INTERVAL_MINUTES": "x", "RETRY_COUNT": "-1", "WORKER_MODE": "none", "IGNORE_APPLICATION_STATUS": "1"})
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	want := []string{"SURVEY_INTERVAL_MINUTES", "RETRY_COUNT", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER"}
+	if len(cerr.Problems) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(cerr.Problems), len(want), err)
+	}
+	for i, name := range want {
+		if !strings.HasPrefix(cerr.Problems[i], name+":") {
+			t.Errorf("problem %d = %q, want it to name %s", i, cerr.Problems[i], name)
+		}
+	}
+}
+
+func TestTruthyValues(t *testing.T) {
+	for s, want := range map[string]bool{"1": true, "true": true, "TRUE": true, "True": true, "0": false, "false": false, "": false} {
+		env := base()
+		env["NO_CHECKS"] = s
+		c, err := load(t, env)
+		if err != nil {
+			t.Fatalf("NO_CHECKS=%q: %v", s, err)
+		}
+		if c.NoChecks != want || Truthy(s) != want {
+			t.Errorf("NO_CHECKS=%q: got %v, want %v", s, c.NoChecks, want)
+		}
+		if c.NoChecksRaw != s {
+			t.Errorf("NO_CHECKS raw %q, want %q (passed to the verifier unchanged)", c.NoChecksRaw, s)
+		}
+	}
+}
+
+func TestSecretsMasked(t *testing.T) {
+	env := base()
+	secrets := map[string]string{
+		"POSTGRES_PASSWORD":     "pg-s3cret",
+		"POSTGRES_RO_PASSWORD":  "ro-s3cret",
+		"CASSANDRA_PASSWORD":    "cass-s3cret",
+		"AWS_ACCESS_KEY_ID":     "AKIAEXAMPLEKEY",
+		"AWS_SECRET_ACCESS_KEY": "aws-s3cret",
+		"WEBHOOK_URL":           "https://hooks.slack.com/services/T000/B000/tok3n",
+	}
+	for k, v := range secrets {
+		env[k] = v
+	}
+	env["CASSANDRA_USERNAME"] = "svc"
+	c, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", c)
+	out := buf.String()
+	for k, v := range secrets {
+		if strings.Contains(out, v) {
+			t.Errorf("log contains the value of %s: %s", k, out)
+		}
+		if !strings.Contains(out, `"`+k+`":"***"`) {
+			t.Errorf("log does not show %s as masked: %s", k, out)
+		}
+	}
+	if !strings.Contains(out, `"CASSANDRA_USERNAME":"svc"`) || !strings.Contains(out, `"POSTGRES_HOST":"db.internal"`) {
+		t.Errorf("log lacks non-secret values: %s", out)
+	}
+	// A bad secret value is not echoed in the error either.
+	env["WEBHOOK_URL"] = "not a url with tok3n"
+	_, err = load(t, env)
+	if err == nil || strings.Contains(err.Error(), "tok3n") {
+		t.Errorf("error leaks the webhook value or is nil: %v", err)
+	}
+}
+
+func TestDotEnvPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".env")
+	if err := os.WriteFile(path, []byte("PGTEST_FROM_FILE=file\nPGTEST_BOTH=file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGTEST_BOTH", "environment")
+	// t.Setenv restores only what it set; clean up the variable the file adds.
+	t.Cleanup(func() { os.Unsetenv("PGTEST_FROM_FILE") })
+	if err := LoadDotEnv(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := os.Getenv("PGTEST_FROM_FILE"); got != "file" {
+		t.Errorf("variable only in .env = %q, want file", got)
+	}
+	if got := os.Getenv("PGTEST_BOTH"); got != "environment" {
+		t.Errorf("variable in both = %q, want the environment's value", got)
+	}
+	if err := LoadDotEnv(filepath.Join(dir, "missing.env")); err != nil {
+		t.Errorf("a missing .env must not be an error: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.env")
+	if err := os.WriteFile(bad, []byte("A='unterminated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadDotEnv(bad); err == nil {
+		t.Error("a malformed .env must be an error")
+	}
+}
+
+func TestConnStringQuotes(t *testing.T) {
+	p := Postgres{Host: "h", Port: 5432, DB: "d b", User: "u", Password: `it's a \ secret`, SSLMode: "disable"}
+	got := p.ConnString("")
+	want := `host='h' port='5432' dbname='d b' user='u' password='it\'s a \\ secret' sslmode='disable'`
+	if got != want {
+		t.Errorf("ConnString = %s\nwant %s", got, want)
+	}
+}
+
+func TestEveryVariableIsRead(t *testing.T) {
+	env := map[string]string{}
+	for _, v := range Vars {
+		env[v.Name] = "x"
+	}
+	read := map[string]bool{}
+	_, _ = Load(func(k string) (string, bool) { read[k] = true; return env[k], true })
+	for _, v := range Vars {
+		if !read[v.Name] {
+			t.Errorf("%s is registered but never read", v.Name)
+		}
+	}
+}

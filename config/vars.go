@@ -1,0 +1,102 @@
+package config
+
+// Var documents one environment variable. The registry below is the single
+// source of truth for names, defaults and secrecy: the loader refuses to read
+// a variable that is not registered, the masked log output is driven by the
+// Secret flag, and the README's configuration table is checked against it.
+type Var struct {
+	Name    string
+	Default string // "" when there is none
+	Secret  bool   // never logged, never put as a plain value into a Job spec
+	Group   string
+	Doc     string
+}
+
+// Groups, in the order the README lists them.
+const (
+	groupRuntime   = "Runtime"
+	groupPostgres  = "Postgres"
+	groupWorkers   = "Workers"
+	groupK8s       = "Kubernetes workers"
+	groupCassandra = "Cassandra / AWS Keyspaces"
+	groupAlerts    = "Alerts"
+	groupSheets    = "Application status"
+	groupOps       = "Operations"
+)
+
+// Vars lists every variable the coordinator reads.
+var Vars = []Var{
+	{Name: "SURVEY_INTERVAL_MINUTES", Default: "20", Group: groupRuntime, Doc: "Length of one batch (survey interval) in minutes."},
+	{Name: "MINI_BATCH_NUMBER", Default: "5", Group: groupRuntime, Doc: "Number of mini-batches (verifier workers) a batch is cut into."},
+	{Name: "UPTIME_DAYS_FOR_SCORE", Default: "90", Group: groupRuntime, Doc: "Days of batches the uptime score is computed over."},
+	{Name: "RETRY_COUNT", Default: "3", Group: groupRuntime, Doc: "Retries of a failed batch before the coordinator exits; also the backoff limit of a worker Job."},
+	{Name: "SUBMISSION_STORAGE", Default: "POSTGRES", Group: groupRuntime, Doc: "Where the collector stores submissions: POSTGRES or CASSANDRA (case-insensitive)."},
+	{Name: "TEST_ENV", Group: groupRuntime, Doc: "Truthy (1/true): run verifiers as local subprocesses (same as WORKER_MODE=process)."},
+	{Name: "WORKER_MODE", Default: "kubernetes", Group: groupRuntime, Doc: "New. kubernetes, process or none (none: something else verifies, the coordinator only scores). Default process when TEST_ENV is truthy."},
+
+	{Name: "POSTGRES_HOST", Group: groupPostgres, Doc: "Required. PostgreSQL host name or address."},
+	{Name: "POSTGRES_PORT", Default: "5432", Group: groupPostgres, Doc: "PostgreSQL port."},
+	{Name: "POSTGRES_DB", Group: groupPostgres, Doc: "Required. Database name."},
+	{Name: "POSTGRES_USER", Group: groupPostgres, Doc: "Required. User name."},
+	{Name: "POSTGRES_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password (may be empty with trust or peer authentication)."},
+	{Name: "POSTGRES_SSLMODE", Group: groupPostgres, Doc: "libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full (default: libpq's prefer)."},
+	{Name: "POSTGRES_RO_USER", Group: groupPostgres, Doc: "Read-only user that create-ro-user creates (for the leaderboard)."},
+	{Name: "POSTGRES_RO_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password of POSTGRES_RO_USER."},
+
+	{Name: "WORKER_IMAGE", Group: groupWorkers, Doc: "Verifier image (required in kubernetes mode, and in process mode without WORKER_COMMAND)."},
+	{Name: "WORKER_TAG", Group: groupWorkers, Doc: "Tag of WORKER_IMAGE."},
+	{Name: "WORKER_COMMAND", Group: groupWorkers, Doc: "New. process mode: the verifier command line (split like a shell, never run by one); START and END are appended. Default: docker run of WORKER_IMAGE:WORKER_TAG as the original."},
+	{Name: "WORKER_TIMEOUT", Default: "2h", Group: groupWorkers, Doc: "New. How long a batch's verifiers (processes or Jobs) may run before the batch fails (Go duration)."},
+	{Name: "NO_CHECKS", Group: groupWorkers, Doc: "Passed to the verifier; truthy runs it with --no-checks."},
+	{Name: "AWS_S3_BUCKET", Group: groupWorkers, Doc: "Passed to the verifier (block storage bucket)."},
+	{Name: "NETWORK_NAME", Group: groupWorkers, Doc: "Passed to the verifier (network name, blocks path in the bucket)."},
+	{Name: "AWS_REGION", Group: groupWorkers, Doc: "Passed to the verifier as AWS_REGION and AWS_DEFAULT_REGION; region for SigV4."},
+	{Name: "BLOCKS_DIR", Group: groupWorkers, Doc: "New. Bundled verifier (coordinator verify): directory of <block_hash>.json precomputed blocks."},
+
+	{Name: "SPREAD_MAX_SKEW", Default: "1", Group: groupK8s, Doc: "maxSkew of the workers' topology spread constraint."},
+	{Name: "K8S_NODE_POOL", Group: groupK8s, Doc: "Karpenter node pool for workers (node selector and toleration)."},
+	{Name: "WORKER_CPU_REQUEST", Group: groupK8s, Doc: "Worker CPU request (Kubernetes quantity); omitted when unset."},
+	{Name: "WORKER_MEMORY_REQUEST", Group: groupK8s, Doc: "Worker memory request (Kubernetes quantity); omitted when unset."},
+	{Name: "WORKER_CPU_LIMIT", Group: groupK8s, Doc: "Worker CPU limit (Kubernetes quantity); omitted when unset."},
+	{Name: "WORKER_MEMORY_LIMIT", Group: groupK8s, Doc: "Worker memory limit (Kubernetes quantity); omitted when unset."},
+	{Name: "WORKER_TTL_SECONDS_AFTER_FINISHED", Group: groupK8s, Doc: "ttlSecondsAfterFinished of worker Jobs; unset keeps finished Jobs."},
+	{Name: "IMAGE_PULL_POLICY", Default: "IfNotPresent", Group: groupK8s, Doc: "Always, IfNotPresent or Never."},
+	{Name: "AUTH_VOLUME_MOUNT_PATH", Group: groupK8s, Doc: "Mount path of the workers' auth emptyDir (required in kubernetes mode)."},
+	{Name: "WORKER_SECRET_NAME", Default: "delegation-verify-coordinator", Group: groupK8s, Doc: "New. Secret the worker pods read passwords and keys from (secretKeyRef); its keys are the variable names."},
+	{Name: "WORKER_ENTRYPOINT_CONFIGMAP", Default: "delegation-verify-coordinator-worker", Group: groupK8s, Doc: "New. ConfigMap holding entrypoint-worker.sh, mounted at /bin/entrypoint."},
+	{Name: "POD_NAMESPACE", Group: groupK8s, Doc: "New. Namespace for worker Jobs; default: the service account's namespace file."},
+
+	{Name: "AWS_KEYSPACE", Group: groupCassandra, Doc: "Keyspace holding the submissions table (required with CASSANDRA)."},
+	{Name: "CASSANDRA_HOST", Group: groupCassandra, Doc: "Cassandra / Keyspaces host (required with CASSANDRA)."},
+	{Name: "CASSANDRA_PORT", Group: groupCassandra, Doc: "Cassandra / Keyspaces port (required with CASSANDRA, 9142 for Keyspaces)."},
+	{Name: "CASSANDRA_USERNAME", Group: groupCassandra, Doc: "Service user name (password authentication)."},
+	{Name: "CASSANDRA_PASSWORD", Secret: true, Group: groupCassandra, Doc: "Service user password."},
+	{Name: "SSL_CERTFILE", Group: groupCassandra, Doc: "CA bundle for TLS to Cassandra / Keyspaces; TLS is on when set."},
+	{Name: "CASSANDRA_SSL_VERIFY_HOST", Default: "true", Group: groupCassandra, Doc: "New. Verify the server's host name against its certificate."},
+	{Name: "AWS_ROLE_ARN", Group: groupCassandra, Doc: "Web identity: role to assume (SigV4)."},
+	{Name: "AWS_ROLE_SESSION_NAME", Group: groupCassandra, Doc: "Web identity: role session name."},
+	{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Group: groupCassandra, Doc: "Web identity: token file."},
+	{Name: "AWS_ACCESS_KEY_ID", Secret: true, Group: groupCassandra, Doc: "Static AWS key id (SigV4)."},
+	{Name: "AWS_SECRET_ACCESS_KEY", Secret: true, Group: groupCassandra, Doc: "Static AWS secret key (SigV4)."},
+
+	{Name: "WEBHOOK_URL", Secret: true, Group: groupAlerts, Doc: "Slack incoming webhook; alerts are off when unset."},
+	{Name: "ALARM_ZK_LOWER_LIMIT_SEC", Group: groupAlerts, Doc: "Alert when verification of a batch took fewer seconds."},
+	{Name: "ALARM_ZK_UPPER_LIMIT_SEC", Group: groupAlerts, Doc: "Alert when verification of a batch took more seconds."},
+	{Name: "VALID_SHARE_ALERT_PERCENT", Group: groupAlerts, Doc: "New. Alert when the share of valid submissions in a batch drops below this percentage."},
+
+	{Name: "IGNORE_APPLICATION_STATUS", Group: groupSheets, Doc: "Truthy: skip the application status update from the spreadsheet."},
+	{Name: "SPREADSHEET_NAME", Group: groupSheets, Doc: "Google Spreadsheet with the registration form responses."},
+	{Name: "SPREADSHEET_CREDENTIALS_JSON", Group: groupSheets, Doc: "Path to the Google service-account JSON key."},
+
+	{Name: "METRICS_ADDR", Default: ":8080", Group: groupOps, Doc: "New. Listen address of /healthz, /readyz and /metrics; empty disables it."},
+	{Name: "LOG_LEVEL", Default: "info", Group: groupOps, Doc: "New. debug, info, warn or error."},
+}
+
+func lookupVar(name string) (Var, bool) {
+	for _, v := range Vars {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Var{}, false
+}

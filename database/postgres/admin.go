@@ -1,0 +1,195 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+)
+
+// maintenanceDB is the database the server-level tasks connect to.
+const maintenanceDB = "postgres"
+
+// CreateDatabase creates cfg.DB when it does not exist, then applies every
+// pending migration. It is idempotent.
+func CreateDatabase(ctx context.Context, cfg config.Postgres) (created bool, res MigrationResult, err error) {
+	conn, err := pgx.Connect(ctx, cfg.ConnString(maintenanceDB))
+	if err != nil {
+		return false, res, fmt.Errorf("connecting to the %q database to create %q: %w", maintenanceDB, cfg.DB, err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, cfg.DB).Scan(&exists); err != nil {
+		return false, res, fmt.Errorf("checking whether database %q exists: %w", cfg.DB, err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{cfg.DB}.Sanitize()); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "42P04" { // duplicate_database: created concurrently
+				return false, res, fmt.Errorf("creating database %q: %w", cfg.DB, err)
+			}
+		} else {
+			created = true
+		}
+	}
+	res, err = Migrate(ctx, cfg.ConnString(""))
+	return created, res, err
+}
+
+// DropDatabase drops cfg.DB. It reports false when there was nothing to drop.
+func DropDatabase(ctx context.Context, cfg config.Postgres) (dropped bool, err error) {
+	conn, err := pgx.Connect(ctx, cfg.ConnString(maintenanceDB))
+	if err != nil {
+		return false, fmt.Errorf("connecting to the %q database to drop %q: %w", maintenanceDB, cfg.DB, err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, cfg.DB).Scan(&exists); err != nil {
+		return false, fmt.Errorf("checking whether database %q exists: %w", cfg.DB, err)
+	}
+	if !exists {
+		return false, nil
+	}
+	if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{cfg.DB}.Sanitize()); err != nil {
+		return false, fmt.Errorf("dropping database %q: %w", cfg.DB, err)
+	}
+	return true, nil
+}
+
+// ErrBotLogsNotEmpty is returned by InitDatabase when bot_logs already has
+// rows and override was not requested.
+var ErrBotLogsNotEmpty = errors.New("table bot_logs is not empty; nothing inserted (use --override-empty, or OVERRIDE_EMPTY=1 with mage, to insert anyway)")
+
+// InitDatabase inserts the starting bot_logs row, as the original's
+// init-database task: files_processed -1, processing_time 0 and
+// file_timestamps = batch_start_epoch = batch_end_epoch = at. It refuses when
+// bot_logs has rows, unless override is set.
+func InitDatabase(ctx context.Context, pool *pgxpool.Pool, at time.Time, override bool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if !override {
+			var n int64
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs`).Scan(&n); err != nil {
+				return fmt.Errorf("counting bot_logs rows: %w", err)
+			}
+			if n > 0 {
+				return ErrBotLogsNotEmpty
+			}
+		}
+		epoch := at.Unix()
+		if _, err := tx.Exec(ctx, `INSERT INTO bot_logs (processing_time, files_processed, file_timestamps, batch_start_epoch, batch_end_epoch)
+			VALUES (0, -1, $1, $2, $2)`, time.Unix(epoch, 0).UTC(), epoch); err != nil {
+			return fmt.Errorf("inserting the starting bot_logs row: %w", err)
+		}
+		// A new starting point changes the scoring window: recompute in full.
+		if _, err := tx.Exec(ctx, `DELETE FROM coordinator_scoreboard`); err != nil {
+			return fmt.Errorf("resetting the scoreboard state: %w", err)
+		}
+		return nil
+	})
+}
+
+var datetimePattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$`)
+
+// ParseStartTime turns init-database's arguments into the starting time:
+// minsAgo minutes before now when minsAgo is not nil, else now when value is
+// empty, else value as a unix timestamp or a "YYYY-MM-DD HH:MM:SS" UTC time.
+func ParseStartTime(value string, minsAgo *int, now time.Time) (time.Time, error) {
+	if minsAgo != nil {
+		if *minsAgo < 0 {
+			return time.Time{}, fmt.Errorf("mins-ago must be >= 0, got %d", *minsAgo)
+		}
+		return now.Add(-time.Duration(*minsAgo) * time.Minute).UTC(), nil
+	}
+	value = strings.TrimSpace(value)
+	switch {
+	case value == "":
+		return now.UTC(), nil
+	case datetimePattern.MatchString(value):
+		t, err := time.ParseInLocation("2006-01-02 15:04:05", strings.Replace(value, "T", " ", 1), time.UTC)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("batch end %q: %w", value, err)
+		}
+		return t, nil
+	default:
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || n < 0 {
+			return time.Time{}, fmt.Errorf("batch end %q: expected a unix timestamp in seconds or a \"YYYY-MM-DD HH:MM:SS\" UTC time", value)
+		}
+		return time.Unix(n, 0).UTC(), nil
+	}
+}
+
+// CreateROUser creates the read-only user (when missing) and grants it
+// CONNECT on the database, USAGE on schema public, SELECT on every table and,
+// through default privileges, on tables created later. Nothing more. Grants
+// are re-applied when the user exists, so the task is idempotent.
+func CreateROUser(ctx context.Context, pool *pgxpool.Pool, db, user, password string) (created bool, err error) {
+	if user == "" {
+		return false, errors.New("POSTGRES_RO_USER: missing; expected the name of the read-only user to create")
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, user).Scan(&exists); err != nil {
+			return fmt.Errorf("checking whether role %q exists: %w", user, err)
+		}
+		ident := pgx.Identifier{user}.Sanitize()
+		if !exists {
+			if password == "" {
+				return errors.New("POSTGRES_RO_PASSWORD: missing; expected the password of the read-only user")
+			}
+			// DDL takes no parameters: the password is quoted as a literal by the server.
+			var stmt string
+			if err := tx.QueryRow(ctx, `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)`, user, password).Scan(&stmt); err != nil {
+				return fmt.Errorf("preparing CREATE ROLE: %w", err)
+			}
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("creating role %q: %w", user, err)
+			}
+			created = true
+		}
+		for _, stmt := range []string{
+			"GRANT CONNECT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " TO " + ident,
+			"GRANT USAGE ON SCHEMA public TO " + ident,
+			"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + ident,
+			"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO " + ident,
+		} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("granting read-only access to %q: %w", user, err)
+			}
+		}
+		return nil
+	})
+	return created, err
+}
+
+// Cleanup calls cleanup_old_data(days) and returns the notices it raised
+// (its summary of deleted rows).
+func Cleanup(ctx context.Context, connString string, days int) ([]string, error) {
+	if days < 1 {
+		return nil, fmt.Errorf("days must be >= 1, got %d", days)
+	}
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parsing postgres connection settings: %w", err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT cleanup_old_data($1)`, days); err != nil {
+		return notices, fmt.Errorf("cleanup_old_data(%d): %w", days, err)
+	}
+	return notices, nil
+}

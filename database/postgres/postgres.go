@@ -1,0 +1,78 @@
+// Package postgres is the coordinator's PostgreSQL adapter (pgx): schema
+// migrations, the database tasks, the submission source and the batch store.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/delegation-program/uptime-coordinator/database/migrations"
+)
+
+// Open connects a pool to connString and checks that the server answers.
+func Open(ctx context.Context, connString string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parsing postgres connection settings: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to postgres %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+// MigrationResult says which migrations Migrate applied.
+type MigrationResult struct {
+	Applied []int64 // versions applied now
+	Current int64   // schema version after the run
+}
+
+// Migrate applies every pending migration to the database at connString. It
+// holds a Postgres advisory lock while it runs, so concurrent callers apply
+// each migration once.
+func Migrate(ctx context.Context, connString string) (MigrationResult, error) {
+	pool, err := Open(ctx, connString)
+	if err != nil {
+		return MigrationResult{}, err
+	}
+	defer pool.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	return migrate(ctx, db, migrations.FS)
+}
+
+func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) (MigrationResult, error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return MigrationResult{}, fmt.Errorf("creating migration lock: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithSessionLocker(locker))
+	if err != nil {
+		return MigrationResult{}, fmt.Errorf("loading migrations: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return MigrationResult{}, fmt.Errorf("applying migrations: %w", err)
+	}
+	var res MigrationResult
+	for _, r := range results {
+		res.Applied = append(res.Applied, r.Source.Version)
+	}
+	res.Current, err = provider.GetDBVersion(ctx)
+	if err != nil {
+		return res, fmt.Errorf("reading schema version: %w", err)
+	}
+	return res, nil
+}
