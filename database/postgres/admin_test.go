@@ -1,0 +1,187 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+)
+
+func TestParseStartTime(t *testing.T) {
+	now := time.Date(2024, 6, 5, 12, 30, 45, 0, time.UTC)
+	ten := 10
+	neg := -1
+	cases := []struct {
+		value   string
+		minsAgo *int
+		want    time.Time
+		wantErr bool
+	}{
+		{"", nil, now, false},
+		{"1717545600", nil, time.Date(2024, 6, 5, 0, 0, 0, 0, time.UTC), false},
+		{"2024-06-05 00:00:00", nil, time.Date(2024, 6, 5, 0, 0, 0, 0, time.UTC), false},
+		{"2024-06-05T01:02:03", nil, time.Date(2024, 6, 5, 1, 2, 3, 0, time.UTC), false},
+		{"", &ten, now.Add(-10 * time.Minute), false},
+		{"1717545600", &ten, now.Add(-10 * time.Minute), false}, // mins-ago wins, as in the original
+		{"yesterday", nil, time.Time{}, true},
+		{"2024-13-05 00:00:00", nil, time.Time{}, true},
+		{"-5", nil, time.Time{}, true},
+		{"", &neg, time.Time{}, true},
+	}
+	for _, tc := range cases {
+		got, err := postgres.ParseStartTime(tc.value, tc.minsAgo, now)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("ParseStartTime(%q, %v): error %v, want error %v", tc.value, tc.minsAgo, err, tc.wantErr)
+			continue
+		}
+		if !got.Equal(tc.want) {
+			t.Errorf("ParseStartTime(%q, %v) = %v, want %v", tc.value, tc.minsAgo, got, tc.want)
+		}
+	}
+}
+
+func TestInitDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
+	ten := 10
+	for _, tc := range []struct {
+		value   string
+		minsAgo *int
+	}{{"", nil}, {"1717545600", nil}, {"2024-06-05 00:00:00", nil}, {"", &ten}} {
+		exec(t, pool, `TRUNCATE bot_logs CASCADE`)
+		before := time.Now()
+		at, err := postgres.ParseStartTime(tc.value, tc.minsAgo, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := postgres.InitDatabase(ctx, pool, at, false); err != nil {
+			t.Fatalf("init %q: %v", tc.value, err)
+		}
+		var pt float64
+		var files int
+		var fileTS time.Time
+		var start, end int64
+		if err := pool.QueryRow(ctx, `SELECT processing_time, files_processed, file_timestamps, batch_start_epoch, batch_end_epoch FROM bot_logs`).
+			Scan(&pt, &files, &fileTS, &start, &end); err != nil {
+			t.Fatal(err)
+		}
+		if pt != 0 || files != -1 || start != end || fileTS.Unix() != end {
+			t.Errorf("init %q: row (%v, %d, %v, %d, %d)", tc.value, pt, files, fileTS, start, end)
+		}
+		switch {
+		case tc.minsAgo != nil:
+			want := before.Add(-10 * time.Minute).Unix()
+			if end < want-1 || end > want+2 {
+				t.Errorf("mins-ago 10: end %d, want about %d", end, want)
+			}
+		case tc.value == "":
+			if end < before.Unix()-1 || end > time.Now().Unix() {
+				t.Errorf("now: end %d, want about %d", end, before.Unix())
+			}
+		default:
+			if end != 1717545600 {
+				t.Errorf("init %q: end %d, want 1717545600", tc.value, end)
+			}
+		}
+	}
+	// A second init is refused, and changes nothing...
+	err := postgres.InitDatabase(ctx, pool, time.Unix(1, 0), false)
+	if !errors.Is(err, postgres.ErrBotLogsNotEmpty) {
+		t.Fatalf("second init: %v, want ErrBotLogsNotEmpty", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM bot_logs`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("bot_logs rows %d (%v), want 1", n, err)
+	}
+	// ...unless overridden.
+	if err := postgres.InitDatabase(ctx, pool, time.Unix(1717549200, 0), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM bot_logs`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("bot_logs rows after override %d (%v), want 2", n, err)
+	}
+}
+
+func TestCreateAndDropDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := pgtest.Server(t)
+	cfg.DB = fmt.Sprintf("created_%d", os.Getpid())
+	t.Cleanup(func() { _, _ = postgres.DropDatabase(context.Background(), cfg) })
+
+	created, res, err := postgres.CreateDatabase(ctx, cfg)
+	if err != nil || !created || res.Current != latestVersion {
+		t.Fatalf("first create: created %v, version %d, err %v", created, res.Current, err)
+	}
+	created, res, err = postgres.CreateDatabase(ctx, cfg)
+	if err != nil || created || len(res.Applied) != 0 {
+		t.Fatalf("second create: created %v, applied %v, err %v; want an idempotent no-op", created, res.Applied, err)
+	}
+	dropped, err := postgres.DropDatabase(ctx, cfg)
+	if err != nil || !dropped {
+		t.Fatalf("drop: %v, %v", dropped, err)
+	}
+	dropped, err = postgres.DropDatabase(ctx, cfg)
+	if err != nil || dropped {
+		t.Fatalf("second drop: %v, %v; want nothing to drop", dropped, err)
+	}
+}
+
+func TestCreateROUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := pgtest.NewDatabase(t)
+	pool := pgtest.Pool(t, cfg)
+	user := fmt.Sprintf("ro_%d", os.Getpid())
+	password := "it's a secret"
+	t.Cleanup(func() {
+		admin := pgtest.Pool(t, cfg)
+		for _, s := range []string{"REASSIGN OWNED BY %[1]s TO CURRENT_USER", "DROP OWNED BY %[1]s", "DROP ROLE IF EXISTS %[1]s"} {
+			_, _ = admin.Exec(context.Background(), fmt.Sprintf(s, user))
+		}
+	})
+	exec(t, pool, `INSERT INTO nodes (block_producer_key) VALUES ('B62q')`)
+
+	created, err := postgres.CreateROUser(ctx, pool, cfg.DB, user, password)
+	if err != nil || !created {
+		t.Fatalf("create: %v, %v", created, err)
+	}
+	created, err = postgres.CreateROUser(ctx, pool, cfg.DB, user, password)
+	if err != nil || created {
+		t.Fatalf("second create: %v, %v; want an idempotent no-op", created, err)
+	}
+	// A table created later is readable too (default privileges).
+	exec(t, pool, `CREATE TABLE later (x int)`)
+
+	ro := cfg
+	ro.User, ro.Password = user, password
+	conn, err := pgx.Connect(ctx, ro.ConnString(""))
+	if err != nil {
+		t.Fatalf("connecting as the read-only user: %v", err)
+	}
+	defer conn.Close(ctx)
+	var key string
+	if err := conn.QueryRow(ctx, `SELECT block_producer_key FROM nodes`).Scan(&key); err != nil || key != "B62q" {
+		t.Fatalf("select as read-only user: %q, %v", key, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT * FROM later`); err != nil {
+		t.Fatalf("select on a later table: %v", err)
+	}
+	for _, stmt := range []string{`INSERT INTO nodes (block_producer_key) VALUES ('x')`, `UPDATE nodes SET score = 1`, `DELETE FROM points`, `CREATE TABLE t (x int)`} {
+		if _, err := conn.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s as read-only user: %v, want permission denied", stmt, err)
+		}
+	}
+	if _, err := postgres.CreateROUser(ctx, pool, cfg.DB, "", "x"); err == nil || !strings.Contains(err.Error(), "POSTGRES_RO_USER") {
+		t.Errorf("missing user name: %v", err)
+	}
+}
