@@ -1,0 +1,390 @@
+package coordinator
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2024, 6, 5, 10, 0, 0, 0, time.UTC)
+
+func ptr[T any](v T) *T { return &v }
+
+// sub is a valid submission of hash with parent ("" for none).
+func sub(submitter, hash, parent string, sec int) Submission {
+	s := Submission{Submitter: submitter, SubmittedAt: t0.Add(time.Duration(sec) * time.Second), StateHash: ptr(hash), Verified: ptr(true)}
+	if parent != "" {
+		s.Parent = ptr(parent)
+	}
+	return s
+}
+
+func validPtrs(subs []Submission) []*Submission {
+	v, _ := Classify(subs)
+	return v
+}
+
+// consensusOf marks the named batch hashes as consensus hashes.
+func consensusOf(g *graph, hashes ...string) []bool {
+	c := make([]bool, g.inBatch)
+	for _, h := range hashes {
+		c[g.index[h]] = true
+	}
+	return c
+}
+
+func weights(g *graph, dist []int) map[string]int {
+	out := map[string]int{}
+	for i, d := range dist {
+		out[g.names[i]] = d
+	}
+	return out
+}
+
+// The original's test_create_graph_count_number_of_nodes_and_edges.
+func TestGraphCounts(t *testing.T) {
+	g := buildGraph(validPtrs([]Submission{sub("a", "s1", "p1", 0), sub("b", "s2", "p2", 1)}), []ShortlistedHash{{StateHash: "p1"}})
+	if len(g.names) != 3 || g.edges != 1 {
+		t.Fatalf("nodes %d, edges %d; want 3 and 1", len(g.names), g.edges)
+	}
+}
+
+// The original's test_create_graph_count_number_of_nodes_and_edges_nested.
+func TestGraphCountsNested(t *testing.T) {
+	g := buildGraph(validPtrs([]Submission{sub("a", "s1", "p1", 0), sub("b", "s2", "s1", 1), sub("c", "s3", "s2", 2)}),
+		[]ShortlistedHash{{StateHash: "p1", Parent: "p2"}, {StateHash: "p2"}})
+	if len(g.names) != 5 || g.edges != 4 {
+		t.Fatalf("nodes %d, edges %d; want 5 and 4", len(g.names), g.edges)
+	}
+}
+
+// The original's test_apply_weights_sum_weights_empty_parents_and_empty_selected_node:
+// with no consensus hash and no previous weights, nothing is reached.
+func TestWeightsEmpty(t *testing.T) {
+	g := buildGraph(validPtrs([]Submission{sub("a", "s1", "p1", 0), sub("b", "s2", "s1", 1), sub("c", "s3", "s2", 2)}),
+		[]ShortlistedHash{{StateHash: "p1", Parent: "p2", Weight: 123}, {StateHash: "p2", Weight: 345}})
+	dist := g.weigh(nil, make([]bool, g.inBatch))
+	if len(dist) != 5 {
+		t.Fatalf("%d nodes, want 5", len(dist))
+	}
+	for h, w := range weights(g, dist) {
+		if w != Unreached {
+			t.Errorf("%s weighs %d, want unreached", h, w)
+		}
+	}
+}
+
+// The original's test_apply_weights_sum_weights_nested and test_bfs_easy.
+func TestWeightsNestedAndShortlist(t *testing.T) {
+	prev := []ShortlistedHash{{StateHash: "p1", Parent: "p2", Weight: 123}, {StateHash: "p2", Weight: 345}}
+	g := buildGraph(validPtrs([]Submission{sub("a", "s1", "p1", 0), sub("b", "s2", "s1", 1), sub("c", "s3", "s2", 2)}), prev)
+	got := weights(g, g.weigh(prev, consensusOf(g, "s1", "s2")))
+	want := map[string]int{"s1": 0, "s2": 0, "s3": 1, "p1": Unreached, "p2": Unreached}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("weights %v, want %v", got, want)
+	}
+}
+
+// The original's test_bfs_hard: two chains hanging off two previous hashes of
+// weight 1, consensus at their first blocks; the shortlist stops at depth 2.
+func TestShortlistHard(t *testing.T) {
+	var subs []Submission
+	for _, chain := range []string{"1", "2"} {
+		parent := "parent_state_hash_" + chain
+		for i := 1; i <= 6; i++ {
+			h := fmt.Sprintf("state_hash_%s%d", chain, i)
+			subs = append(subs, sub("bp"+h, h, parent, i))
+			parent = h
+		}
+	}
+	prev := []ShortlistedHash{{StateHash: "parent_state_hash_1", Parent: "parent_state_hash_2", Weight: 1}, {StateHash: "parent_state_hash_2", Weight: 1}}
+	g := buildGraph(validPtrs(subs), prev)
+	var short []string
+	for h, w := range weights(g, g.weigh(prev, consensusOf(g, "state_hash_11", "state_hash_21"))) {
+		if w <= MaxWeight {
+			short = append(short, fmt.Sprintf("%s:%d", h, w))
+		}
+	}
+	slices.Sort(short)
+	want := []string{"parent_state_hash_1:1", "parent_state_hash_2:1", "state_hash_11:0", "state_hash_12:1", "state_hash_13:2",
+		"state_hash_21:0", "state_hash_22:1", "state_hash_23:2"}
+	if !slices.Equal(short, want) {
+		t.Fatalf("shortlist %v\nwant %v", short, want)
+	}
+}
+
+// The original's test_filter_state_hash_single and _multi, at the fixed 5%.
+func TestThreshold(t *testing.T) {
+	cases := []struct {
+		count, n int
+		want     bool
+	}{{1, 1, true}, {1, 20, true}, {1, 21, false}, {2, 21, true}, {5, 100, true}, {4, 100, false}, {0, 0, false}, {50, 1000, true}, {49, 1000, false}}
+	for _, c := range cases {
+		if got := Threshold(c.count, c.n); got != c.want {
+			t.Errorf("Threshold(%d, %d) = %v, want %v", c.count, c.n, got, c.want)
+		}
+	}
+	// The original's formula, evaluated in floating point, agrees for every n.
+	for n := 1; n <= 20000; n++ {
+		th := float64(n) * 0.05
+		for _, count := range []int{n / 20, n/20 + 1} {
+			if (float64(count) >= roundHalfEven(th, 2)) != Threshold(count, n) {
+				t.Fatalf("n=%d count=%d: the original's threshold %v disagrees", n, count, roundHalfEven(th, 2))
+			}
+		}
+	}
+}
+
+func roundHalfEven(x float64, places int) float64 {
+	var v float64
+	fmt.Sscanf(fmt.Sprintf("%.*f", places, x), "%g", &v)
+	return v
+}
+
+func shortlistString(r *Result) string {
+	var b strings.Builder
+	for _, s := range r.Shortlist {
+		fmt.Fprintf(&b, "%s<-%s:%d ", s.StateHash, s.Parent, s.Weight)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func pointsString(r *Result) string {
+	var out []string
+	for _, p := range r.Points {
+		out = append(out, p.Submission.Submitter+"@"+p.StateHash)
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+func TestScore(t *testing.T) {
+	// many returns n submissions of hash by distinct submitters named prefix0..
+	many := func(prefix, hash, parent string, n int) []Submission {
+		var out []Submission
+		for i := range n {
+			out = append(out, sub(fmt.Sprintf("%s%02d", prefix, i), hash, parent, i))
+		}
+		return out
+	}
+	cases := []struct {
+		name      string
+		subs      []Submission
+		prev      []ShortlistedHash
+		shortlist string
+		points    int
+		consensus int
+	}{
+		{name: "empty batch", shortlist: "", points: 0},
+		{name: "all invalid", subs: []Submission{
+			{Submitter: "a", StateHash: ptr("h"), Verified: nil},
+			{Submitter: "b", StateHash: ptr("h"), Verified: ptr(false)},
+			{Submitter: "c", StateHash: ptr("h"), Verified: ptr(true), ValidationError: ptr("bad block")},
+			{Submitter: "d", StateHash: nil, Verified: ptr(true)},
+			{Submitter: "e", StateHash: ptr(""), Verified: ptr(true)},
+		}},
+		{name: "fork at exactly 5% qualifies",
+			subs:      append(many("a", "main", "", 19), sub("fork", "fork", "", 0)),
+			shortlist: "fork<-:0 main<-:0", points: 20, consensus: 2},
+		{name: "fork below 5% does not",
+			subs:      append(many("a", "main", "", 20), sub("fork", "fork", "", 0)),
+			shortlist: "main<-:0", points: 20, consensus: 1},
+		{name: "children of the consensus chain up to depth 2",
+			subs: append(many("a", "c0", "", 40), sub("x", "c1", "c0", 1), sub("y", "c2", "c1", 2), sub("z", "c3", "c2", 3)),
+			// 43 submitters: 3 needed; c1..c3 have one each.
+			shortlist: "c0<-:0 c1<-c0:1 c2<-c1:2", points: 42, consensus: 1},
+		{name: "unknown parent",
+			subs:      append(many("a", "main", "gone", 40), sub("x", "orphan", "never-seen", 1)),
+			shortlist: "main<-gone:0", points: 40, consensus: 1},
+		{name: "cycle",
+			subs:      append(many("a", "A", "B", 40), sub("x", "B", "A", 1), sub("y", "C", "B", 2)),
+			shortlist: "A<-B:0 B<-A:1 C<-B:2", points: 42, consensus: 1},
+		{name: "self parent",
+			subs:      append(many("a", "A", "A", 40), sub("x", "B", "B", 1)),
+			shortlist: "A<-A:0", points: 40, consensus: 1},
+		{name: "weights carried from the previous batch",
+			subs: append(many("a", "main", "", 60), sub("x", "y", "p", 1), sub("x2", "z", "y", 2), sub("x3", "q", "p0", 3)),
+			prev: []ShortlistedHash{{StateHash: "p", Parent: "p0", Weight: 1}, {StateHash: "p0", Weight: 0}},
+			// p0 -> p (edge among prev; p keeps min(1, 0+1) = 1), p -> y (2), y -> z (3: out); q's parent p0 weighs 0 -> q 1.
+			shortlist: "main<-:0 q<-p0:1 y<-p:2", points: 62, consensus: 1},
+		{name: "previous hash resubmitted keeps its weight",
+			subs:      append(many("a", "main", "", 60), sub("x", "p", "", 1)),
+			prev:      []ShortlistedHash{{StateHash: "p", Weight: 2}},
+			shortlist: "main<-:0 p<-:2", points: 61, consensus: 1},
+		{name: "consensus beats a previous weight",
+			subs:      many("a", "p", "", 3),
+			prev:      []ShortlistedHash{{StateHash: "p", Weight: 2}},
+			shortlist: "p<-:0", points: 3, consensus: 1},
+		{name: "no hash reaches the threshold and no previous batch",
+			subs: append(many("a", "", "", 0), func() []Submission {
+				var s []Submission
+				for i := range 21 {
+					s = append(s, sub(fmt.Sprint("p", i), fmt.Sprint("h", i), "", i))
+				}
+				return s
+			}()...),
+			shortlist: "", points: 0, consensus: 0},
+		{name: "parent taken from the hash's latest submission",
+			subs:      []Submission{sub("a", "h", "old", 1), sub("b", "h", "new", 5), sub("c", "h", "older", 0)},
+			shortlist: "h<-new:0", points: 3, consensus: 1},
+		{name: "true minimum, not visit order",
+			// d is reached at 2 through the long way first in BFS order, but 1 through p.
+			subs:      append(many("a", "m", "", 60), sub("x", "k", "m", 1), sub("y", "d", "k", 2), sub("z", "d", "p", 3)),
+			prev:      []ShortlistedHash{{StateHash: "p", Weight: 0}},
+			shortlist: "d<-p:1 k<-m:1 m<-:0", points: 63, consensus: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Score(tc.subs, tc.prev)
+			if got := shortlistString(r); got != tc.shortlist {
+				t.Errorf("shortlist %q, want %q", got, tc.shortlist)
+			}
+			if len(r.Points) != tc.points {
+				t.Errorf("%d points, want %d (%s)", len(r.Points), tc.points, pointsString(r))
+			}
+			if r.Consensus != tc.consensus {
+				t.Errorf("%d consensus hashes, want %d", r.Consensus, tc.consensus)
+			}
+			if r.OffChain() != len(r.Valid)-tc.points {
+				t.Errorf("off-chain %d", r.OffChain())
+			}
+		})
+	}
+}
+
+func TestClassifyReasons(t *testing.T) {
+	subs := []Submission{
+		{Submitter: "a", StateHash: ptr("h")},
+		{Submitter: "b", StateHash: ptr("h"), Verified: ptr(false)},
+		{Submitter: "c", StateHash: ptr("h"), Verified: ptr(true), ValidationError: ptr("x")},
+		{Submitter: "d", Verified: ptr(true)},
+		{Submitter: "e", StateHash: ptr("h"), Verified: ptr(true), ValidationError: ptr("")},
+	}
+	valid, invalid := Classify(subs)
+	if len(valid) != 1 || valid[0].Submitter != "e" {
+		t.Fatalf("valid %v", valid)
+	}
+	want := map[string]int{ReasonUnverified: 1, ReasonRejected: 1, ReasonValidationError: 1, ReasonNoStateHash: 1}
+	if fmt.Sprint(invalid) != fmt.Sprint(want) {
+		t.Fatalf("invalid %v, want %v", invalid, want)
+	}
+}
+
+// randomBatch builds a messy batch: a chain with forks, duplicates, unknown
+// parents, cycles and invalid submissions.
+func randomBatch(rng *rand.Rand) ([]Submission, []ShortlistedHash) {
+	hashes := rng.IntN(30) + 1
+	var subs []Submission
+	for i := range rng.IntN(200) {
+		h := fmt.Sprint("h", rng.IntN(hashes))
+		parent := fmt.Sprint("h", rng.IntN(hashes+10))
+		if rng.IntN(10) == 0 {
+			parent = ""
+		}
+		s := sub(fmt.Sprint("bp", rng.IntN(80)), h, parent, i)
+		if rng.IntN(8) == 0 {
+			s.Verified = ptr(false)
+		}
+		subs = append(subs, s)
+	}
+	var prev []ShortlistedHash
+	for range rng.IntN(10) {
+		prev = append(prev, ShortlistedHash{StateHash: fmt.Sprint("h", rng.IntN(hashes+10)), Parent: fmt.Sprint("h", rng.IntN(hashes+10)), Weight: rng.IntN(3)})
+	}
+	return subs, prev
+}
+
+func TestScoreOrderIndependent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		subs, prev := randomBatch(rng)
+		want := Score(slices.Clone(subs), prev)
+		for range 5 {
+			s2, p2 := slices.Clone(subs), slices.Clone(prev)
+			rng.Shuffle(len(s2), func(i, j int) { s2[i], s2[j] = s2[j], s2[i] })
+			rng.Shuffle(len(p2), func(i, j int) { p2[i], p2[j] = p2[j], p2[i] })
+			got := Score(s2, p2)
+			if shortlistString(got) != shortlistString(want) || pointsString(got) != pointsString(want) || !got.EarliestValid.Equal(want.EarliestValid) {
+				t.Fatalf("shuffled input changed the result:\n%s\n%s", shortlistString(got), shortlistString(want))
+			}
+		}
+	}
+}
+
+// TestWeighIsExactMinimum compares the linear-time weights with a brute-force
+// fixed point of w(v) = min(w0(v), min over parents u of w(u)+1).
+func TestWeighIsExactMinimum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 500 {
+		subs, prev := randomBatch(rng)
+		valid, _ := Classify(subs)
+		g := buildGraph(valid, prev)
+		cons := g.consensus()
+		got := g.weigh(prev, cons)
+
+		w := make([]int, len(g.names))
+		for i := range w {
+			w[i] = Unreached
+		}
+		for _, p := range prev {
+			w[g.index[p.StateHash]] = min(w[g.index[p.StateHash]], p.Weight)
+		}
+		for i, c := range cons {
+			if c {
+				w[i] = 0
+			}
+		}
+		for changed := true; changed; {
+			changed = false
+			for u, kids := range g.children {
+				for _, v := range kids {
+					if w[u] != Unreached && w[u]+1 < w[v] {
+						w[v], changed = w[u]+1, true
+					}
+				}
+			}
+		}
+		for i := range w {
+			if w[i] > MaxWeight {
+				w[i] = Unreached
+			}
+			if w[i] != got[i] {
+				t.Fatalf("node %s: weigh %d, brute force %d", g.names[i], got[i], w[i])
+			}
+		}
+	}
+}
+
+func TestFileNameAndEpoch(t *testing.T) {
+	s := &Submission{Submitter: "B62q", SubmittedAt: time.Date(2024, 6, 5, 1, 2, 3, 0, time.UTC)}
+	if got := FileName(s); got != "2024-06-05 01:02:03-B62q" {
+		t.Errorf("FileName = %q", got)
+	}
+	s.SubmittedAt = time.Date(2024, 6, 5, 1, 2, 3, 4500, time.UTC) // 4.5µs: Postgres keeps µs
+	if got := FileName(s); got != "2024-06-05 01:02:03.000004-B62q" {
+		t.Errorf("FileName = %q", got)
+	}
+	if BlockchainEpoch(s) != nil {
+		t.Error("no created_at must give a NULL epoch")
+	}
+	s.CreatedAt = ptr(time.Date(2021, 12, 21, 10, 15, 30, 0, time.UTC)) // the original's test_blockchain_epoch
+	if got := *BlockchainEpoch(s); got != 1640081730000 {
+		t.Errorf("BlockchainEpoch = %d, want 1640081730000", got)
+	}
+}
+
+func TestWindowSplit(t *testing.T) {
+	w := Window{Start: t0, End: t0.Add(20 * time.Minute)}
+	parts := w.Split(3)
+	if len(parts) != 3 || !parts[0].Start.Equal(w.Start) || !parts[2].End.Equal(w.End) {
+		t.Fatalf("parts %v", parts)
+	}
+	for i := 1; i < len(parts); i++ {
+		if !parts[i].Start.Equal(parts[i-1].End) {
+			t.Fatalf("gap between parts %d and %d", i-1, i)
+		}
+	}
+}
