@@ -1,0 +1,113 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// LastBatch is the latest bot_logs row: the next batch starts at its end.
+type LastBatch struct {
+	ID  int64
+	End time.Time
+}
+
+// ErrNoBatch is returned by Store.LastBatch when bot_logs is empty.
+var ErrNoBatch = errors.New("bot_logs is empty: initialise the database first (coordinator init-database, or go tool mage initDatabase)")
+
+// ErrConcurrentBatch is returned by Store.CommitBatch when the latest batch
+// is no longer the one the batch was started from: someone else committed.
+var ErrConcurrentBatch = errors.New("the latest batch changed while this batch was being processed (another coordinator on this database?)")
+
+// Record is everything a batch writes, built from its scoring result.
+type Record struct {
+	Window         Window
+	ProcessingTime time.Duration // launch-to-completion time of the verifiers
+	Result         *Result
+	UptimeDays     int
+	// Copy, when not nil, are the batch's submissions (valid or not) to copy
+	// into the Postgres submissions table: Cassandra is the primary store.
+	Copy []Submission
+	// Now is the batch's created_at for points and updated_at for new nodes.
+	Now time.Time
+}
+
+// FilesProcessed is bot_logs.files_processed: the number of valid submissions.
+func (r *Record) FilesProcessed() int { return len(r.Result.Valid) }
+
+// FileTimestamp is bot_logs.file_timestamps: the earliest valid submission
+// when some submission earned a point, else the batch end.
+func (r *Record) FileTimestamp() time.Time {
+	if len(r.Result.Points) > 0 {
+		return r.Result.EarliestValid
+	}
+	return r.Window.End
+}
+
+// StateHashes returns every state hash and parent of the valid submissions,
+// distinct and sorted: the statehash rows the batch needs.
+func (r *Record) StateHashes() []string {
+	var out []string
+	for _, s := range r.Result.Valid {
+		out = append(out, *s.StateHash)
+		if s.Parent != nil && *s.Parent != "" {
+			out = append(out, *s.Parent)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Producers returns the distinct submitters of the valid submissions, sorted:
+// the nodes rows the batch needs.
+func (r *Record) Producers() []string {
+	out := make([]string, 0, len(r.Result.Valid))
+	for _, s := range r.Result.Valid {
+		out = append(out, s.Submitter)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Scoreboard describes the scoreboard update of a committed batch.
+type Scoreboard struct {
+	Surveys     int64 // batches in the scoring window
+	Scored      int64 // nodes with a score
+	Changed     int64 // nodes whose score or percentage changed
+	Incremental bool  // updated by the window's delta rather than recomputed
+}
+
+// Committed is what a committed batch reports.
+type Committed struct {
+	BotLogID   int64
+	NewNodes   int64
+	Scoreboard Scoreboard
+}
+
+// Store is the coordinator's database.
+type Store interface {
+	// LastBatch returns the latest batch, or ErrNoBatch.
+	LastBatch(ctx context.Context) (LastBatch, error)
+	// CommitBatch writes a batch in one transaction: it checks that last is
+	// still the latest batch, reads last's shortlist, calls build with it and
+	// writes the record, the scoreboard and the score history. Nothing is
+	// written when any step fails.
+	CommitBatch(ctx context.Context, last LastBatch, build func(prev []ShortlistedHash) (*Record, error)) (Committed, error)
+}
+
+// checkpointHook is called at named points of a batch; see SetCheckpointHook.
+var checkpointHook func(ctx context.Context, name string)
+
+// SetCheckpointHook installs a function called at named points of every
+// batch (between the statements of the batch transaction too). It exists for
+// fault-injection tests, which halt the process at a chosen point and kill
+// it; production never sets it. Call it before the engine starts.
+func SetCheckpointHook(f func(ctx context.Context, name string)) { checkpointHook = f }
+
+// Checkpoint marks a named point of a batch for the checkpoint hook.
+func Checkpoint(ctx context.Context, name string) {
+	if checkpointHook != nil {
+		checkpointHook(ctx, name)
+	}
+}

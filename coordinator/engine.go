@@ -1,0 +1,204 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Engine runs the survey loop: one batch after another, each verified,
+// scored and committed in one transaction.
+type Engine struct {
+	Store    Store
+	Source   SubmissionSource
+	Verifier Verifier // nil: submissions are verified by something else
+
+	Interval    time.Duration // SURVEY_INTERVAL_MINUTES
+	MiniBatches int           // MINI_BATCH_NUMBER
+	UptimeDays  int           // UPTIME_DAYS_FOR_SCORE
+	Retries     int           // RETRY_COUNT
+	// CopySubmissions copies every submission of a batch into the Postgres
+	// submissions table (Cassandra is the primary store).
+	CopySubmissions bool
+
+	// Grace is how long after a window's end the collector may still store
+	// its submissions (the original waits 2 minutes).
+	Grace time.Duration
+	// Backoff is the first retry delay; it doubles with each retry, up to
+	// MaxBackoff.
+	Backoff, MaxBackoff time.Duration
+
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
+
+	// BeforeBatch runs before each batch attempt (the application status
+	// update). Its error is logged and never stops the batch.
+	BeforeBatch func(ctx context.Context) error
+	// AfterBatch observes each committed batch (metrics, alerts).
+	AfterBatch func(ctx context.Context, s *Summary)
+	// OnFailure observes each failed attempt; final is true when the batch
+	// is abandoned after its retries.
+	OnFailure func(ctx context.Context, w Window, attempt int, err error, final bool)
+}
+
+// Summary describes one committed batch.
+type Summary struct {
+	Window       Window
+	Submissions  int
+	Result       *Result
+	Committed    Committed
+	Verification time.Duration
+	Duration     time.Duration // from the end of waiting to commit
+	Attempt      int
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.Default()
+}
+
+// Run processes batches until ctx is done (returning ctx's error), a batch
+// fails after its retries (returning that error), or, when maxBatches > 0,
+// maxBatches batches are committed (returning nil).
+func (e *Engine) Run(ctx context.Context, maxBatches int) error {
+	for n := 0; maxBatches <= 0 || n < maxBatches; n++ {
+		if _, err := e.RunBatch(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunBatch processes the next batch, retrying it up to Retries times with
+// exponential backoff. A batch that did not commit is never skipped.
+func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
+	delay := e.Backoff
+	for attempt := 0; ; attempt++ {
+		s, w, err := e.attempt(ctx, attempt)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		final := attempt >= e.Retries
+		if e.OnFailure != nil {
+			e.OnFailure(ctx, w, attempt, err, final)
+		}
+		if final {
+			return nil, fmt.Errorf("batch %s: giving up after %d attempts: %w", fmtWindow(w), attempt+1, err)
+		}
+		e.log().Error("batch failed; retrying", "window_start", w.Start, "window_end", w.End,
+			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)
+		if err := sleep(ctx, delay); err != nil {
+			return nil, err
+		}
+		delay = min(delay*2, max(e.MaxBackoff, e.Backoff))
+	}
+}
+
+func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, error) {
+	last, err := e.Store.LastBatch(ctx)
+	if err != nil {
+		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
+	}
+	w := Window{Start: last.End, End: last.End.Add(e.Interval)}
+	if wait := w.End.Add(e.Grace).Sub(e.now()); wait > 0 {
+		e.log().Info("waiting for the batch window to close", "window_start", w.Start, "window_end", w.End, "wait", wait.Round(time.Second))
+		if err := sleep(ctx, wait); err != nil {
+			return nil, w, err
+		}
+	}
+	if e.BeforeBatch != nil {
+		if err := e.BeforeBatch(ctx); err != nil {
+			e.log().Error("pre-batch step failed; continuing with the batch", "error", err)
+		}
+	}
+	began := e.now()
+	Checkpoint(ctx, "verify")
+	verifyStart := e.now()
+	if e.Verifier != nil {
+		if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
+			return nil, w, fmt.Errorf("verifying submissions: %w", err)
+		}
+	}
+	verification := e.now().Sub(verifyStart)
+
+	Checkpoint(ctx, "load")
+	subs, err := e.Source.Submissions(ctx, w)
+	if err != nil {
+		return nil, w, fmt.Errorf("loading submissions: %w", err)
+	}
+	var result *Result
+	committed, err := e.Store.CommitBatch(ctx, last, func(prev []ShortlistedHash) (*Record, error) {
+		result = Score(subs, prev)
+		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now()}
+		if e.CopySubmissions {
+			rec.Copy = subs
+		}
+		return rec, nil
+	})
+	if err != nil {
+		return nil, w, fmt.Errorf("committing the batch: %w", err)
+	}
+	Checkpoint(ctx, "committed")
+	s := &Summary{Window: w, Submissions: len(subs), Result: result, Committed: committed,
+		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
+	e.logSummary(s)
+	if e.AfterBatch != nil {
+		e.AfterBatch(ctx, s)
+	}
+	return s, w, nil
+}
+
+func (e *Engine) logSummary(s *Summary) {
+	r := s.Result
+	invalid := make([]any, 0, 2*len(r.Invalid))
+	for reason, n := range r.Invalid {
+		invalid = append(invalid, reason, n)
+	}
+	e.log().Info("batch committed",
+		"bot_log_id", s.Committed.BotLogID,
+		"window_start", s.Window.Start, "window_end", s.Window.End,
+		"submissions", s.Submissions, "valid", len(r.Valid), slog.Group("invalid", invalid...),
+		"producers", r.Submitters, "consensus_hashes", r.Consensus, "shortlisted", len(r.Shortlist),
+		"points", len(r.Points), "off_chain", r.OffChain(), "new_nodes", s.Committed.NewNodes,
+		"surveys", s.Committed.Scoreboard.Surveys, "scored_nodes", s.Committed.Scoreboard.Scored,
+		"incremental_scoreboard", s.Committed.Scoreboard.Incremental,
+		"verification_seconds", s.Verification.Seconds(), "batch_seconds", s.Duration.Seconds(), "attempt", s.Attempt+1)
+}
+
+func fmtWindow(w Window) string {
+	return w.Start.UTC().Format(time.DateTime) + " - " + w.End.UTC().Format(time.DateTime)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// IsShutdown reports whether err only says that the loop was asked to stop.
+func IsShutdown(err error) bool {
+	return errors.Is(err, context.Canceled)
+}

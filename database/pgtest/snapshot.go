@@ -1,0 +1,92 @@
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// snapshotQueries render every table of the coordinator by natural keys:
+// serial ids are replaced by what they point at (sequences are not
+// transactional, so a rolled-back batch burns ids), and columns that hold the
+// wall-clock time of a run (created_at, updated_at, processing_time) are left
+// out.
+var snapshotQueries = map[string]string{
+	"bot_logs":  `SELECT concat_ws('|', batch_start_epoch, batch_end_epoch, files_processed, file_timestamps) FROM bot_logs`,
+	"statehash": `SELECT value FROM statehash`,
+	"bot_logs_statehash": `SELECT concat_ws('|', b.batch_end_epoch, s.value, coalesce(p.value, '-'), bs.weight)
+		FROM bot_logs_statehash bs JOIN bot_logs b ON b.id = bs.bot_log_id JOIN statehash s ON s.id = bs.statehash_id
+		LEFT JOIN statehash p ON p.id = bs.parent_statehash_id`,
+	"nodes": `SELECT concat_ws('|', block_producer_key, coalesce(score::text, 'NULL'), coalesce(score_percent::text, 'NULL'),
+		discord_id, email_id, application_status) FROM nodes`,
+	"points": `SELECT concat_ws('|', b.batch_end_epoch, n.block_producer_key, s.value, p.file_name, p.file_timestamps,
+		p.blockchain_epoch, p.blockchain_height, p.amount)
+		FROM points p JOIN bot_logs b ON b.id = p.bot_log_id JOIN nodes n ON n.id = p.node_id JOIN statehash s ON s.id = p.statehash_id`,
+	"points_summary": `SELECT concat_ws('|', b.batch_end_epoch, n.block_producer_key)
+		FROM points_summary ps JOIN bot_logs b ON b.id = ps.bot_log_id JOIN nodes n ON n.id = ps.node_id`,
+	"score_history": `SELECT concat_ws('|', n.block_producer_key, h.score_at, h.score, h.score_percent)
+		FROM score_history h JOIN nodes n ON n.id = h.node_id`,
+	"submissions": `SELECT concat_ws('|', submitted_at_date, submitted_at, submitter, created_at, block_hash, remote_addr,
+		peer_id, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot, validation_error, verified)
+		FROM submissions`,
+}
+
+// Snapshot is the content of a coordinator database, table by table, each
+// as sorted rows.
+type Snapshot map[string][]string
+
+// TakeSnapshot reads the database behind pool.
+func TakeSnapshot(t testing.TB, pool *pgxpool.Pool) Snapshot {
+	t.Helper()
+	snap := Snapshot{}
+	for table, q := range snapshotQueries {
+		rows, err := pool.Query(context.Background(), q)
+		if err != nil {
+			t.Fatalf("snapshot of %s: %v", table, err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatalf("snapshot of %s: %v", table, err)
+			}
+			snap[table] = append(snap[table], s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("snapshot of %s: %v", table, err)
+		}
+		slices.Sort(snap[table])
+	}
+	return snap
+}
+
+// Diff describes how b differs from a ("" when equal), a few rows per table.
+func (a Snapshot) Diff(b Snapshot) string {
+	var out []string
+	for table := range snapshotQueries {
+		x, y := a[table], b[table]
+		if slices.Equal(x, y) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %d rows vs %d rows", table, len(x), len(y)))
+		shown := 0
+		for _, r := range x {
+			if !slices.Contains(y, r) && shown < 3 {
+				out = append(out, "  - "+r)
+				shown++
+			}
+		}
+		shown = 0
+		for _, r := range y {
+			if !slices.Contains(x, r) && shown < 3 {
+				out = append(out, "  + "+r)
+				shown++
+			}
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,318 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+)
+
+// batchLockKey serialises batch transactions on one database (an
+// transaction-level advisory lock): two writers never interleave.
+const batchLockKey = 0x7570_7469_6d65 // "uptime"
+
+// Store is the coordinator's Postgres database: the batch store and, when
+// the collector writes to Postgres, the submission source.
+type Store struct {
+	Pool *pgxpool.Pool
+}
+
+var (
+	_ coordinator.Store            = (*Store)(nil)
+	_ coordinator.SubmissionSource = (*Store)(nil)
+)
+
+// LastBatch returns the bot_logs row with the largest batch_end_epoch.
+func (s *Store) LastBatch(ctx context.Context) (coordinator.LastBatch, error) {
+	return lastBatch(ctx, s.Pool)
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func lastBatch(ctx context.Context, q querier) (coordinator.LastBatch, error) {
+	var id, end int64
+	err := q.QueryRow(ctx, `SELECT id, batch_end_epoch FROM bot_logs
+		WHERE batch_end_epoch IS NOT NULL ORDER BY batch_end_epoch DESC, id DESC LIMIT 1`).Scan(&id, &end)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return coordinator.LastBatch{}, coordinator.ErrNoBatch
+	}
+	if err != nil {
+		return coordinator.LastBatch{}, fmt.Errorf("reading the latest bot_logs row: %w", err)
+	}
+	return coordinator.LastBatch{ID: id, End: time.Unix(end, 0).UTC()}, nil
+}
+
+// Submissions returns the submissions with submitted_at in [w.Start, w.End),
+// ordered by submitted_at and submitter. snark_work is not read: scoring does
+// not need it.
+func (s *Store) Submissions(ctx context.Context, w coordinator.Window) ([]coordinator.Submission, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT submitted_at_date, submitted_at, submitter, created_at, block_hash, remote_addr,
+		peer_id, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot, validation_error, verified
+		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`,
+		w.Start.UTC(), w.End.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("reading submissions: %w", err)
+	}
+	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (coordinator.Submission, error) {
+		var c coordinator.Submission
+		var height, slot *int32
+		err := row.Scan(&c.SubmittedAtDate, &c.SubmittedAt, &c.Submitter, &c.CreatedAt, &c.BlockHash, &c.RemoteAddr,
+			&c.PeerID, &c.GraphQLControlPort, &c.BuiltWithCommitSHA, &c.StateHash, &c.Parent, &height, &slot,
+			&c.ValidationError, &c.Verified)
+		c.Height, c.Slot = widen(height), widen(slot)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading submissions: %w", err)
+	}
+	return subs, nil
+}
+
+func widen(v *int32) *int64 {
+	if v == nil {
+		return nil
+	}
+	w := int64(*v)
+	return &w
+}
+
+// CommitBatch writes a batch in one transaction; see coordinator.Store.
+func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
+	var out coordinator.Committed
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
+			return fmt.Errorf("taking the batch lock: %w", err)
+		}
+		latest, err := lastBatch(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if latest != last {
+			return fmt.Errorf("%w: expected bot_logs %d ending %s, found %d ending %s", coordinator.ErrConcurrentBatch,
+				last.ID, last.End.Format(time.DateTime), latest.ID, latest.End.Format(time.DateTime))
+		}
+		prev, err := shortlist(ctx, tx, last.ID)
+		if err != nil {
+			return err
+		}
+		rec, err := build(prev)
+		if err != nil {
+			return err
+		}
+		out, err = write(ctx, tx, rec)
+		return err
+	})
+	return out, err
+}
+
+// shortlist reads a batch's bot_logs_statehash rows.
+func shortlist(ctx context.Context, tx pgx.Tx, botLogID int64) ([]coordinator.ShortlistedHash, error) {
+	rows, err := tx.Query(ctx, `SELECT s.value, coalesce(p.value, ''), b.weight
+		FROM bot_logs_statehash b JOIN statehash s ON s.id = b.statehash_id
+		LEFT JOIN statehash p ON p.id = b.parent_statehash_id
+		WHERE b.bot_log_id = $1 AND s.value IS NOT NULL`, botLogID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the previous batch's shortlist: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (coordinator.ShortlistedHash, error) {
+		var h coordinator.ShortlistedHash
+		err := row.Scan(&h.StateHash, &h.Parent, &h.Weight)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the previous batch's shortlist: %w", err)
+	}
+	return out, nil
+}
+
+func write(ctx context.Context, tx pgx.Tx, rec *coordinator.Record) (coordinator.Committed, error) {
+	var out coordinator.Committed
+	coordinator.Checkpoint(ctx, "tx_begin")
+	if rec.Copy != nil {
+		if err := copySubmissions(ctx, tx, rec.Copy); err != nil {
+			return out, err
+		}
+		coordinator.Checkpoint(ctx, "tx_copied")
+	}
+
+	hashes := rec.StateHashes()
+	if _, err := tx.Exec(ctx, `INSERT INTO statehash (value)
+		SELECT v FROM unnest($1::text[]) AS u(v)
+		WHERE NOT EXISTS (SELECT 1 FROM statehash s WHERE s.value = u.v) ORDER BY v
+		ON CONFLICT (value) DO NOTHING`, hashes); err != nil {
+		return out, fmt.Errorf("inserting state hashes: %w", err)
+	}
+	hashIDs, err := idMap(ctx, tx, `SELECT value, id FROM statehash WHERE value = ANY($1::text[])`, hashes)
+	if err != nil {
+		return out, fmt.Errorf("reading state hash ids: %w", err)
+	}
+	coordinator.Checkpoint(ctx, "tx_statehash")
+
+	producers := rec.Producers()
+	tag, err := tx.Exec(ctx, `INSERT INTO nodes (block_producer_key, updated_at)
+		SELECT k, $2 FROM unnest($1::text[]) AS u(k)
+		WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.block_producer_key = u.k) ORDER BY k`, producers, rec.Now)
+	if err != nil {
+		return out, fmt.Errorf("inserting nodes: %w", err)
+	}
+	out.NewNodes = tag.RowsAffected()
+	// A database the original wrote may hold a key twice: use its first row.
+	nodeIDs, err := idMap(ctx, tx, `SELECT DISTINCT ON (block_producer_key) block_producer_key, id FROM nodes
+		WHERE block_producer_key = ANY($1::text[]) ORDER BY block_producer_key, id`, producers)
+	if err != nil {
+		return out, fmt.Errorf("reading node ids: %w", err)
+	}
+	coordinator.Checkpoint(ctx, "tx_nodes")
+
+	w := rec.Window
+	if err := tx.QueryRow(ctx, `INSERT INTO bot_logs (files_processed, file_timestamps, batch_start_epoch, batch_end_epoch, processing_time)
+		VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+		rec.FilesProcessed(), rec.FileTimestamp().UTC(), w.Start.Unix(), w.End.Unix(), rec.ProcessingTime.Seconds()).Scan(&out.BotLogID); err != nil {
+		return out, fmt.Errorf("inserting bot_logs: %w", err)
+	}
+	coordinator.Checkpoint(ctx, "tx_bot_logs")
+
+	sl := rec.Result.Shortlist
+	parents, ids, weights := make([]*int64, len(sl)), make([]int64, len(sl)), make([]int32, len(sl))
+	for i, h := range sl {
+		ids[i] = hashIDs[h.StateHash]
+		weights[i] = int32(h.Weight)
+		if h.Parent != "" {
+			if p, ok := hashIDs[h.Parent]; ok {
+				parents[i] = &p
+			}
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO bot_logs_statehash (parent_statehash_id, statehash_id, weight, bot_log_id)
+		SELECT p, s, w, $4 FROM unnest($1::int8[], $2::int8[], $3::int4[]) AS u(p, s, w)`, parents, ids, weights, out.BotLogID); err != nil {
+		return out, fmt.Errorf("inserting bot_logs_statehash: %w", err)
+	}
+	coordinator.Checkpoint(ctx, "tx_shortlist")
+
+	points := rec.Result.Points
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"points"},
+		[]string{"file_name", "file_timestamps", "blockchain_epoch", "blockchain_height", "amount", "created_at", "node_id", "bot_log_id", "statehash_id"},
+		pgx.CopyFromSlice(len(points), func(i int) ([]any, error) {
+			p := points[i].Submission
+			return []any{coordinator.FileName(p), p.SubmittedAt.UTC(), coordinator.BlockchainEpoch(p), p.Height, int32(1),
+				rec.Now, nodeIDs[p.Submitter], out.BotLogID, hashIDs[points[i].StateHash]}, nil
+		}))
+	if err != nil {
+		return out, fmt.Errorf("inserting points: %w", err)
+	}
+	if int(n) != len(points) {
+		return out, fmt.Errorf("inserting points: copied %d of %d rows", n, len(points))
+	}
+	coordinator.Checkpoint(ctx, "tx_points")
+
+	out.Scoreboard, err = updateScoreboard(ctx, tx, w, rec.UptimeDays)
+	if err != nil {
+		return out, err
+	}
+	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	return out, nil
+}
+
+func idMap(ctx context.Context, tx pgx.Tx, sql string, keys []string) (map[string]int64, error) {
+	rows, err := tx.Query(ctx, sql, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := make(map[string]int64, len(keys))
+	for rows.Next() {
+		var k string
+		var id int64
+		if err := rows.Scan(&k, &id); err != nil {
+			return nil, err
+		}
+		m[k] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(m) != len(keys) {
+		return nil, fmt.Errorf("found %d of %d rows", len(m), len(keys))
+	}
+	return m, nil
+}
+
+// copySubmissions upserts submissions into the submissions table by its
+// unique (submitter, submitted_at) index, so a re-run inserts nothing twice.
+func copySubmissions(ctx context.Context, tx pgx.Tx, subs []coordinator.Submission) error {
+	if len(subs) == 0 {
+		return nil
+	}
+	n := len(subs)
+	var (
+		dates, at, created                 = make([]time.Time, n), make([]time.Time, n), make([]*time.Time, n)
+		submitters                         = make([]string, n)
+		blockHash, remote, peer, commit    = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		stateHash, parent, validationError = make([]*string, n), make([]*string, n), make([]*string, n)
+		ports, heights, slots              = make([]*int32, n), make([]*int64, n), make([]*int64, n)
+		snark                              = make([][]byte, n)
+		verified                           = make([]*bool, n)
+	)
+	for i, s := range subs {
+		dates[i], at[i], created[i], submitters[i] = s.SubmittedAtDate, s.SubmittedAt.UTC(), s.CreatedAt, s.Submitter
+		if dates[i].IsZero() {
+			dates[i] = s.SubmittedAt.UTC().Truncate(24 * time.Hour)
+		}
+		blockHash[i], remote[i], peer[i], commit[i] = s.BlockHash, s.RemoteAddr, s.PeerID, s.BuiltWithCommitSHA
+		stateHash[i], parent[i], validationError[i] = s.StateHash, s.Parent, s.ValidationError
+		ports[i], heights[i], slots[i], snark[i], verified[i] = s.GraphQLControlPort, s.Height, s.Slot, s.SnarkWork, s.Verified
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO submissions (submitted_at_date, submitted_at, submitter, created_at, block_hash,
+		remote_addr, peer_id, snark_work, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot,
+		validation_error, verified)
+		SELECT * FROM unnest($1::date[], $2::timestamp[], $3::text[], $4::timestamp[], $5::text[], $6::text[], $7::text[],
+			$8::bytea[], $9::int4[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::int4[], $15::text[], $16::bool[])
+		ON CONFLICT (submitter, submitted_at) DO UPDATE SET state_hash = EXCLUDED.state_hash, parent = EXCLUDED.parent,
+			height = EXCLUDED.height, slot = EXCLUDED.slot, validation_error = EXCLUDED.validation_error, verified = EXCLUDED.verified`,
+		dates, at, submitters, created, blockHash, remote, peer, snark, ports, commit, stateHash, parent, heights, slots, validationError, verified)
+	if err != nil {
+		return fmt.Errorf("copying %d submissions into postgres: %w", n, err)
+	}
+	return nil
+}
+
+// InsertSubmissions stores submissions as the collector does (COPY into the
+// submissions table). Tests, benchmarks and the demo use it to stand in for
+// the collector.
+func InsertSubmissions(ctx context.Context, pool *pgxpool.Pool, subs []coordinator.Submission) (int64, error) {
+	n, err := pool.CopyFrom(ctx, pgx.Identifier{"submissions"},
+		[]string{"submitted_at_date", "submitted_at", "submitter", "created_at", "block_hash", "remote_addr", "peer_id",
+			"snark_work", "graphql_control_port", "built_with_commit_sha", "state_hash", "parent", "height", "slot",
+			"validation_error", "verified"},
+		pgx.CopyFromSlice(len(subs), func(i int) ([]any, error) {
+			s := subs[i]
+			var height, slot *int32
+			if s.Height != nil {
+				h := int32(*s.Height)
+				height = &h
+			}
+			if s.Slot != nil {
+				v := int32(*s.Slot)
+				slot = &v
+			}
+			var created *time.Time
+			if s.CreatedAt != nil {
+				c := s.CreatedAt.UTC()
+				created = &c
+			}
+			return []any{s.SubmittedAtDate, s.SubmittedAt.UTC(), s.Submitter, created, s.BlockHash, s.RemoteAddr, s.PeerID,
+				s.SnarkWork, s.GraphQLControlPort, s.BuiltWithCommitSHA, s.StateHash, s.Parent, height, slot,
+				s.ValidationError, s.Verified}, nil
+		}))
+	if err != nil {
+		return n, fmt.Errorf("inserting submissions: %w", err)
+	}
+	return n, nil
+}
