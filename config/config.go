@@ -145,16 +145,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	c.WorkerMode = strings.ToLower(l.oneOf("WORKER_MODE", false, WorkerKubernetes, WorkerProcess, WorkerNone))
 
-	c.Postgres = Postgres{
-		Host:       l.required("POSTGRES_HOST", "a host name or address"),
-		Port:       l.integer("POSTGRES_PORT", 1, 65535),
-		DB:         l.required("POSTGRES_DB", "a database name"),
-		User:       l.required("POSTGRES_USER", "a user name"),
-		Password:   l.str("POSTGRES_PASSWORD"),
-		SSLMode:    l.oneOf("POSTGRES_SSLMODE", true, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
-		ROUser:     l.str("POSTGRES_RO_USER"),
-		ROPassword: l.str("POSTGRES_RO_PASSWORD"),
-	}
+	c.Postgres = l.postgres()
 
 	c.WorkerImage = l.str("WORKER_IMAGE")
 	c.WorkerTag = l.str("WORKER_TAG")
@@ -501,4 +492,28 @@ func (p Postgres) ConnString(db string) string {
 		b.WriteByte('\'')
 	}
 	return b.String()
+}
+
+// LoadPostgres reads and validates only the Postgres variables: what the
+// database tasks need.
+func LoadPostgres(lookup func(string) (string, bool)) (Postgres, error) {
+	l := &loader{lookup: lookup, raw: map[string]string{}, defaults: map[string]string{}}
+	p := l.postgres()
+	if len(l.errs) > 0 {
+		return Postgres{}, &Error{Problems: l.errs}
+	}
+	return p, nil
+}
+
+func (l *loader) postgres() Postgres {
+	return Postgres{
+		Host:       l.required("POSTGRES_HOST", "a host name or address"),
+		Port:       l.integer("POSTGRES_PORT", 1, 65535),
+		DB:         l.required("POSTGRES_DB", "a database name"),
+		User:       l.required("POSTGRES_USER", "a user name"),
+		Password:   l.str("POSTGRES_PASSWORD"),
+		SSLMode:    l.oneOf("POSTGRES_SSLMODE", true, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+		ROUser:     l.str("POSTGRES_RO_USER"),
+		ROPassword: l.str("POSTGRES_RO_PASSWORD"),
+	}
 }

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coordinator-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "coordinator")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the coordinator: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := pgtest.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const batches = 5
+
+var netStart = time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+
+// seeded returns a fresh database holding the same verified submissions and
+// starting bot_logs row.
+func seeded(t *testing.T) config.Postgres {
+	t.Helper()
+	cfg := pgtest.NewDatabase(t)
+	pool := pgtest.Pool(t, cfg)
+	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: 150, Start: netStart, Duration: batches * 20 * time.Minute})
+	ctx := context.Background()
+	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func coordinatorCmd(cfg config.Postgres, extraEnv []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = os.TempDir() // no stray .env
+	cmd.Env = append(append(pgtest.Env(cfg), "WORKER_MODE=none", "IGNORE_APPLICATION_STATUS=1", "METRICS_ADDR=",
+		"SURVEY_INTERVAL_MINUTES=20", "PATH="+os.Getenv("PATH")), extraEnv...)
+	return cmd
+}
+
+func runCoordinator(t *testing.T, cfg config.Postgres, args ...string) {
+	t.Helper()
+	out, err := coordinatorCmd(cfg, nil, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("coordinator %v: %v\n%s", args, err, out)
+	}
+}
+
+func committed(t *testing.T, cfg config.Postgres) int {
+	t.Helper()
+	var n int
+	if err := pgtest.Pool(t, cfg).QueryRow(context.Background(), `SELECT count(*) FROM bot_logs WHERE files_processed > -1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// reference is the database of an uninterrupted run.
+func reference(t *testing.T) pgtest.Snapshot {
+	t.Helper()
+	cfg := seeded(t)
+	runCoordinator(t, cfg, "run", "--batches", fmt.Sprint(batches))
+	if n := committed(t, cfg); n != batches {
+		t.Fatalf("uninterrupted run committed %d batches, want %d", n, batches)
+	}
+	return pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
+}
+
+// haltAndKill starts the coordinator so that it halts at point, waits for
+// it to get there and kills it with SIGKILL.
+func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
+	t.Helper()
+	cmd := coordinatorCmd(cfg, []string{"COORDINATOR_HALT_AT=" + point}, "run", "--batches", fmt.Sprint(batches))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	halted := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "HALT ") {
+				halted <- true
+				break
+			}
+		}
+		halted <- false
+	}()
+	select {
+	case ok := <-halted:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("coordinator never reached %s:\n%s", point, stdout.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("coordinator did not reach %s within 60s", point)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+}
+
+func TestCrashSafety(t *testing.T) {
+	want := reference(t)
+	points := []string{"verify", "load", "tx_begin", "tx_statehash", "tx_nodes", "tx_bot_logs", "tx_shortlist",
+		"tx_points", "tx_scores", "tx_scoreboard", "committed"}
+	for _, name := range points {
+		for _, nth := range []int{1, 3} {
+			point := fmt.Sprintf("%s#%d", name, nth)
+			t.Run(point, func(t *testing.T) {
+				t.Parallel()
+				cfg := seeded(t)
+				haltAndKill(t, cfg, point)
+				before := committed(t, cfg)
+				wantBefore := nth - 1
+				if name == "committed" {
+					wantBefore = nth // killed just after the commit
+				}
+				if before != wantBefore {
+					t.Errorf("after the kill at %s: %d batches committed, want %d", point, before, wantBefore)
+				}
+				runCoordinator(t, cfg, "run", "--batches", fmt.Sprint(batches-before))
+				if d := want.Diff(pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))); d != "" {
+					t.Fatalf("database after a kill at %s differs from an uninterrupted run:\n%s", point, d)
+				}
+			})
+		}
+	}
+}
+
+func TestCrashSafetyRepeatedKills(t *testing.T) {
+	t.Parallel()
+	want := reference(t)
+	cfg := seeded(t)
+	// Kill the same run again and again, each time deeper into its work.
+	for i, point := range []string{"tx_points#1", "tx_bot_logs#2", "tx_scores#1", "tx_statehash#2", "load#1"} {
+		haltAndKill(t, cfg, point)
+		if n := committed(t, cfg); n > batches {
+			t.Fatalf("kill %d: %d batches committed", i, n)
+		}
+	}
+	runCoordinator(t, cfg, "run", "--batches", fmt.Sprint(batches-committed(t, cfg)))
+	if d := want.Diff(pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))); d != "" {
+		t.Fatalf("database after repeated kills differs from an uninterrupted run:\n%s", d)
+	}
+}
+
+func TestRestartIndependence(t *testing.T) {
+	t.Parallel()
+	want := reference(t)
+	cfg := seeded(t)
+	for range batches {
+		runCoordinator(t, cfg, "run", "--batches", "1")
+	}
+	if d := want.Diff(pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))); d != "" {
+		t.Fatalf("a run restarted after every batch differs from a continuous run:\n%s", d)
+	}
+}
+
+func TestSignalStopsPromptly(t *testing.T) {
+	t.Parallel()
+	cfg := seeded(t)
+	// Halt inside the second batch's transaction, then ask politely.
+	cmd := coordinatorCmd(cfg, []string{"COORDINATOR_HALT_AT=tx_points#2"}, "run")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "HALT ") {
+	}
+	go func() { // drain
+		for sc.Scan() {
+		}
+	}()
+	began := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("no exit within 10s of SIGTERM")
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("took %v to stop", took)
+	}
+	if n := committed(t, cfg); n != 1 {
+		t.Errorf("%d batches committed, want 1: the interrupted second batch must be rolled back", n)
+	}
+
+	// And while waiting for a window that has not ended yet.
+	cfg2 := pgtest.NewDatabase(t)
+	if err := postgres.InitDatabase(context.Background(), pgtest.Pool(t, cfg2), time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	cmd = coordinatorCmd(cfg2, nil, "run")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "waiting for the batch window to close") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	began = time.Now()
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGINT while waiting: %v\n%s", err, out.String())
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("took %v to stop while waiting", took)
+	}
+}
+
+func TestConfigurationErrorsExitTwo(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(binary, "run")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"SURVEY_INTERVAL_MINUTES=soon", "POSTGRES_PASSWORD=hunter2", "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want 2\n%s", err, out)
+	}
+	for _, want := range []string{"SURVEY_INTERVAL_MINUTES: invalid value", "POSTGRES_HOST: missing", "WORKER_IMAGE: missing"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "hunter2") {
+		t.Errorf("output leaks the password:\n%s", out)
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+)
+
+func run(ctx context.Context, batches int, stdout io.Writer) error {
+	if err := config.LoadDotEnv(""); err != nil {
+		return err
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	slog.SetDefault(log)
+	log.Info("coordinator starting", "config", cfg)
+	installHaltHook(os.Getenv("COORDINATOR_HALT_AT"))
+
+	conn := cfg.Postgres.ConnString("")
+	res, err := postgres.Migrate(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if len(res.Applied) > 0 {
+		log.Info("schema migrated", "applied", res.Applied, "version", res.Current)
+	}
+	release, err := postgres.Lock(ctx, conn, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	defer release()
+	pool, err := postgres.Open(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := &postgres.Store{Pool: pool}
+
+	source, closeSource, err := newSource(ctx, cfg, store)
+	if err != nil {
+		return err
+	}
+	defer closeSource()
+	verifier, err := newVerifier(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
+	eng := &coordinator.Engine{
+		Store: store, Source: source, Verifier: verifier,
+		Interval: cfg.SurveyInterval, MiniBatches: cfg.MiniBatchNumber, UptimeDays: cfg.UptimeDays,
+		Retries: cfg.RetryCount, CopySubmissions: cfg.SubmissionStorage == config.StorageCassandra,
+		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
+		Logger: log,
+	}
+	err = eng.Run(ctx, batches)
+	if coordinator.IsShutdown(err) {
+		log.Info("coordinator stopped by signal; an uncommitted batch was rolled back")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("coordinator finished", "batches", batches)
+	return nil
+}
+
+func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (coordinator.SubmissionSource, func(), error) {
+	switch cfg.SubmissionStorage {
+	case config.StoragePostgres:
+		return store, func() {}, nil
+	default:
+		return nil, nil, fmt.Errorf("SUBMISSION_STORAGE=%s is not supported by this build", cfg.SubmissionStorage)
+	}
+}
+
+func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger) (coordinator.Verifier, error) {
+	switch cfg.WorkerMode {
+	case config.WorkerNone:
+		log.Info("WORKER_MODE=none: submissions are verified by something else; the coordinator only scores")
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("WORKER_MODE=%s is not supported by this build", cfg.WorkerMode)
+	}
+}
+
+// installHaltHook implements COORDINATOR_HALT_AT=name#n, a fault-injection
+// aid for the crash tests: at the n-th time the batch reaches checkpoint
+// name, the process prints "HALT name n" to stderr and blocks until killed
+// (or until a signal stops it, which then abandons the batch).
+func installHaltHook(spec string) {
+	if spec == "" {
+		return
+	}
+	name, nth, _ := strings.Cut(spec, "#")
+	want, err := strconv.Atoi(nth)
+	if err != nil || want < 1 {
+		want = 1
+	}
+	var mu sync.Mutex
+	seen := 0
+	coordinator.SetCheckpointHook(func(ctx context.Context, point string) {
+		if point != name {
+			return
+		}
+		mu.Lock()
+		seen++
+		hit := seen == want
+		mu.Unlock()
+		if hit {
+			fmt.Fprintf(os.Stderr, "HALT %s %d\n", name, want)
+			<-ctx.Done() // wait to be killed, or to be stopped by a signal
+		}
+	})
+}
