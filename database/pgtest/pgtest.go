@@ -351,7 +351,8 @@ func (c *Cluster) Stop() {
 }
 
 func startCluster() (config.Postgres, func(), error) {
-	c, err := StartCluster(false)
+	// Benchmarks set PGTEST_DURABLE=1 to measure with fsync on, as in production.
+	c, err := StartCluster(os.Getenv("PGTEST_DURABLE") == "1")
 	if err != nil {
 		return config.Postgres{}, nil, err
 	}

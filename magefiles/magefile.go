@@ -1,0 +1,96 @@
+//go:build mage
+
+// Database tasks, tests and benchmarks of the uptime validator coordinator.
+// Run them without installing mage: go tool mage <target>. The database
+// targets read POSTGRES_* from the environment or a .env file.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/delegation-program/uptime-coordinator/internal/tasks"
+)
+
+// CreateDatabase creates POSTGRES_DB if missing and applies the schema migrations (idempotent).
+func CreateDatabase(ctx context.Context) error {
+	cfg, err := tasks.Postgres()
+	if err != nil {
+		return err
+	}
+	return tasks.CreateDatabase(ctx, cfg, os.Stdout)
+}
+
+// InitDatabase inserts the starting bot_logs row. Environment: BATCH_END_EPOCH (unix seconds or "YYYY-MM-DD HH:MM:SS" UTC; default now), MINS_AGO (start N minutes ago instead), OVERRIDE_EMPTY=1 (insert even when bot_logs has rows).
+func InitDatabase(ctx context.Context) error {
+	cfg, err := tasks.Postgres()
+	if err != nil {
+		return err
+	}
+	var minsAgo *int
+	if s := os.Getenv("MINS_AGO"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("MINS_AGO: invalid value %q; expected a whole number of minutes", s)
+		}
+		minsAgo = &n
+	}
+	override := os.Getenv("OVERRIDE_EMPTY") == "1" || os.Getenv("OVERRIDE_EMPTY") == "true"
+	return tasks.InitDatabase(ctx, cfg, os.Getenv("BATCH_END_EPOCH"), minsAgo, override, os.Stdout)
+}
+
+// DropDatabase drops POSTGRES_DB.
+func DropDatabase(ctx context.Context) error {
+	cfg, err := tasks.Postgres()
+	if err != nil {
+		return err
+	}
+	return tasks.DropDatabase(ctx, cfg, os.Stdout)
+}
+
+// CreateROUser creates POSTGRES_RO_USER (password POSTGRES_RO_PASSWORD) with CONNECT, USAGE and SELECT on every table, now and later (idempotent).
+func CreateROUser(ctx context.Context) error {
+	cfg, err := tasks.Postgres()
+	if err != nil {
+		return err
+	}
+	return tasks.CreateROUser(ctx, cfg, os.Stdout)
+}
+
+// Cleanup deletes data older than <days> days: go tool mage cleanup 180.
+func Cleanup(ctx context.Context, days int) error {
+	cfg, err := tasks.Postgres()
+	if err != nil {
+		return err
+	}
+	return tasks.Cleanup(ctx, cfg, days, os.Stdout)
+}
+
+// Test runs the whole test suite, as CI does: go vet, then every test against real PostgreSQL (a throwaway cluster from the system's binaries unless TEST_DATABASE_URL is set).
+func Test() error {
+	if err := sh("go", "vet", "./..."); err != nil {
+		return err
+	}
+	return sh("go", "test", "-count=1", "-timeout", "60m", "./...")
+}
+
+// Bench runs the benchmarks against a durable throwaway PostgreSQL: scoring alone and a whole batch at 200, 1,000 and 10,000 producers, then a day of batches (BENCH_DAY_PRODUCERS, default 1000) for the history-growth trend.
+func Bench() error {
+	os.Setenv("PGTEST_DURABLE", "1")
+	if err := sh("go", "test", "-run", "^$", "-bench", "Score", "-benchtime", "20x", "./coordinator/"); err != nil {
+		return err
+	}
+	return sh("go", "test", "-run", "^$", "-bench", "Batch|Day", "-benchtime", "5x", "-timeout", "60m", "./database/postgres/")
+}
+
+func sh(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %v: %w", name, args, err)
+	}
+	return nil
+}
