@@ -48,6 +48,16 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 	defer pool.Close()
 	store := &postgres.Store{Pool: pool}
+	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
+	if err != nil {
+		return err
+	}
+	store.BulkPoints = bulk
+	if bulk {
+		log.Info("points are written with the bulk path (COPY without per-row trigger and foreign-key overhead)")
+	} else {
+		log.Info("points are written row-checked (slower at large batches)", "reason", why)
+	}
 
 	source, closeSource, err := newSource(ctx, cfg, store)
 	if err != nil {

@@ -36,7 +36,14 @@ func benchEngine(b *testing.B, producers, batches int) *coordinator.Engine {
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 		b.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !bulk {
+		b.Logf("bulk points path off: %s", why)
+	}
+	store := &postgres.Store{Pool: pool, BulkPoints: bulk && os.Getenv("BENCH_PLAIN_POINTS") != "1"}
 	return &coordinator.Engine{Store: store, Source: store, Interval: benchInterval, MiniBatches: 5, UptimeDays: 90,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }

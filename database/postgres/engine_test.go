@@ -164,6 +164,15 @@ func (m *model) scores() map[string]string {
 
 func TestEngineEndToEnd(t *testing.T) {
 	t.Parallel()
+	for _, bulk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bulk_points=%v", bulk), func(t *testing.T) {
+			t.Parallel()
+			testEngineEndToEnd(t, bulk)
+		})
+	}
+}
+
+func testEngineEndToEnd(t *testing.T, bulk bool) {
 	ctx := context.Background()
 	cfg := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, cfg)
@@ -178,7 +187,10 @@ func TestEngineEndToEnd(t *testing.T) {
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	if ok, why, err := postgres.CanBulkWritePoints(ctx, pool); err != nil || (bulk && !ok) {
+		t.Fatalf("bulk points path unavailable to the test's superuser: %v %s", err, why)
+	}
+	store := &postgres.Store{Pool: pool, BulkPoints: bulk}
 	eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 1,
 		Retries: 0, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
@@ -201,6 +213,22 @@ func TestEngineEndToEnd(t *testing.T) {
 		if wantIncremental := i != 0 && i != 13; s.Committed.Scoreboard.Incremental != wantIncremental {
 			t.Errorf("batch %d: incremental scoreboard %v, want %v", i, s.Committed.Scoreboard.Incremental, wantIncremental)
 		}
+	}
+	// Every reference is intact: the fast path skips the foreign-key checks.
+	for _, q := range []string{
+		`SELECT count(*) FROM points p WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = p.node_id)
+			OR NOT EXISTS (SELECT 1 FROM statehash s WHERE s.id = p.statehash_id) OR NOT EXISTS (SELECT 1 FROM bot_logs b WHERE b.id = p.bot_log_id)`,
+		`SELECT count(*) FROM (SELECT DISTINCT bot_log_id, node_id FROM points EXCEPT SELECT bot_log_id, node_id FROM points_summary) x`,
+		`SELECT count(*) FROM (SELECT bot_log_id, node_id FROM points_summary EXCEPT SELECT bot_log_id, node_id FROM points) x`,
+	} {
+		var n int
+		if err := pool.QueryRow(ctx, q).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s = %d (%v), want 0", q, n, err)
+		}
+	}
+	var setting string
+	if err := pool.QueryRow(ctx, `SHOW session_replication_role`).Scan(&setting); err != nil || setting != "origin" {
+		t.Errorf("session_replication_role = %q after the batches (%v), want origin", setting, err)
 	}
 	// The data must have exercised what it is meant to: forks off the
 	// chain, producers that lost every point of the window.
