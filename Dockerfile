@@ -1,0 +1,26 @@
+# The uptime validator coordinator: one static binary on a distroless base.
+# Build reproducibly: the same source and Go version give the same binary
+# (-trimpath, no VCS stamp, no build id).
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w -buildid=" \
+      -o /out/coordinator ./cmd/coordinator
+# CA bundle for AWS Keyspaces (Amazon Trust Services roots and the Starfield
+# Class 2 root the original shipped), from Debian's ca-certificates.
+RUN mkdir -p /out/certs && cd /usr/share/ca-certificates/mozilla && \
+    cat Amazon_Root_CA_1.crt Amazon_Root_CA_2.crt Amazon_Root_CA_3.crt Amazon_Root_CA_4.crt \
+        Starfield_Class_2_CA.crt Starfield_Services_Root_Certificate_Authority_-_G2.crt \
+        > /out/certs/keyspaces-ca.pem
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/coordinator /usr/local/bin/coordinator
+COPY --from=build /out/certs/keyspaces-ca.pem /etc/ssl/keyspaces/keyspaces-ca.pem
+ENV SSL_CERTFILE=/etc/ssl/keyspaces/keyspaces-ca.pem
+USER nonroot:nonroot
+EXPOSE 8080
+# Database tasks: docker run IMAGE coordinator create-database (init-database, ...)
+CMD ["coordinator", "run"]
