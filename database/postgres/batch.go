@@ -26,7 +26,8 @@ type Store struct {
 }
 
 // CanBulkWritePoints reports whether points can be written with the fast
-// path, and why not. The fast path COPYs the points with
+// path, and why not. The fast path COPYs the points (and appends
+// score_history) with
 // session_replication_role = replica, which skips the per-row foreign-key
 // checks and the per-row points_summary trigger (together about 95% of the
 // cost of writing 36,000 points), and then writes exactly the rows they
@@ -35,8 +36,8 @@ type Store struct {
 // points_summary gets one row per (batch, node) in one INSERT. It needs a
 // role allowed to set session_replication_role (a superuser, or GRANT SET ON
 // PARAMETER session_replication_role TO <user> on PostgreSQL 15+), and points
-// must have no trigger other than trg_after_insert_points, since replica mode
-// would skip it.
+// points, points_summary, nodes and score_history must have no trigger other
+// than trg_after_insert_points, since replica mode would skip it.
 func CanBulkWritePoints(ctx context.Context, pool *pgxpool.Pool) (bool, string, error) {
 	var allowed bool
 	err := pool.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&allowed)
@@ -59,9 +60,9 @@ func CanBulkWritePoints(ctx context.Context, pool *pgxpool.Pool) (bool, string, 
 		return false, "the role may not set session_replication_role (GRANT SET ON PARAMETER session_replication_role TO <user> enables the fast path)", nil
 	}
 	var others []string
-	rows, err := pool.Query(ctx, `SELECT tgname || CASE WHEN tgenabled = 'O' THEN '' ELSE ' (not enabled as origin)' END
-		FROM pg_trigger WHERE tgrelid = 'points'::regclass AND NOT tgisinternal
-		AND NOT (tgname = 'trg_after_insert_points' AND tgenabled = 'O') ORDER BY 1`)
+	rows, err := pool.Query(ctx, `SELECT tgrelid::regclass || '.' || tgname || CASE WHEN tgenabled = 'O' THEN '' ELSE ' (not enabled as origin)' END
+		FROM pg_trigger WHERE tgrelid IN ('points'::regclass, 'points_summary'::regclass, 'nodes'::regclass, 'score_history'::regclass)
+		AND NOT tgisinternal AND NOT (tgname = 'trg_after_insert_points' AND tgrelid = 'points'::regclass AND tgenabled = 'O') ORDER BY 1`)
 	if err != nil {
 		return false, "", fmt.Errorf("reading the triggers of points: %w", err)
 	}
@@ -69,7 +70,7 @@ func CanBulkWritePoints(ctx context.Context, pool *pgxpool.Pool) (bool, string, 
 		return false, "", fmt.Errorf("reading the triggers of points: %w", err)
 	}
 	if len(others) > 0 {
-		return false, fmt.Sprintf("points has other triggers (%v) that the fast path would skip", others), nil
+		return false, fmt.Sprintf("triggers %v would be skipped by the fast path", others), nil
 	}
 	return true, "", nil
 }
@@ -290,15 +291,17 @@ func write(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, bulk bool) (
 			SELECT $1, unnest($2::int8[]) ON CONFLICT (bot_log_id, node_id) DO NOTHING`, out.BotLogID, pointed); err != nil {
 			return out, fmt.Errorf("inserting points_summary: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = origin`); err != nil {
-			return out, fmt.Errorf("leaving the bulk points path: %w", err)
-		}
 	}
 	coordinator.Checkpoint(ctx, "tx_points")
 
-	out.Scoreboard, err = updateScoreboard(ctx, tx, w, rec.UptimeDays)
+	out.Scoreboard, err = updateScoreboard(ctx, tx, w, rec.UptimeDays, bulk)
 	if err != nil {
 		return out, err
+	}
+	if bulk {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = origin`); err != nil {
+			return out, fmt.Errorf("leaving the bulk path: %w", err)
+		}
 	}
 	coordinator.Checkpoint(ctx, "tx_scoreboard")
 	return out, nil

@@ -22,7 +22,11 @@ const day = 24 * 60 * 60
 // When the scoreboard state says the scores are exact for the window ending
 // at w.Start (the previous batch), only the batches entering and leaving the
 // window are read; otherwise the whole window is recomputed.
-func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days int) (coordinator.Scoreboard, error) {
+//
+// With bulk (replica mode, see CanBulkWritePoints), the nodes the history
+// references are locked FOR KEY SHARE by the same statement, as the skipped
+// foreign-key checks would have.
+func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days int, bulk bool) (coordinator.Scoreboard, error) {
 	var sb coordinator.Scoreboard
 	end, start := w.End.Unix(), w.End.Unix()-int64(days)*day
 	prevEnd, prevStart := w.Start.Unix(), w.Start.Unix()-int64(days)*day
@@ -76,8 +80,12 @@ func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days
 	sb.Changed = tag.RowsAffected()
 	coordinator.Checkpoint(ctx, "tx_scores")
 
+	lock := ""
+	if bulk {
+		lock = "FOR KEY SHARE"
+	}
 	tag, err = tx.Exec(ctx, `INSERT INTO score_history (node_id, score_at, score, score_percent)
-		SELECT id, $1, score, score_percent FROM nodes WHERE score IS NOT NULL
+		SELECT id, $1, score, score_percent FROM nodes WHERE score IS NOT NULL `+lock+`
 		ON CONFLICT (node_id, score_at) DO UPDATE SET score = EXCLUDED.score, score_percent = EXCLUDED.score_percent`, w.End.UTC())
 	if err != nil {
 		return sb, fmt.Errorf("inserting score history: %w", err)
