@@ -8,9 +8,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/delegation-program/uptime-coordinator/internal/tasks"
 )
@@ -69,12 +72,75 @@ func Cleanup(ctx context.Context, days int) error {
 	return tasks.Cleanup(ctx, cfg, days, os.Stdout)
 }
 
-// Test runs the whole test suite, as CI does: go vet, then every test against real PostgreSQL (a throwaway cluster from the system's binaries unless TEST_DATABASE_URL is set).
+// Test runs the whole test suite, as CI does: go vet; builds the Kubernetes control plane the worker tests run against (tools/kube/build.sh: ~9 min the first time, seconds after); starts one throwaway Cassandra 5.0 for every package (tools/cassandra/start.sh; needs java and mvn); then every test, against real PostgreSQL (a throwaway cluster from the system's binaries unless TEST_DATABASE_URL is set).
 func Test() error {
 	if err := sh("go", "vet", "./..."); err != nil {
 		return err
 	}
-	return sh("go", "test", "-count=1", "-timeout", "60m", "./...")
+	if err := sh("bash", "tools/kube/build.sh"); err != nil {
+		return err
+	}
+	env, stop, err := startCassandra()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	cmd := exec.Command("go", "test", "-count=1", "-timeout", "60m", "./...")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go test: %w", err)
+	}
+	return nil
+}
+
+// startCassandra starts a throwaway Cassandra on free ports and returns the
+// environment that points the tests at it (CASSANDRA_TEST_*).
+func startCassandra() (env []string, stop func(), err error) {
+	if os.Getenv("CASSANDRA_TEST_HOST") != "" {
+		return nil, func() {}, nil // a server is given
+	}
+	dir, err := os.MkdirTemp("", "mage-cassandra-")
+	if err != nil {
+		return nil, nil, err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop = func() {
+		if err := sh("bash", "tools/cassandra/stop.sh", "--dir", dir, "--purge"); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping Cassandra:", err)
+		}
+	}
+	if err := sh("bash", "tools/cassandra/start.sh", "--port", strconv.Itoa(ports[0]), "--storage-port", strconv.Itoa(ports[1]), "--dir", dir); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if kv, ok := strings.CutPrefix(strings.TrimSpace(line), "export "); ok {
+			env = append(env, kv)
+		}
+	}
+	return env, stop, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // Bench runs the benchmarks against a durable throwaway PostgreSQL: scoring alone and a whole batch at 200, 1,000 and 10,000 producers, then a day of batches (BENCH_DAY_PRODUCERS, default 1000) for the history-growth trend.

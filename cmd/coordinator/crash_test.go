@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/database/cassandra/cassandratest"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building the coordinator: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := pgtest.Main(m)
+	code := pgtest.MainFunc(func() int { return cassandratest.MainFunc(m.Run) })
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 )
 
@@ -90,10 +91,14 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 
 func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (coordinator.SubmissionSource, func(), error) {
 	switch cfg.SubmissionStorage {
-	case config.StoragePostgres:
-		return store, func() {}, nil
+	case config.StorageCassandra:
+		cs, err := cassandra.Open(ctx, cfg.Cassandra)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cs, cs.Close, nil
 	default:
-		return nil, nil, fmt.Errorf("SUBMISSION_STORAGE=%s is not supported by this build", cfg.SubmissionStorage)
+		return store, func() {}, nil
 	}
 }
 

@@ -52,9 +52,13 @@ var (
 
 // Main prepares the server, runs the package's tests and tears down what it
 // started. Use it as: func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }.
-func Main(m *testing.M) int {
+func Main(m *testing.M) int { return MainFunc(m.Run) }
+
+// MainFunc is Main for a run function, so that harnesses compose:
+// pgtest.MainFunc(func() int { return cassandratest.MainFunc(m.Run) }).
+func MainFunc(run func() int) int {
 	setupErr = setup()
-	code := m.Run()
+	code := run()
 	teardown()
 	return code
 }
