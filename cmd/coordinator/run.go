@@ -77,6 +77,19 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
 		Logger: log,
 	}
+	ops, err := setupOps(ctx, cfg, pool, log)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	ops.Apply(eng)
+	go func() {
+		// Scoring goes on without the listener; its probes will say so.
+		if err := ops.Serve(ctx); err != nil {
+			log.Error("the /healthz, /readyz and /metrics listener stopped", "error", err)
+		}
+	}()
+
 	err = eng.Run(ctx, batches)
 	if coordinator.IsShutdown(err) {
 		log.Info("coordinator stopped by signal; an uncommitted batch was rolled back")

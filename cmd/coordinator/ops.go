@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/alert"
+	"github.com/delegation-program/uptime-coordinator/appstatus"
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/monitor"
+)
+
+// stallSlack is added to the readiness bound for the engine's wait after a
+// window closes, the application status update and retry backoffs.
+const stallSlack = 10 * time.Minute
+
+// ops gathers the operational side of the loop: metrics and readiness,
+// webhook alerts and the application status update.
+type ops struct {
+	log     *slog.Logger
+	addr    string
+	monitor *monitor.Monitor
+	alerter *alert.Alerter
+	updater *appstatus.Updater // nil with IGNORE_APPLICATION_STATUS
+}
+
+// setupOps builds the monitor, the alerter and the application status
+// updater from the configuration. Nothing listens before Serve.
+func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*ops, error) {
+	o := &ops{log: log, addr: cfg.MetricsAddr}
+	o.monitor = monitor.New(monitor.Options{
+		DB:         pool,
+		StallAfter: 2*cfg.SurveyInterval + cfg.WorkerTimeout + stallSlack,
+		Logger:     log,
+	})
+	last, err := (&postgres.Store{Pool: pool}).LastBatch(ctx)
+	switch {
+	case err == nil:
+		o.monitor.SetLastBatchEnd(last.End)
+	case errors.Is(err, coordinator.ErrNoBatch):
+		// The loop reports this itself; the lag is unknown until a commit.
+	default:
+		return nil, fmt.Errorf("setting up metrics: %w", err)
+	}
+
+	o.alerter = alert.FromConfig(cfg, log)
+	if o.alerter.Enabled() {
+		log.Info("alerts are sent to the webhook", "webhook_host", o.alerter.Notifier.Host())
+	} else {
+		log.Info("WEBHOOK_URL is not set: alerts are off")
+	}
+
+	if cfg.IgnoreApplicationStatus {
+		log.Info("IGNORE_APPLICATION_STATUS is set: the application status is not updated")
+	} else {
+		o.updater = &appstatus.Updater{
+			Source: appstatus.NewSheet(cfg.SpreadsheetName, cfg.SpreadsheetCredentialsJSON),
+			Pool:   pool,
+			Logger: log,
+		}
+	}
+	return o, nil
+}
+
+// Apply installs the hooks on e, after any e already has: metrics first,
+// then alerts, and the application status update before each batch.
+func (o *ops) Apply(e *coordinator.Engine) {
+	after, onFailure := e.AfterBatch, e.OnFailure
+	e.AfterBatch = func(ctx context.Context, s *coordinator.Summary) {
+		if after != nil {
+			after(ctx, s)
+		}
+		o.monitor.AfterBatch(ctx, s)
+		o.alerter.AfterBatch(ctx, s)
+	}
+	e.OnFailure = func(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+		if onFailure != nil {
+			onFailure(ctx, w, attempt, err, final)
+		}
+		o.monitor.OnFailure(ctx, w, attempt, err, final)
+		o.alerter.OnFailure(ctx, w, attempt, err, final)
+	}
+	if o.updater == nil {
+		return
+	}
+	before := e.BeforeBatch
+	e.BeforeBatch = func(ctx context.Context) error {
+		var errs []error
+		if before != nil {
+			if err := before(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := o.updater.BeforeBatch(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// Workers returns the counters the worker launchers report to.
+func (o *ops) Workers() monitor.WorkerEvents { return o.monitor.Workers() }
+
+// Serve runs the /healthz, /readyz and /metrics listener on METRICS_ADDR
+// until ctx is done (then it shuts down gracefully) or Close is called. With
+// METRICS_ADDR empty it returns nil at once.
+func (o *ops) Serve(ctx context.Context) error {
+	if o.addr == "" {
+		o.log.Info("METRICS_ADDR is empty: no /healthz, /readyz or /metrics listener")
+		return nil
+	}
+	o.log.Info("serving /healthz, /readyz and /metrics", "addr", o.addr)
+	return o.monitor.Serve(ctx, o.addr)
+}
+
+// Close stops the listener at once.
+func (o *ops) Close() {
+	if err := o.monitor.Close(); err != nil {
+		o.log.Warn("closing the metrics listener", "error", err)
+	}
+}

@@ -1,0 +1,341 @@
+// Package monitor is the coordinator's HTTP listener for operators:
+// /healthz (the process is alive), /readyz (the database answers and the
+// loop is not stuck) and /metrics (Prometheus).
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+)
+
+// Worker launch modes, the values of the mode label.
+const (
+	ModeProcess    = "process"
+	ModeKubernetes = "kubernetes"
+)
+
+// Defaults of a Monitor.
+const (
+	DefaultPingTimeout = 2 * time.Second
+	shutdownTimeout    = 5 * time.Second
+)
+
+// Pinger is the database as readiness sees it (a *pgxpool.Pool).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// WorkerEvents is what the worker launchers report.
+type WorkerEvents interface {
+	Started(mode string) // a verifier process or Job was started
+	Failed(mode string)  // a verifier failed
+	Retried(mode string) // a failed verifier was started again
+}
+
+// Options configure a Monitor.
+type Options struct {
+	// DB is pinged by /readyz; nil leaves the database out of readiness.
+	DB Pinger
+	// PingTimeout bounds the ping (default DefaultPingTimeout).
+	PingTimeout time.Duration
+	// StallAfter: /readyz fails when no batch committed for that long since
+	// the last commit or the loop's start (0 disables the check). Take
+	// 2 × SURVEY_INTERVAL + the verification timeout + a grace period.
+	StallAfter time.Duration
+	Now        func() time.Time // default time.Now
+	Logger     *slog.Logger
+}
+
+// Monitor collects the coordinator's metrics from the engine hooks and
+// serves them.
+type Monitor struct {
+	opts Options
+	reg  *prometheus.Registry
+
+	committed    prometheus.Counter
+	failed       *prometheus.CounterVec
+	batchTime    prometheus.Histogram
+	verifyTime   prometheus.Histogram
+	submissions  *prometheus.CounterVec
+	points       prometheus.Counter
+	scored       prometheus.Gauge
+	workersStart *prometheus.CounterVec
+	workersFail  *prometheus.CounterVec
+	workersRetry *prometheus.CounterVec
+
+	mu           sync.Mutex
+	progress     time.Time // the last commit, or the loop's start
+	lastBatchEnd time.Time // zero until known
+	srv          *http.Server
+}
+
+// durationBuckets cover seconds to the verifiers' two-hour timeout.
+var durationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200}
+
+// New returns a Monitor with its own registry (the Go and process
+// collectors included). The stall clock starts now.
+func New(opts Options) *Monitor {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = DefaultPingTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m := &Monitor{opts: opts, reg: prometheus.NewRegistry()}
+	m.progress = opts.Now()
+	f := promauto.With(m.reg)
+	m.committed = f.NewCounter(prometheus.CounterOpts{Name: "coordinator_batches_committed_total", Help: "Batches committed."})
+	m.failed = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_batches_failed_total",
+		Help: "Failed batch attempts; final=true when the batch was abandoned after its retries."}, []string{"final"})
+	m.batchTime = f.NewHistogram(prometheus.HistogramOpts{Name: "coordinator_batch_duration_seconds",
+		Help: "Time from the start of a batch's processing to its commit.", Buckets: durationBuckets})
+	m.verifyTime = f.NewHistogram(prometheus.HistogramOpts{Name: "coordinator_verification_duration_seconds",
+		Help: "Time the verifiers took on a committed batch.", Buckets: durationBuckets})
+	m.submissions = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_submissions_total",
+		Help: "Submissions of committed batches by outcome: valid, invalid_<reason>, or off_chain (valid, but not on the consensus chain; a subset of valid)."}, []string{"outcome"})
+	m.points = f.NewCounter(prometheus.CounterOpts{Name: "coordinator_points_awarded_total", Help: "Points awarded."})
+	m.scored = f.NewGauge(prometheus.GaugeOpts{Name: "coordinator_producers_scored", Help: "Block producers with a score after the last committed batch."})
+	m.workersStart = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_started_total", Help: "Verifier workers started."}, []string{"mode"})
+	m.workersFail = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_failed_total", Help: "Verifier workers that failed."}, []string{"mode"})
+	m.workersRetry = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_retried_total", Help: "Verifier workers started again after a failure."}, []string{"mode"})
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), batchClock{m})
+
+	// Every series exists from the start, so rates and alerts see zeros.
+	for _, final := range []string{"false", "true"} {
+		m.failed.WithLabelValues(final)
+	}
+	for _, outcome := range []string{"valid", "off_chain",
+		invalid(coordinator.ReasonUnverified), invalid(coordinator.ReasonRejected),
+		invalid(coordinator.ReasonValidationError), invalid(coordinator.ReasonNoStateHash)} {
+		m.submissions.WithLabelValues(outcome)
+	}
+	for _, mode := range []string{ModeProcess, ModeKubernetes} {
+		m.workersStart.WithLabelValues(mode)
+		m.workersFail.WithLabelValues(mode)
+		m.workersRetry.WithLabelValues(mode)
+	}
+	return m
+}
+
+func invalid(reason string) string { return "invalid_" + reason }
+
+// Registry is the Monitor's registry, for more collectors.
+func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
+
+// SetLastBatchEnd records the end of the latest batch already in the
+// database, so that the lag is known before the first commit.
+func (m *Monitor) SetLastBatchEnd(end time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if end.After(m.lastBatchEnd) {
+		m.lastBatchEnd = end
+	}
+}
+
+// AfterBatch records a committed batch (an engine hook).
+func (m *Monitor) AfterBatch(_ context.Context, s *coordinator.Summary) {
+	m.committed.Inc()
+	m.batchTime.Observe(s.Duration.Seconds())
+	m.verifyTime.Observe(s.Verification.Seconds())
+	if r := s.Result; r != nil {
+		m.submissions.WithLabelValues("valid").Add(float64(len(r.Valid)))
+		m.submissions.WithLabelValues("off_chain").Add(float64(r.OffChain()))
+		for reason, n := range r.Invalid {
+			m.submissions.WithLabelValues(invalid(reason)).Add(float64(n))
+		}
+		m.points.Add(float64(len(r.Points)))
+	}
+	m.scored.Set(float64(s.Committed.Scoreboard.Scored))
+	m.mu.Lock()
+	m.progress = m.opts.Now()
+	m.lastBatchEnd = s.Window.End
+	m.mu.Unlock()
+}
+
+// OnFailure records a failed attempt (an engine hook).
+func (m *Monitor) OnFailure(_ context.Context, _ coordinator.Window, _ int, _ error, final bool) {
+	m.failed.WithLabelValues(strconv.FormatBool(final)).Inc()
+}
+
+// Workers returns the worker event counters for the launchers.
+func (m *Monitor) Workers() WorkerEvents { return workerEvents{m} }
+
+type workerEvents struct{ m *Monitor }
+
+func (w workerEvents) Started(mode string) { w.m.workersStart.WithLabelValues(mode).Inc() }
+func (w workerEvents) Failed(mode string)  { w.m.workersFail.WithLabelValues(mode).Inc() }
+func (w workerEvents) Retried(mode string) { w.m.workersRetry.WithLabelValues(mode).Inc() }
+
+// Handler serves /healthz, /readyz and /metrics.
+func (m *Monitor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", m.readyz)
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg,
+		promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorLog: slogPrinter{m.opts.Logger}})))
+	return mux
+}
+
+func (m *Monitor) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := m.Ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintln(w, "not ready:", err)
+		return
+	}
+	_, _ = fmt.Fprintln(w, "ready")
+}
+
+// Ready returns nil when the database answers a ping within the ping
+// timeout and a batch committed (or the loop started) within StallAfter;
+// otherwise an error saying which.
+func (m *Monitor) Ready(ctx context.Context) error {
+	var errs []error
+	if m.opts.StallAfter > 0 {
+		m.mu.Lock()
+		since := m.opts.Now().Sub(m.progress)
+		m.mu.Unlock()
+		if since > m.opts.StallAfter {
+			errs = append(errs, fmt.Errorf("loop stalled: no batch committed for %s (limit %s)",
+				since.Round(time.Second), m.opts.StallAfter))
+		}
+	}
+	if m.opts.DB != nil {
+		pctx, cancel := context.WithTimeout(ctx, m.opts.PingTimeout)
+		err := m.opts.DB.Ping(pctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				err = fmt.Errorf("no answer within %s", m.opts.PingTimeout)
+			}
+			errs = append(errs, fmt.Errorf("database: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Serve listens on addr and serves until ctx is done, then shuts down
+// gracefully.
+func (m *Monitor) Serve(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("monitor: listening on %s: %w", addr, err)
+	}
+	return m.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln until ctx is done or Close is called; then it
+// shuts down gracefully and returns nil.
+func (m *Monitor) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.opts.Logger.Handler(), slog.LevelWarn),
+	}
+	m.mu.Lock()
+	if m.srv != nil {
+		m.mu.Unlock()
+		ln.Close()
+		return errors.New("monitor: already serving")
+	}
+	m.srv = srv
+	m.mu.Unlock()
+
+	done := make(chan struct{})
+	stopped := make(chan error, 1)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		stopped <- srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(ln)
+	close(done)
+	defer func() {
+		m.mu.Lock()
+		m.srv = nil
+		m.mu.Unlock()
+	}()
+	if !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("monitor: serving on %s: %w", ln.Addr(), err)
+	}
+	if ctx.Err() != nil {
+		if err := <-stopped; err != nil {
+			return fmt.Errorf("monitor: shutting down: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close stops the listener at once.
+func (m *Monitor) Close() error {
+	m.mu.Lock()
+	srv := m.srv
+	m.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("monitor: closing: %w", err)
+	}
+	return nil
+}
+
+// batchClock exports the last committed batch's end and the lag behind the
+// wall clock, computed at scrape time; nothing until a batch end is known.
+type batchClock struct{ m *Monitor }
+
+var (
+	lastBatchEndDesc = prometheus.NewDesc("coordinator_last_batch_end_timestamp_seconds",
+		"End of the last committed batch's window (Unix seconds).", nil, nil)
+	batchLagDesc = prometheus.NewDesc("coordinator_batch_lag_seconds",
+		"Wall clock minus the end of the last committed batch's window.", nil, nil)
+)
+
+func (c batchClock) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lastBatchEndDesc
+	ch <- batchLagDesc
+}
+
+func (c batchClock) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	end := c.m.lastBatchEnd
+	c.m.mu.Unlock()
+	if end.IsZero() {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(lastBatchEndDesc, prometheus.GaugeValue, float64(end.UnixNano())/1e9)
+	lag := c.m.opts.Now().Sub(end).Seconds()
+	ch <- prometheus.MustNewConstMetric(batchLagDesc, prometheus.GaugeValue, math.Max(lag, 0))
+}
+
+// slogPrinter adapts a slog.Logger to promhttp's error logger.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Error("serving metrics", "error", fmt.Sprint(v...)) }
