@@ -193,29 +193,9 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		}
 	}
 
-	c.Cassandra = Cassandra{
-		Keyspace:            l.str("AWS_KEYSPACE"),
-		Host:                l.str("CASSANDRA_HOST"),
-		Username:            l.str("CASSANDRA_USERNAME"),
-		Password:            l.str("CASSANDRA_PASSWORD"),
-		SSLCertFile:         l.str("SSL_CERTFILE"),
-		VerifyHost:          l.boolean("CASSANDRA_SSL_VERIFY_HOST"),
-		AWSRoleARN:          l.str("AWS_ROLE_ARN"),
-		AWSRoleSessionName:  l.str("AWS_ROLE_SESSION_NAME"),
-		AWSWebIdentityToken: l.str("AWS_WEB_IDENTITY_TOKEN_FILE"),
-		AWSAccessKeyID:      l.str("AWS_ACCESS_KEY_ID"),
-		AWSSecretAccessKey:  l.str("AWS_SECRET_ACCESS_KEY"),
-		AWSRegion:           c.AWSRegion,
-	}
-	if s := l.str("CASSANDRA_PORT"); s != "" {
-		c.Cassandra.Port = l.integer("CASSANDRA_PORT", 1, 65535)
-	}
+	c.Cassandra = l.cassandra(c.AWSRegion)
 	if c.SubmissionStorage == StorageCassandra {
-		const why = "SUBMISSION_STORAGE=CASSANDRA"
-		l.requireFor("AWS_KEYSPACE", why, "the keyspace holding the submissions table")
-		l.requireFor("CASSANDRA_HOST", why, "a host name, e.g. cassandra.us-west-2.amazonaws.com")
-		l.requireFor("CASSANDRA_PORT", why, "a port, e.g. 9142")
-		l.checkCassandraAuth(c.Cassandra)
+		l.requireCassandra(c.Cassandra)
 	}
 
 	c.WebhookURL = l.str("WEBHOOK_URL")
@@ -516,4 +496,46 @@ func (l *loader) postgres() Postgres {
 		ROUser:     l.str("POSTGRES_RO_USER"),
 		ROPassword: l.str("POSTGRES_RO_PASSWORD"),
 	}
+}
+
+func (l *loader) cassandra(region string) Cassandra {
+	c := Cassandra{
+		Keyspace:            l.str("AWS_KEYSPACE"),
+		Host:                l.str("CASSANDRA_HOST"),
+		Username:            l.str("CASSANDRA_USERNAME"),
+		Password:            l.str("CASSANDRA_PASSWORD"),
+		SSLCertFile:         l.str("SSL_CERTFILE"),
+		VerifyHost:          l.boolean("CASSANDRA_SSL_VERIFY_HOST"),
+		AWSRoleARN:          l.str("AWS_ROLE_ARN"),
+		AWSRoleSessionName:  l.str("AWS_ROLE_SESSION_NAME"),
+		AWSWebIdentityToken: l.str("AWS_WEB_IDENTITY_TOKEN_FILE"),
+		AWSAccessKeyID:      l.str("AWS_ACCESS_KEY_ID"),
+		AWSSecretAccessKey:  l.str("AWS_SECRET_ACCESS_KEY"),
+		AWSRegion:           region,
+	}
+	if s := l.str("CASSANDRA_PORT"); s != "" {
+		c.Port = l.integer("CASSANDRA_PORT", 1, 65535)
+	}
+	return c
+}
+
+func (l *loader) requireCassandra(c Cassandra) {
+	const why = "SUBMISSION_STORAGE=CASSANDRA"
+	l.requireFor("AWS_KEYSPACE", why, "the keyspace holding the submissions table")
+	l.requireFor("CASSANDRA_HOST", why, "a host name, e.g. cassandra.us-west-2.amazonaws.com")
+	l.requireFor("CASSANDRA_PORT", why, "a port, e.g. 9142")
+	l.checkCassandraAuth(c)
+}
+
+// LoadCassandra reads and validates only the Cassandra / Keyspaces
+// variables (and AWS_REGION): what the bundled verifier needs with
+// SUBMISSION_STORAGE=CASSANDRA.
+func LoadCassandra(lookup func(string) (string, bool)) (Cassandra, error) {
+	l := &loader{lookup: lookup, raw: map[string]string{}, defaults: map[string]string{}}
+	c := l.cassandra(l.str("AWS_REGION"))
+	l.requireCassandra(c)
+	if len(l.errs) > 0 {
+		return Cassandra{}, &Error{Problems: l.errs}
+	}
+	return c, nil
 }

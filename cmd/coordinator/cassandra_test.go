@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	osexec "os/exec"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/cassandra/cassandratest"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
+	"github.com/delegation-program/uptime-coordinator/workers"
+	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // TestCassandraStorageScoresAsPostgres runs the real binary with
@@ -97,5 +102,59 @@ func execSQL(t *testing.T, cfg interface{ ConnString(string) string }, stmts ...
 		if _, err := pool.Exec(context.Background(), s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
+	}
+}
+
+// TestVerifyAgainstCassandra runs the bundled verifier on a window of a real
+// keyspace: every submission of the window gets its verification columns,
+// those outside stay untouched.
+func TestVerifyAgainstCassandra(t *testing.T) {
+	t.Parallel()
+	srv := cassandratest.Require(t)
+	ks := cassandratest.NewKeyspace(t)
+	start := time.Date(2024, 6, 1, 23, 50, 0, 0, time.UTC)
+	net := synthnet.Generate(synthnet.Params{Seed: 9, Producers: 40, Start: start, Duration: 40 * time.Minute})
+	subs := net.Unverified()
+	for i := range subs {
+		subs[i].SubmittedAt = subs[i].SubmittedAt.Truncate(time.Millisecond)
+	}
+	cassandratest.Insert(t, ks, subs...)
+	blocks := t.TempDir()
+	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+		t.Fatal(err)
+	}
+	w := coordinator.Window{Start: start, End: start.Add(20 * time.Minute)} // crosses midnight
+	cmd := osexec.Command(binary, "verify", workers.FormatTimestamp(w.Start), workers.FormatTimestamp(w.End))
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"SUBMISSION_STORAGE=CASSANDRA", "AWS_KEYSPACE=" + ks.Keyspace, "CASSANDRA_HOST=" + srv.Host,
+		"CASSANDRA_PORT=" + strconv.Itoa(srv.Port), "CASSANDRA_USERNAME=" + srv.Username, "CASSANDRA_PASSWORD=" + srv.Password,
+		"BLOCKS_DIR=" + blocks, "PATH=" + os.Getenv("PATH")}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("coordinator verify: %v\n%s", err, out)
+	}
+	var inside, verified, rejected int
+	for _, s := range cassandratest.All(t, ks) {
+		in := !s.SubmittedAt.Before(w.Start) && s.SubmittedAt.Before(w.End)
+		switch {
+		case in && s.Verified == nil:
+			t.Errorf("%s at %s: not verified", s.Submitter, s.SubmittedAt)
+		case !in && s.Verified != nil:
+			t.Errorf("%s at %s: outside the window but verified", s.Submitter, s.SubmittedAt)
+		case in && *s.Verified:
+			inside++
+			verified++
+			if s.StateHash == nil || s.BlockHash == nil || *s.StateHash != *s.BlockHash || s.Parent == nil || s.Height == nil {
+				t.Errorf("%s: verified without its block's fields", s.Submitter)
+			}
+		case in:
+			inside++
+			rejected++
+			if s.ValidationError == nil || *s.ValidationError == "" {
+				t.Errorf("%s: rejected without a reason", s.Submitter)
+			}
+		}
+	}
+	if verified == 0 || rejected == 0 {
+		t.Fatalf("weak test: %d verified, %d rejected of %d in the window", verified, rejected, inside)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
+	"github.com/delegation-program/uptime-coordinator/workers/process"
 )
 
 func run(ctx context.Context, batches int, stdout io.Writer) error {
@@ -65,7 +67,12 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		return err
 	}
 	defer closeSource()
-	verifier, err := newVerifier(ctx, cfg, log)
+	ops, err := setupOps(ctx, cfg, pool, log)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	verifier, err := newVerifier(ctx, cfg, log, ops.Workers())
 	if err != nil {
 		return err
 	}
@@ -77,11 +84,6 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
 		Logger: log,
 	}
-	ops, err := setupOps(ctx, cfg, pool, log)
-	if err != nil {
-		return err
-	}
-	defer ops.Close()
 	ops.Apply(eng)
 	go func() {
 		// Scoring goes on without the listener; its probes will say so.
@@ -115,11 +117,21 @@ func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (
 	}
 }
 
-func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger) (coordinator.Verifier, error) {
+func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, events kubeworker.Events) (coordinator.Verifier, error) {
 	switch cfg.WorkerMode {
 	case config.WorkerNone:
 		log.Info("WORKER_MODE=none: submissions are verified by something else; the coordinator only scores")
 		return nil, nil
+	case config.WorkerKubernetes:
+		cs, ns, err := kubeworker.ClientFromEnvironment()
+		if err != nil {
+			return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)
+		}
+		log.Info("verifiers run as Kubernetes Jobs", "namespace", ns)
+		return kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(events)), nil
+	case config.WorkerProcess:
+		log.Info("verifiers run as local processes")
+		return process.New(cfg, log), nil
 	default:
 		return nil, fmt.Errorf("WORKER_MODE=%s is not supported by this build", cfg.WorkerMode)
 	}

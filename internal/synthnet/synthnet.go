@@ -6,7 +6,6 @@
 package synthnet
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"sort"
 	"time"
@@ -257,9 +256,15 @@ func randString(rng *rand.Rand, n int) string {
 // hash returns a state-hash-like string (52 characters starting 3N).
 func hash(rng *rand.Rand) string { return "3N" + randString(rng, 50) }
 
-// producerKey returns a public-key-like string (55 characters starting B62q).
+// producerKey returns a public-key-like string: 55 base58 characters
+// starting B62q, ending with i in base58 so that keys are unique.
 func producerKey(rng *rand.Rand, i int) string {
-	return fmt.Sprintf("B62q%s%05d", randString(rng, 46), i)
+	suffix := make([]byte, 5)
+	for k := len(suffix) - 1; k >= 0; k-- {
+		suffix[k] = alphabet[i%len(alphabet)]
+		i /= len(alphabet)
+	}
+	return "B62q" + randString(rng, 46) + string(suffix)
 }
 
 func ptr[T any](v T) *T { return &v }

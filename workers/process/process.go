@@ -1,0 +1,310 @@
+// Package process runs the stateless verifier as local subprocesses, one per
+// mini-batch, all at once (WORKER_MODE=process, the original's TEST_ENV
+// mode).
+//
+// The command is WORKER_COMMAND, split like a shell would split it but never
+// run by one, or by default the original's "docker run" of
+// WORKER_IMAGE:WORKER_TAG. The mini-batch's START and END (see
+// workers.FormatTimestamp) are appended as the last two arguments. Each
+// child's environment is the coordinator's own, plus the verifier contract's
+// variables (workers.Env) and the original's JobName, BatchStart and
+// BatchEnd.
+//
+// Every line a child prints is logged. The batch fails when a child exits
+// non-zero or the batch outlives WORKER_TIMEOUT; the other children are then
+// stopped: SIGTERM to their process group, SIGKILL after a grace period, and
+// always waited for.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kballard/go-shellquote"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/workers"
+)
+
+// DefaultGrace is how long a child may take to exit after SIGTERM before it
+// gets SIGKILL, when Launcher.Grace is zero.
+const DefaultGrace = 10 * time.Second
+
+// ErrTimeout is wrapped by the error of a batch whose verifiers outlived
+// WORKER_TIMEOUT.
+var ErrTimeout = errors.New("verifier timeout")
+
+// Launcher is the process-mode coordinator.Verifier.
+type Launcher struct {
+	Config *config.Config
+	Logger *slog.Logger // default slog.Default()
+	// Environ is the base environment of the children, as "NAME=value"
+	// entries; nil means the coordinator's own (os.Environ()).
+	Environ []string
+	// Grace is the time between SIGTERM and SIGKILL when children are
+	// stopped (default DefaultGrace).
+	Grace time.Duration
+	Now   func() time.Time // default time.Now; names the children
+}
+
+var _ coordinator.Verifier = (*Launcher)(nil)
+
+// New returns a Launcher for cfg.
+func New(cfg *config.Config, log *slog.Logger) *Launcher {
+	return &Launcher{Config: cfg, Logger: log}
+}
+
+func (l *Launcher) log() *slog.Logger {
+	if l.Logger != nil {
+		return l.Logger
+	}
+	return slog.Default()
+}
+
+func (l *Launcher) grace() time.Duration {
+	if l.Grace > 0 {
+		return l.Grace
+	}
+	return DefaultGrace
+}
+
+// Spec is what a Launcher runs for one mini-batch.
+type Spec struct {
+	Index int
+	Name  string // the original's process name, also the JobName variable
+	Part  coordinator.Window
+	Args  []string // the command and its arguments, START and END last
+	// Env is the contract's variables for this child, each overriding the
+	// base environment.
+	Env []workers.EnvVar
+}
+
+// Specs builds the command lines and environments of the mini-batches of a
+// batch. cassandraHost is the resolved CASSANDRA_HOST (workers.ResolveHost).
+func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now time.Time) ([]Spec, error) {
+	cfg := l.Config
+	var base []string
+	if cfg.WorkerCommand != "" {
+		var err error
+		base, err = shellquote.Split(cfg.WorkerCommand)
+		if err != nil {
+			return nil, fmt.Errorf("WORKER_COMMAND: %w", err)
+		}
+		if len(base) == 0 {
+			return nil, errors.New("WORKER_COMMAND: no command")
+		}
+	}
+	specs := make([]Spec, len(parts))
+	for i, p := range parts {
+		name := ProcessName(now, i)
+		start, end := workers.FormatTimestamp(p.Start), workers.FormatTimestamp(p.End)
+		env := workers.Env(cfg, name, p, cassandraHost)
+		for k := range env {
+			// A local verifier shares the coordinator's file system.
+			if env[k].Name == "SSL_CERTFILE" {
+				env[k].Value = cfg.Cassandra.SSLCertFile
+			}
+		}
+		env = append(env,
+			workers.EnvVar{Name: "JobName", Value: name},
+			workers.EnvVar{Name: "BatchStart", Value: PythonTime(p.Start)},
+			workers.EnvVar{Name: "BatchEnd", Value: PythonTime(p.End)})
+		var args []string
+		if base != nil {
+			args = append(slices.Clone(base), start, end)
+		} else {
+			args = DockerArgs(cfg, cassandraHost, start, end)
+		}
+		specs[i] = Spec{Index: i, Name: name, Part: p, Args: args, Env: env}
+	}
+	return specs, nil
+}
+
+// ProcessName names the child of mini-batch i as the original did:
+// "local-validator-" and now (UTC) as yy-mm-dd-HH-MM, then "-" and i.
+func ProcessName(now time.Time, i int) string {
+	return fmt.Sprintf("local-validator-%s-%d", now.UTC().Format("06-01-02-15-04"), i)
+}
+
+// PythonTime renders t (UTC) as Python's str() renders an aware datetime,
+// the form of the original's BatchStart and BatchEnd variables:
+// "2024-06-01 00:04:00+00:00" or, with microseconds,
+// "2024-06-01 00:04:00.500000+00:00".
+func PythonTime(t time.Time) string {
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Nanosecond() == 0 {
+		return t.Format("2006-01-02 15:04:05") + "+00:00"
+	}
+	return t.Format("2006-01-02 15:04:05.000000") + "+00:00"
+}
+
+// DockerArgs is the original's default verifier command: the verifier image
+// in docker on the host's network, with the certificate mounted and the
+// variables passed as the original passed them (a bare "-e NAME" hands on
+// the child's own value). The certificate is left out when SSL_CERTFILE is
+// not set.
+func DockerArgs(cfg *config.Config, cassandraHost, start, end string) []string {
+	args := []string{"docker", "run", "--network", "host", "--rm"}
+	if cfg.Cassandra.SSLCertFile != "" {
+		args = append(args, "-v", cfg.Cassandra.SSLCertFile+":/var/ssl/ssl-cert.crt")
+	}
+	env := []string{
+		"CASSANDRA_HOST=" + cassandraHost, "CASSANDRA_PORT", "CASSANDRA_USERNAME", "CASSANDRA_PASSWORD",
+		"AWS_KEYSPACE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET",
+		"AWS_REGION", "NETWORK_NAME=" + cfg.NetworkName, "NO_CHECKS",
+	}
+	if cfg.Cassandra.SSLCertFile != "" {
+		env = append(env, "SSL_CERTFILE=/var/ssl/ssl-cert.crt")
+	}
+	env = append(env, "SUBMISSION_STORAGE="+cfg.SubmissionStorage, "POSTGRES_HOST="+cfg.Postgres.Host,
+		"POSTGRES_DB="+cfg.Postgres.DB, "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_PORT", "POSTGRES_SSLMODE")
+	for _, e := range env {
+		args = append(args, "-e", e)
+	}
+	return append(args, cfg.WorkerImage+":"+cfg.WorkerTag, start, end)
+}
+
+// environ merges base with vars: vars override base entries of the same
+// name and follow them in their own order.
+func environ(base []string, vars []workers.EnvVar) []string {
+	set := make(map[string]bool, len(vars))
+	for _, v := range vars {
+		set[v.Name] = true
+	}
+	out := make([]string, 0, len(base)+len(vars))
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		if !set[name] {
+			out = append(out, kv)
+		}
+	}
+	for _, v := range vars {
+		out = append(out, v.Name+"="+v.Value)
+	}
+	return out
+}
+
+// Verify runs one child per mini-batch and returns when all succeeded, or
+// with an error once one failed, the batch timed out or ctx ended; the other
+// children are then stopped and waited for.
+func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts []coordinator.Window) error {
+	if len(parts) == 0 {
+		return nil
+	}
+	log := l.log().With("batch_start", batch.Start, "batch_end", batch.End)
+	runCtx := ctx
+	if d := l.Config.WorkerTimeout; d > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeoutCause(ctx, d, ErrTimeout)
+		defer cancel()
+	}
+	if l.Config.NoChecks {
+		log.Info("stateless verifier will run with --no-checks")
+	}
+	host := workers.ResolveHost(runCtx, l.Config.Cassandra.Host, log)
+	if runCtx.Err() != nil {
+		return fmt.Errorf("before launching the verifiers: %w", context.Cause(runCtx))
+	}
+	now := time.Now()
+	if l.Now != nil {
+		now = l.Now()
+	}
+	specs, err := l.Specs(parts, host, now)
+	if err != nil {
+		return err
+	}
+	base := l.Environ
+	if base == nil {
+		base = os.Environ()
+	}
+
+	children := make([]*child, 0, len(specs))
+	results := make(chan *child, len(specs))
+	var startErr error
+	for _, s := range specs {
+		mask := workers.Masker(s.Env)
+		masked := make([]string, len(s.Args))
+		for i, a := range s.Args {
+			masked[i] = mask.Replace(a)
+		}
+		clog := log.With("mini_batch", s.Index, "worker", s.Name)
+		c := newChild(s, environ(base, s.Env), mask, clog, l.grace())
+		if err := c.start(); err != nil {
+			startErr = fmt.Errorf("mini-batch %d (%s): starting %s: %w", s.Index, s.Name, mask.Replace(s.Args[0]), err)
+			break
+		}
+		clog.Info("verifier launched", "pid", c.pid(), "start", workers.FormatTimestamp(s.Part.Start),
+			"end", workers.FormatTimestamp(s.Part.End), "command", shellquote.Join(masked...))
+		children = append(children, c)
+		go func() {
+			c.wait()
+			results <- c
+		}()
+	}
+
+	// Wait for every child. The first failure, the timeout or the end of
+	// ctx stops the others; their exits are then not failures of their own.
+	var (
+		failures []error
+		running  []int // mini-batches still running when ctx ended
+		stopping bool
+	)
+	stopAll := func() {
+		if !stopping {
+			stopping = true
+			for _, c := range children {
+				go c.stop()
+			}
+		}
+	}
+	if startErr != nil {
+		stopAll()
+	}
+	done := runCtx.Done()
+	for n := 0; n < len(children); {
+		select {
+		case c := <-results:
+			n++
+			switch {
+			case c.err == nil:
+				c.log.Info("verifier finished", "took", c.took().Round(time.Millisecond))
+			case c.stopped():
+				c.log.Info("verifier stopped", "status", c.err.Error())
+			default:
+				failures = append(failures, c.failure(len(parts)))
+				stopAll()
+			}
+		case <-done:
+			done = nil
+			if !stopping {
+				for _, c := range children {
+					if !c.exited() {
+						running = append(running, c.spec.Index)
+					}
+				}
+			}
+			stopAll()
+		}
+	}
+
+	switch {
+	case startErr != nil:
+		return errors.Join(append([]error{startErr}, failures...)...)
+	case len(failures) > 0:
+		return errors.Join(failures...)
+	case ctx.Err() != nil:
+		return fmt.Errorf("verification stopped, verifiers killed: %w", ctx.Err())
+	case runCtx.Err() != nil && running != nil:
+		return fmt.Errorf("%w: mini-batches %v still running after WORKER_TIMEOUT=%v were killed",
+			ErrTimeout, running, l.Config.WorkerTimeout)
+	}
+	log.Info("all verifiers finished", "mini_batches", len(children))
+	return nil
+}
