@@ -273,3 +273,29 @@ func TestConfigurationErrorsExitTwo(t *testing.T) {
 		t.Errorf("output leaks the password:\n%s", out)
 	}
 }
+
+func TestSecondCoordinatorRefused(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.NewDatabase(t)
+	if err := postgres.InitDatabase(context.Background(), pgtest.Pool(t, cfg), time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	first := coordinatorCmd(cfg, nil, "run")
+	var out bytes.Buffer
+	first.Stdout = &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Process.Signal(syscall.SIGTERM); _ = first.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "waiting for the batch window to close") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	second, err := coordinatorCmd(cfg, nil, "run", "--batches", "1").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("second coordinator: %v, want exit 1\n%s", err, second)
+	}
+	if !strings.Contains(string(second), "another coordinator is running on this database") {
+		t.Errorf("second coordinator's message:\n%s", second)
+	}
+}

@@ -131,7 +131,9 @@ func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, even
 		return kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(events)), nil
 	case config.WorkerProcess:
 		log.Info("verifiers run as local processes")
-		return process.New(cfg, log), nil
+		l := process.New(cfg, log)
+		l.Events = events
+		return l, nil
 	default:
 		return nil, fmt.Errorf("WORKER_MODE=%s is not supported by this build", cfg.WorkerMode)
 	}

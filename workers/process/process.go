@@ -52,6 +52,25 @@ type Launcher struct {
 	// stopped (default DefaultGrace).
 	Grace time.Duration
 	Now   func() time.Time // default time.Now; names the children
+	// Events, when set, counts the children started and failed (a failure is
+	// a non-zero exit or a child stopped by WORKER_TIMEOUT).
+	Events Events
+}
+
+// Events receives the Launcher's worker counters; monitor.WorkerEvents
+// implements it.
+type Events interface {
+	Started(mode string)
+	Failed(mode string)
+}
+
+// Mode is the worker mode this package implements, as passed to Events.
+const Mode = config.WorkerProcess
+
+func (l *Launcher) event(f func(Events)) {
+	if l.Events != nil {
+		f(l.Events)
+	}
 }
 
 var _ coordinator.Verifier = (*Launcher)(nil)
@@ -240,6 +259,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 			startErr = fmt.Errorf("mini-batch %d (%s): starting %s: %w", s.Index, s.Name, mask.Replace(s.Args[0]), err)
 			break
 		}
+		l.event(func(e Events) { e.Started(Mode) })
 		clog.Info("verifier launched", "pid", c.pid(), "start", workers.FormatTimestamp(s.Part.Start),
 			"end", workers.FormatTimestamp(s.Part.End), "command", shellquote.Join(masked...))
 		children = append(children, c)
@@ -278,6 +298,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 			case c.stopped():
 				c.log.Info("verifier stopped", "status", c.err.Error())
 			default:
+				l.event(func(e Events) { e.Failed(Mode) })
 				failures = append(failures, c.failure(len(parts)))
 				stopAll()
 			}
@@ -302,6 +323,9 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	case ctx.Err() != nil:
 		return fmt.Errorf("verification stopped, verifiers killed: %w", ctx.Err())
 	case runCtx.Err() != nil && running != nil:
+		for range running {
+			l.event(func(e Events) { e.Failed(Mode) })
+		}
 		return fmt.Errorf("%w: mini-batches %v still running after WORKER_TIMEOUT=%v were killed",
 			ErrTimeout, running, l.Config.WorkerTimeout)
 	}

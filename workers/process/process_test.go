@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -186,9 +187,14 @@ func isZombie(pid int) bool {
 func TestParallelSuccess(t *testing.T) {
 	t.Parallel()
 	l, recs := launcher(t, nil, "sleep", "700ms")
+	ev := &countEvents{}
+	l.Events = ev
 	began := time.Now()
 	if err := l.Verify(context.Background(), batch, batch.Split(5)); err != nil {
 		t.Fatalf("Verify: %v\n%s", err, recs.all())
+	}
+	if ev.started.Load() != 5 || ev.failed.Load() != 0 {
+		t.Errorf("events: %d started, %d failed; want 5 and 0", ev.started.Load(), ev.failed.Load())
 	}
 	// Five children of 700ms each, one after the other, would take 3.5s.
 	if took := time.Since(began); took > 2500*time.Millisecond {
@@ -224,10 +230,15 @@ func TestFailureFailsTheBatch(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	l, recs := launcher(t, nil, "failat", "2", "3", dir)
+	ev := &countEvents{}
+	l.Events = ev
 	began := time.Now()
 	err := l.Verify(context.Background(), batch, batch.Split(5))
 	if err == nil {
 		t.Fatal("Verify succeeded although mini-batch 2 exited with status 3")
+	}
+	if ev.started.Load() != 5 || ev.failed.Load() != 1 {
+		t.Errorf("events: %d started, %d failed; want 5 and 1 (the others were stopped, not failed)", ev.started.Load(), ev.failed.Load())
 	}
 	var we *WorkerError
 	if !errors.As(err, &we) || we.Index != 2 || we.Of != 5 {
@@ -257,10 +268,15 @@ func TestTimeoutKillsTheBatch(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	l, _ := launcher(t, map[string]string{"WORKER_TIMEOUT": "1s"}, "hang", dir)
+	ev := &countEvents{}
+	l.Events = ev
 	began := time.Now()
 	err := l.Verify(context.Background(), batch, batch.Split(3))
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Verify: %v, want ErrTimeout", err)
+	}
+	if ev.failed.Load() != 3 {
+		t.Errorf("events: %d failed, want 3 timed out", ev.failed.Load())
 	}
 	if !strings.Contains(err.Error(), "mini-batches [0 1 2]") || !strings.Contains(err.Error(), "WORKER_TIMEOUT=1s") {
 		t.Errorf("error: %v", err)
@@ -495,5 +511,19 @@ func TestDockerArgs(t *testing.T) {
 		"-e", "POSTGRES_SSLMODE", "minaprotocol/delegation-verify:2.0", "2024-06-01 00:00:00.0+0000", "2024-06-01 00:20:00.0+0000"}
 	if !slices.Equal(specs[0].Args, want) {
 		t.Errorf("docker command\n%q\nwant\n%q", specs[0].Args, want)
+	}
+}
+
+type countEvents struct{ started, failed atomic.Int64 }
+
+func (c *countEvents) Started(mode string) {
+	if mode == Mode {
+		c.started.Add(1)
+	}
+}
+
+func (c *countEvents) Failed(mode string) {
+	if mode == Mode {
+		c.failed.Add(1)
 	}
 }
