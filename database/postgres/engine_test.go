@@ -346,3 +346,94 @@ func listDiff(got, want []string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// failingVerifier fails its first failures calls.
+type failingVerifier struct{ failures, calls int }
+
+func (f *failingVerifier) Verify(ctx context.Context, batch coordinator.Window, parts []coordinator.Window) error {
+	f.calls++
+	if f.calls <= f.failures {
+		return fmt.Errorf("verifier crashed (call %d)", f.calls)
+	}
+	return nil
+}
+
+func TestEngineRetriesThenGivesUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := pgtest.NewDatabase(t)
+	pool := pgtest.Pool(t, cfg)
+	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	net := synthnet.Generate(synthnet.Params{Seed: 3, Producers: 30, Start: start, Duration: time.Hour})
+	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
+		t.Fatal(err)
+	}
+	store := &postgres.Store{Pool: pool}
+	var failures []bool
+	v := &failingVerifier{failures: 2}
+	eng := &coordinator.Engine{Store: store, Source: store, Verifier: v, Interval: 20 * time.Minute, MiniBatches: 5,
+		UptimeDays: 90, Retries: 3, Backoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnFailure: func(_ context.Context, _ coordinator.Window, _ int, _ error, final bool) { failures = append(failures, final) }}
+	// Two failures, then success: the batch commits once.
+	if _, err := eng.RunBatch(ctx); err != nil {
+		t.Fatalf("batch with two transient failures: %v", err)
+	}
+	if v.calls != 3 || len(failures) != 2 || failures[0] || failures[1] {
+		t.Fatalf("calls %d, failures %v; want 3 calls and 2 non-final failures", v.calls, failures)
+	}
+	// A batch that keeps failing is abandoned after 1 + RETRY_COUNT attempts
+	// and leaves nothing behind.
+	before := pgtest.TakeSnapshot(t, pool)
+	v.failures, v.calls, failures = 1000, 0, nil
+	_, err := eng.RunBatch(ctx)
+	if err == nil || !strings.Contains(err.Error(), "giving up after 4 attempts") || !strings.Contains(err.Error(), "verifier crashed") {
+		t.Fatalf("abandoned batch: %v", err)
+	}
+	if v.calls != 4 || len(failures) != 4 || !failures[3] {
+		t.Fatalf("calls %d, failures %v; want 4 calls, the last failure final", v.calls, failures)
+	}
+	if d := before.Diff(pgtest.TakeSnapshot(t, pool)); d != "" {
+		t.Fatalf("an abandoned batch changed the database:\n%s", d)
+	}
+}
+
+func TestEngineEmptyBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
+	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	// Submissions for the first batch only; the second is empty.
+	net := synthnet.Generate(synthnet.Params{Seed: 4, Producers: 30, Start: start, Duration: 20 * time.Minute})
+	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
+		t.Fatal(err)
+	}
+	store := &postgres.Store{Pool: pool}
+	eng := &coordinator.Engine{Store: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for range 2 {
+		if _, err := eng.RunBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var files int
+	var fileTS time.Time
+	if err := pool.QueryRow(ctx, `SELECT files_processed, file_timestamps FROM bot_logs ORDER BY batch_end_epoch DESC LIMIT 1`).Scan(&files, &fileTS); err != nil {
+		t.Fatal(err)
+	}
+	if files != 0 || !fileTS.Equal(start.Add(40*time.Minute)) {
+		t.Errorf("empty batch's bot_logs: files %d, file_timestamps %v; want 0 and the batch end", files, fileTS)
+	}
+	// The scoreboard moved on: a producer scored in the first batch now has
+	// 1 point of 2 surveys.
+	var top string
+	if err := pool.QueryRow(ctx, `SELECT max(score_percent)::text FROM nodes`).Scan(&top); err != nil || top != "50.00" {
+		t.Errorf("best score after an empty batch = %s (%v), want 50.00", top, err)
+	}
+}
