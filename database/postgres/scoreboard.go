@@ -84,9 +84,14 @@ func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days
 	if bulk {
 		lock = "FOR KEY SHARE"
 	}
+	// A re-run of a batch replaces its history rather than failing on the
+	// unique (node_id, score_at) index; a plain INSERT after the DELETE
+	// avoids the cost of speculative insertion on every row.
+	if _, err := tx.Exec(ctx, `DELETE FROM score_history WHERE score_at = $1`, w.End.UTC()); err != nil {
+		return sb, fmt.Errorf("replacing score history: %w", err)
+	}
 	tag, err = tx.Exec(ctx, `INSERT INTO score_history (node_id, score_at, score, score_percent)
-		SELECT id, $1, score, score_percent FROM nodes WHERE score IS NOT NULL `+lock+`
-		ON CONFLICT (node_id, score_at) DO UPDATE SET score = EXCLUDED.score, score_percent = EXCLUDED.score_percent`, w.End.UTC())
+		SELECT id, $1, score, score_percent FROM nodes WHERE score IS NOT NULL `+lock, w.End.UTC())
 	if err != nil {
 		return sb, fmt.Errorf("inserting score history: %w", err)
 	}
