@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/cassandra/cassandratest"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
@@ -46,10 +47,7 @@ func TestCassandraStorageScoresAsPostgres(t *testing.T) {
 	if err := postgres.InitDatabase(ctx, pgtest.Pool(t, viaCassandra), start, false); err != nil {
 		t.Fatal(err)
 	}
-	cmd := coordinatorCmd(viaCassandra, []string{
-		"SUBMISSION_STORAGE=CASSANDRA", "AWS_KEYSPACE=" + ks.Keyspace, "CASSANDRA_HOST=" + srv.Host,
-		"CASSANDRA_PORT=" + strconv.Itoa(srv.Port), "CASSANDRA_USERNAME=" + srv.Username, "CASSANDRA_PASSWORD=" + srv.Password,
-	}, "run", "--batches", fmt.Sprint(n))
+	cmd := coordinatorCmd(viaCassandra, cassandraEnv(srv, ks), "run", "--batches", fmt.Sprint(n))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("coordinator with Cassandra: %v\n%s", err, out)
 	}
@@ -78,10 +76,7 @@ func TestCassandraStorageScoresAsPostgres(t *testing.T) {
 		`DELETE FROM points WHERE bot_log_id = (SELECT max(id) FROM bot_logs)`,
 		`DELETE FROM bot_logs_statehash WHERE bot_log_id = (SELECT max(id) FROM bot_logs)`,
 		`DELETE FROM bot_logs WHERE id = (SELECT max(id) FROM bot_logs)`)
-	cmd = coordinatorCmd(viaCassandra, []string{
-		"SUBMISSION_STORAGE=CASSANDRA", "AWS_KEYSPACE=" + ks.Keyspace, "CASSANDRA_HOST=" + srv.Host,
-		"CASSANDRA_PORT=" + strconv.Itoa(srv.Port), "CASSANDRA_USERNAME=" + srv.Username, "CASSANDRA_PASSWORD=" + srv.Password,
-	}, "run", "--batches", "1")
+	cmd = coordinatorCmd(viaCassandra, cassandraEnv(srv, ks), "run", "--batches", "1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("re-run: %v\n%s", err, out)
 	}
@@ -91,18 +86,20 @@ func TestCassandraStorageScoresAsPostgres(t *testing.T) {
 	}
 }
 
-func execSQL(t *testing.T, cfg interface{ ConnString(string) string }, stmts ...string) {
+func execSQL(t *testing.T, cfg config.Postgres, stmts ...string) {
 	t.Helper()
-	pool, err := postgres.Open(context.Background(), cfg.ConnString(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := pgtest.Pool(t, cfg)
 	for _, s := range stmts {
 		if _, err := pool.Exec(context.Background(), s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
+}
+
+// cassandraEnv points the coordinator at a test keyspace.
+func cassandraEnv(srv cassandratest.Server, ks config.Cassandra) []string {
+	return []string{"SUBMISSION_STORAGE=CASSANDRA", "AWS_KEYSPACE=" + ks.Keyspace, "CASSANDRA_HOST=" + srv.Host,
+		"CASSANDRA_PORT=" + strconv.Itoa(srv.Port), "CASSANDRA_USERNAME=" + srv.Username, "CASSANDRA_PASSWORD=" + srv.Password}
 }
 
 // TestVerifyAgainstCassandra runs the bundled verifier on a window of a real
@@ -126,9 +123,7 @@ func TestVerifyAgainstCassandra(t *testing.T) {
 	w := coordinator.Window{Start: start, End: start.Add(20 * time.Minute)} // crosses midnight
 	cmd := osexec.Command(binary, "verify", workers.FormatTimestamp(w.Start), workers.FormatTimestamp(w.End))
 	cmd.Dir = t.TempDir()
-	cmd.Env = []string{"SUBMISSION_STORAGE=CASSANDRA", "AWS_KEYSPACE=" + ks.Keyspace, "CASSANDRA_HOST=" + srv.Host,
-		"CASSANDRA_PORT=" + strconv.Itoa(srv.Port), "CASSANDRA_USERNAME=" + srv.Username, "CASSANDRA_PASSWORD=" + srv.Password,
-		"BLOCKS_DIR=" + blocks, "PATH=" + os.Getenv("PATH")}
+	cmd.Env = append(cassandraEnv(srv, ks), "BLOCKS_DIR="+blocks, "PATH="+os.Getenv("PATH"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("coordinator verify: %v\n%s", err, out)
 	}

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -400,12 +399,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// Describe returns a one-line description of where the test server is.
-func Describe() string {
-	if setupErr != nil {
-		return "no server: " + setupErr.Error()
-	}
-	return strings.Join([]string{server.Host, strconv.Itoa(server.Port)}, ":")
 }

@@ -117,15 +117,14 @@ func (m *model) batch(w coordinator.Window, subs []coordinator.Submission) model
 		if w8[*s.StateHash] <= 2 {
 			b.points = append(b.points, s.Submitter+"|"+*s.StateHash+"|"+coordinator.FileName(&s))
 			b.producers[s.Submitter] = true
-			if b.fileTS.IsZero() || s.SubmittedAt.Before(b.fileTS) {
-				b.fileTS = s.SubmittedAt
-			}
 		}
 	}
-	if len(b.points) == 0 {
-		b.fileTS = w.End
-	} else {
-		for _, s := range valid { // the earliest valid submission, pointed or not
+	// The earliest valid submission, pointed or not; the batch end when
+	// nobody earned a point.
+	b.fileTS = w.End
+	if len(b.points) > 0 {
+		b.fileTS = valid[0].SubmittedAt
+		for _, s := range valid {
 			if s.SubmittedAt.Before(b.fileTS) {
 				b.fileTS = s.SubmittedAt
 			}
