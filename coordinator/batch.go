@@ -31,6 +31,9 @@ type Record struct {
 	Copy []Submission
 	// Now is the batch's created_at for points and updated_at for new nodes.
 	Now time.Time
+	// Evidence, when not nil, is the batch's per-producer evidence, written
+	// in the same transaction.
+	Evidence *BatchEvidence
 }
 
 // FilesProcessed is bot_logs.files_processed: the number of valid submissions.
@@ -83,6 +86,10 @@ type Committed struct {
 	BotLogID   int64
 	NewNodes   int64
 	Scoreboard Scoreboard
+	// PreviousShares are the previous batch's error-class counts, read in
+	// the batch's transaction; nil when it has no evidence (or this batch
+	// recorded none).
+	PreviousShares *ClassShares
 }
 
 // Store is the coordinator's database.

@@ -22,6 +22,9 @@ type Engine struct {
 	// CopySubmissions copies every submission of a batch into the Postgres
 	// submissions table (Cassandra is the primary store).
 	CopySubmissions bool
+	// NoEvidence turns off the per-producer batch evidence (benchmarks
+	// compare the cost with and without it).
+	NoEvidence bool
 
 	// Grace is how long after a window's end the collector may still store
 	// its submissions (the original waits 2 minutes).
@@ -49,6 +52,7 @@ type Summary struct {
 	Submissions  int
 	Result       *Result
 	Committed    Committed
+	Evidence     *BatchEvidence // nil when NoEvidence
 	Verification time.Duration
 	Duration     time.Duration // from the end of waiting to commit
 	Attempt      int
@@ -141,11 +145,16 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		return nil, w, fmt.Errorf("loading submissions: %w", err)
 	}
 	var result *Result
+	var evidence *BatchEvidence
 	committed, err := e.Store.CommitBatch(ctx, last, func(prev []ShortlistedHash) (*Record, error) {
 		result = Score(subs, prev)
 		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now()}
 		if e.CopySubmissions {
 			rec.Copy = subs
+		}
+		if !e.NoEvidence {
+			evidence = Evidence(subs, result)
+			rec.Evidence = evidence
 		}
 		return rec, nil
 	})
@@ -153,7 +162,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		return nil, w, fmt.Errorf("committing the batch: %w", err)
 	}
 	Checkpoint(ctx, "committed")
-	s := &Summary{Window: w, Submissions: len(subs), Result: result, Committed: committed,
+	s := &Summary{Window: w, Submissions: len(subs), Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
 	e.logSummary(s)
 	if e.AfterBatch != nil {

@@ -92,7 +92,13 @@ func reference(t *testing.T) pgtest.Snapshot {
 	if n := committed(t, cfg); n != batches {
 		t.Fatalf("uninterrupted run committed %d batches, want %d", n, batches)
 	}
-	return pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
+	snap := pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
+	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
+		if len(snap[table]) == 0 {
+			t.Fatalf("the uninterrupted run wrote no %s rows: the crash tests would not compare them", table)
+		}
+	}
+	return snap
 }
 
 // haltAndKill starts the coordinator so that it halts at point, waits for
@@ -138,7 +144,7 @@ func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
 func TestCrashSafety(t *testing.T) {
 	want := reference(t)
 	points := []string{"verify", "load", "tx_begin", "tx_statehash", "tx_nodes", "tx_bot_logs", "tx_shortlist",
-		"tx_points", "tx_scores", "tx_scoreboard", "committed"}
+		"tx_points", "tx_scores", "tx_scoreboard", "tx_evidence", "committed"}
 	for _, name := range points {
 		for _, nth := range []int{1, 3} {
 			point := fmt.Sprintf("%s#%d", name, nth)

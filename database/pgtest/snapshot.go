@@ -30,6 +30,15 @@ var snapshotQueries = map[string]string{
 		FROM points_summary ps JOIN bot_logs b ON b.id = ps.bot_log_id JOIN nodes n ON n.id = ps.node_id`,
 	"score_history": `SELECT concat_ws('|', n.block_producer_key, h.score_at, h.score, h.score_percent)
 		FROM score_history h JOIN nodes n ON n.id = h.node_id`,
+	"batch_evidence": `SELECT concat_ws('|', b.batch_end_epoch, p.block_producer_key, e.outcome, e.submissions, e.valid, e.unverified,
+		coalesce(e.invalid_by_class::text, '-'), coalesce(e.error_examples::text, '-'), coalesce(array_to_string(e.state_hashes, ','), '-'))
+		FROM batch_evidence e JOIN bot_logs b ON b.id = e.bot_log_id JOIN evidence_producers p ON p.id = e.producer_id`,
+	"batch_evidence_summary": `SELECT concat_ws('|', b.batch_end_epoch, s.submissions, s.valid, s.unverified, s.invalid, s.producers,
+		s.point_producers, s.off_chain_producers, s.invalid_producers, s.unverified_producers)
+		FROM batch_evidence_summary s JOIN bot_logs b ON b.id = s.bot_log_id`,
+	"batch_error_classes": `SELECT concat_ws('|', b.batch_end_epoch, c.class, c.submissions, c.producers, c.example)
+		FROM batch_error_classes c JOIN bot_logs b ON b.id = c.bot_log_id`,
+	"evidence_producers": `SELECT block_producer_key FROM evidence_producers`,
 	"submissions": `SELECT concat_ws('|', submitted_at_date, submitted_at, submitter, created_at, block_hash, remote_addr,
 		peer_id, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot, validation_error, verified)
 		FROM submissions`,

@@ -160,7 +160,15 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 			return err
 		}
 		out, err = write(ctx, tx, rec, s.BulkPoints)
-		return err
+		if err != nil || rec.Evidence == nil {
+			return err
+		}
+		out.PreviousShares, err = writeEvidence(ctx, tx, last.ID, out.BotLogID, rec.Evidence)
+		if err != nil {
+			return err
+		}
+		coordinator.Checkpoint(ctx, "tx_evidence")
+		return nil
 	})
 	return out, err
 }

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 //go:embed testdata/original_schema.sql
 var originalSchema string
 
-const latestVersion = 4
+const latestVersion = 5
 
 // catalog lists the schema objects of public: columns with types, nullability
 // and defaults, indexes, constraints, triggers and functions.
@@ -87,7 +87,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Applied, []int64{1, 2, 3, 4}) || res.Current != latestVersion {
+	if !slices.Equal(res.Applied, []int64{1, 2, 3, 4, 5}) || res.Current != latestVersion {
 		t.Fatalf("first run applied %v, now at %d", res.Applied, res.Current)
 	}
 	res, err = postgres.Migrate(ctx, cfg.ConnString(""))
@@ -238,22 +238,38 @@ func TestCleanupOldData(t *testing.T) {
 	exec(t, pool, `INSERT INTO submissions (submitted_at_date, submitted_at, submitter)
 		SELECT (now() - d * interval '1 day')::date, now() - d * interval '1 day', 's' || d FROM (VALUES (100), (31), (10), (1)) v(d)`)
 	exec(t, pool, `INSERT INTO coordinator_scoreboard (window_end_epoch, uptime_days) VALUES (1, 90)`)
+	// Evidence of each batch; producer 'gone' appears only in the old one.
+	exec(t, pool, `INSERT INTO evidence_producers (id, block_producer_key) VALUES (1, 'a'), (2, 'gone')`)
+	exec(t, pool, `INSERT INTO batch_evidence (producer_id, bot_log_id, outcome, submissions, valid, unverified)
+		VALUES (1, 1, 'point', 1, 1, 0), (2, 1, 'unverified', 1, 0, 1), (1, 2, 'point', 1, 1, 0), (1, 3, 'point', 1, 1, 0)`)
+	exec(t, pool, `INSERT INTO batch_evidence_summary (bot_log_id, submissions, valid, unverified, invalid, producers,
+		point_producers, off_chain_producers, invalid_producers, unverified_producers)
+		SELECT i, 1, 1, 0, 0, 1, 1, 0, 0, 0 FROM generate_series(1, 3) i`)
+	exec(t, pool, `INSERT INTO batch_error_classes (bot_log_id, class, submissions, producers, example) VALUES (1, 'other', 1, 1, ''), (3, 'other', 1, 1, '')`)
+	exec(t, pool, `INSERT INTO coordinator_failures (failed_at, window_start, window_end, attempt, final, error)
+		SELECT now() - d * interval '1 day', now() - d * interval '1 day', now() - d * interval '1 day' + interval '20 minutes', 1, false, 'x'
+		FROM (VALUES (100), (1)) v(d)`)
 
 	notices, err := postgres.Cleanup(ctx, cfg.ConnString(""), 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(notices) == 0 || !strings.Contains(notices[len(notices)-1], "Cleanup summary: 1 points_summary, 1 points, 1 bot_logs_statehash, 1 bot_logs, 2 submissions, 2 statehash") {
+	if len(notices) == 0 || !strings.Contains(notices[len(notices)-1], "Cleanup summary: 1 points_summary, 1 points, 1 bot_logs_statehash, 1 bot_logs, 2 submissions, 2 statehash, 2 batch_evidence") {
 		t.Errorf("notices = %q", notices)
 	}
 	for query, want := range map[string]string{
-		`SELECT string_agg(id::text, ',' ORDER BY id) FROM bot_logs`:                           "2,3",
-		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM points`:             "2,3",
-		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM points_summary`:     "2,3",
-		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM bot_logs_statehash`: "2,3",
-		`SELECT string_agg(submitter, ',' ORDER BY submitter) FROM submissions`:                "s1,s10",
-		`SELECT string_agg(value, ',' ORDER BY value) FROM statehash`:                          "new,parent",
-		`SELECT count(*)::text FROM coordinator_scoreboard`:                                    "0",
+		`SELECT string_agg(id::text, ',' ORDER BY id) FROM bot_logs`:                               "2,3",
+		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM points`:                 "2,3",
+		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM points_summary`:         "2,3",
+		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM bot_logs_statehash`:     "2,3",
+		`SELECT string_agg(submitter, ',' ORDER BY submitter) FROM submissions`:                    "s1,s10",
+		`SELECT string_agg(value, ',' ORDER BY value) FROM statehash`:                              "new,parent",
+		`SELECT count(*)::text FROM coordinator_scoreboard`:                                        "0",
+		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM batch_evidence`:         "2,3",
+		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM batch_evidence_summary`: "2,3",
+		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM batch_error_classes`:    "3",
+		`SELECT string_agg(block_producer_key, ',' ORDER BY id) FROM evidence_producers`:           "a",
+		`SELECT count(*)::text FROM coordinator_failures`:                                          "1",
 	} {
 		var got string
 		if err := pool.QueryRow(ctx, query).Scan(&got); err != nil {

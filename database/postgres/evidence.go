@@ -1,0 +1,122 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+)
+
+// writeEvidence records a batch's per-producer evidence, its totals and its
+// error classes (set-based: one statement for the producer ids, one COPY,
+// two inserts), in the batch's transaction, and returns the previous batch's
+// error-class shares (nil when the previous batch has no evidence).
+func writeEvidence(ctx context.Context, tx pgx.Tx, prevBotLogID, botLogID int64, ev *coordinator.BatchEvidence) (*coordinator.ClassShares, error) {
+	prev, err := readClassShares(ctx, tx, prevBotLogID)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(ev.Producers))
+	for i, p := range ev.Producers {
+		keys[i] = p.Producer
+	}
+	// New keys are inserted and all keys' ids returned by one statement (the
+	// outer SELECT does not see the rows the CTE inserts, the CTE returns them).
+	ids, err := idMap(ctx, tx, `WITH keys AS (SELECT unnest($1::text[]) AS k),
+		ins AS (INSERT INTO evidence_producers (block_producer_key)
+			SELECT k FROM keys WHERE NOT EXISTS (SELECT 1 FROM evidence_producers p WHERE p.block_producer_key = keys.k)
+			ORDER BY k ON CONFLICT (block_producer_key) DO NOTHING RETURNING block_producer_key, id)
+		SELECT block_producer_key, id FROM ins
+		UNION ALL SELECT p.block_producer_key, p.id FROM evidence_producers p JOIN keys ON p.block_producer_key = keys.k`, keys)
+	if err != nil {
+		return nil, fmt.Errorf("recording evidence producers: %w", err)
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"batch_evidence"},
+		[]string{"producer_id", "bot_log_id", "outcome", "submissions", "valid", "unverified", "invalid_by_class", "error_examples", "state_hashes"},
+		pgx.CopyFromSlice(len(ev.Producers), func(i int) ([]any, error) {
+			p := &ev.Producers[i]
+			var byClass, examples any
+			if p.InvalidByClass != nil {
+				byClass, examples = p.InvalidByClass, p.Examples
+			}
+			var hashes any
+			if p.StateHashes != nil {
+				hashes = p.StateHashes
+			}
+			return []any{int32(ids[p.Producer]), int32(botLogID), p.Outcome, int32(p.Submissions), int32(p.Valid), int32(p.Unverified),
+				byClass, examples, hashes}, nil
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("inserting batch_evidence: %w", err)
+	}
+	if int(n) != len(ev.Producers) {
+		return nil, fmt.Errorf("inserting batch_evidence: copied %d of %d rows", n, len(ev.Producers))
+	}
+	o := ev.ByOutcome
+	if _, err := tx.Exec(ctx, `INSERT INTO batch_evidence_summary (bot_log_id, submissions, valid, unverified, invalid, producers,
+		point_producers, off_chain_producers, invalid_producers, unverified_producers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		botLogID, ev.Submissions, ev.Valid, ev.Unverified, ev.Invalid(), len(ev.Producers),
+		o[coordinator.OutcomePoint], o[coordinator.OutcomeOffChain], o[coordinator.OutcomeInvalid], o[coordinator.OutcomeUnverified]); err != nil {
+		return nil, fmt.Errorf("inserting batch_evidence_summary: %w", err)
+	}
+	if len(ev.Classes) > 0 {
+		classes, subs, producers, examples := make([]string, len(ev.Classes)), make([]int32, len(ev.Classes)), make([]int32, len(ev.Classes)), make([]string, len(ev.Classes))
+		for i, c := range ev.Classes {
+			classes[i], subs[i], producers[i], examples[i] = c.Class, int32(c.Submissions), int32(c.Producers), c.Example
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO batch_error_classes (bot_log_id, class, submissions, producers, example)
+			SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::int4[], $5::text[])`, botLogID, classes, subs, producers, examples); err != nil {
+			return nil, fmt.Errorf("inserting batch_error_classes: %w", err)
+		}
+	}
+	return prev, nil
+}
+
+// readClassShares reads a batch's error-class counts; nil when the batch has
+// no evidence.
+func readClassShares(ctx context.Context, tx pgx.Tx, botLogID int64) (*coordinator.ClassShares, error) {
+	c := &coordinator.ClassShares{BotLogID: botLogID, ByClass: map[string]int{}}
+	err := tx.QueryRow(ctx, `SELECT submissions FROM batch_evidence_summary WHERE bot_log_id = $1`, botLogID).Scan(&c.Submissions)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the previous batch's evidence: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT class, submissions FROM batch_error_classes WHERE bot_log_id = $1`, botLogID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the previous batch's error classes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var class string
+		var n int
+		if err := rows.Scan(&class, &n); err != nil {
+			return nil, fmt.Errorf("reading the previous batch's error classes: %w", err)
+		}
+		c.ByClass[class] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the previous batch's error classes: %w", err)
+	}
+	return c, nil
+}
+
+// RecordFailure stores a failed batch attempt (coordinator status shows the
+// last one). attempt counts from 0 as the engine's OnFailure does. The error
+// text is cut to 2,000 characters.
+func (s *Store) RecordFailure(ctx context.Context, at time.Time, w coordinator.Window, attempt int, cause error, final bool) error {
+	text := []rune(cause.Error())
+	if len(text) > 2000 {
+		text = text[:2000]
+	}
+	if _, err := s.Pool.Exec(ctx, `INSERT INTO coordinator_failures (failed_at, window_start, window_end, attempt, final, error)
+		VALUES ($1, $2, $3, $4, $5, $6)`, at.UTC(), w.Start.UTC(), w.End.UTC(), attempt+1, final, string(text)); err != nil {
+		return fmt.Errorf("recording the failed batch attempt: %w", err)
+	}
+	return nil
+}
