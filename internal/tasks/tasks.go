@@ -54,6 +54,12 @@ func InitDatabase(ctx context.Context, cfg config.Postgres, value string, minsAg
 	}
 	defer pool.Close()
 	if err := postgres.InitDatabase(ctx, pool, at, override); err != nil {
+		if errors.Is(err, postgres.ErrBotLogsNotEmpty) {
+			// As the original: an initialised database is left alone and
+			// the task succeeds, so it can run as an init step on every start.
+			fmt.Fprintln(out, "table bot_logs is not empty; nothing inserted (the database is already initialised; --override-empty inserts anyway)")
+			return nil
+		}
 		return err
 	}
 	fmt.Fprintf(out, "bot_logs initialised: batch_end_epoch %d (%s UTC); the first batch covers %s onwards\n",
