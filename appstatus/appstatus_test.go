@@ -468,3 +468,24 @@ func TestUpdaterGivesUpAfterRetries(t *testing.T) {
 		t.Errorf("read the values %d times, want 3", n)
 	}
 }
+
+// TestMissingSettingsFailEachUpdate: without SPREADSHEET_NAME or
+// SPREADSHEET_CREDENTIALS_JSON the update fails at once with an error naming
+// the variable (logged by the engine at every batch), contacting nobody.
+func TestMissingSettingsFailEachUpdate(t *testing.T) {
+	t.Parallel()
+	g := newGoogle(t)
+	for _, tc := range []struct{ name, key, want string }{
+		{"", g.keyFile(t), "SPREADSHEET_NAME is not set"},
+		{sheetName, "", "SPREADSHEET_CREDENTIALS_JSON is not set"},
+	} {
+		u := &appstatus.Updater{Source: g.sheet(tc.name, tc.key), Attempts: 3, Backoff: time.Millisecond}
+		err := u.BeforeBatch(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "try 1 of 3") {
+			t.Errorf("BeforeBatch with name %q, key %q = %v, want %q on the first try", tc.name, tc.key, err, tc.want)
+		}
+	}
+	if n := g.count("token") + g.count("drive"); n != 0 {
+		t.Errorf("%d requests to Google without the settings", n)
+	}
+}

@@ -89,6 +89,14 @@ func NewSheet(name, keyFile string, opts ...Option) *Sheet {
 // id, e-mail and block producer key, with spaces trimmed. Rows without a key
 // are skipped.
 func (s *Sheet) Contacts(ctx context.Context) ([]Contact, error) {
+	// Missing settings fail every update, loudly, but never stop scoring
+	// (the original logged the same failure at every batch).
+	if s.name == "" {
+		return nil, permanent(errors.New("SPREADSHEET_NAME is not set: the application status cannot be read (set it, or IGNORE_APPLICATION_STATUS=1 to skip the update)"))
+	}
+	if s.keyFile == "" {
+		return nil, permanent(errors.New("SPREADSHEET_CREDENTIALS_JSON is not set: the application status cannot be read (set it to the service-account key file, or IGNORE_APPLICATION_STATUS=1 to skip the update)"))
+	}
 	client, email, err := s.authorize(ctx)
 	if err != nil {
 		return nil, err

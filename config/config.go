@@ -219,11 +219,8 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	c.IgnoreApplicationStatus = l.boolean("IGNORE_APPLICATION_STATUS")
 	c.SpreadsheetName = l.str("SPREADSHEET_NAME")
 	c.SpreadsheetCredentialsJSON = l.str("SPREADSHEET_CREDENTIALS_JSON")
-	if !c.IgnoreApplicationStatus {
-		const why = "the application status update (set IGNORE_APPLICATION_STATUS=1 to skip it)"
-		l.requireFor("SPREADSHEET_NAME", why, "the spreadsheet's name")
-		l.requireFor("SPREADSHEET_CREDENTIALS_JSON", why, "the path of a service-account JSON key")
-	}
+	// A missing spreadsheet setting never stops scoring: as the original,
+	// the update fails with an error logged at every batch (appstatus).
 
 	c.MetricsAddr = l.str("METRICS_ADDR")
 	switch lv := strings.ToLower(l.str("LOG_LEVEL")); lv {

@@ -150,8 +150,6 @@ func TestValidationErrors(t *testing.T) {
 		{"alarm upper", map[string]string{"ALARM_ZK_UPPER_LIMIT_SEC": "-3"}, nil, "ALARM_ZK_UPPER_LIMIT_SEC: invalid value \"-3\""},
 		{"valid share", map[string]string{"VALID_SHARE_ALERT_PERCENT": "120"}, nil, "VALID_SHARE_ALERT_PERCENT: invalid value \"120\"; expected a percentage"},
 		{"ignore status", map[string]string{"IGNORE_APPLICATION_STATUS": "2"}, nil, "IGNORE_APPLICATION_STATUS: invalid value \"2\""},
-		{"spreadsheet name", map[string]string{"IGNORE_APPLICATION_STATUS": "0", "SPREADSHEET_CREDENTIALS_JSON": "/k.json"}, nil, "SPREADSHEET_NAME: missing; required for the application status update"},
-		{"spreadsheet creds", map[string]string{"IGNORE_APPLICATION_STATUS": "false", "SPREADSHEET_NAME": "Form"}, nil, "SPREADSHEET_CREDENTIALS_JSON: missing"},
 		{"log level", map[string]string{"LOG_LEVEL": "chatty"}, nil, "LOG_LEVEL: invalid value \"chatty\"; expected one of debug, info, warn, error"},
 	}
 	for _, tc := range cases {
@@ -172,6 +170,22 @@ func TestValidationErrors(t *testing.T) {
 				t.Fatalf("error\n%s\ndoes not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSpreadsheetOptional: a missing spreadsheet setting never stops the
+// coordinator (the update logs an error each batch instead, as the original).
+func TestSpreadsheetOptional(t *testing.T) {
+	env := base()
+	env["IGNORE_APPLICATION_STATUS"] = "0"
+	delete(env, "SPREADSHEET_NAME")
+	delete(env, "SPREADSHEET_CREDENTIALS_JSON")
+	c, err := load(t, env)
+	if err != nil {
+		t.Fatalf("missing SPREADSHEET_NAME and SPREADSHEET_CREDENTIALS_JSON: %v, want no error", err)
+	}
+	if c.IgnoreApplicationStatus || c.SpreadsheetName != "" {
+		t.Errorf("IgnoreApplicationStatus %v, SpreadsheetName %q", c.IgnoreApplicationStatus, c.SpreadsheetName)
 	}
 }
 

@@ -43,3 +43,27 @@ func TestInitDatabaseIsIdempotent(t *testing.T) {
 		t.Errorf("bot_logs rows %d, want %d (the starting row and 2 batches)", rows, 3)
 	}
 }
+
+// TestMissingSpreadsheetNeverStopsScoring: without SPREADSHEET_NAME (and the
+// application status update not switched off) the coordinator scores every
+// batch and logs the failed update as an error at each one, as the original.
+func TestMissingSpreadsheetNeverStopsScoring(t *testing.T) {
+	t.Parallel()
+	cfg := seeded(t)
+	out, err := coordinatorCmd(cfg, []string{"IGNORE_APPLICATION_STATUS=0"}, "run", "--batches", "2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("run without SPREADSHEET_NAME: %v, want exit 0\n%s", err, out)
+	}
+	if n := committed(t, cfg); n != 2 {
+		t.Errorf("committed %d batches, want 2", n)
+	}
+	var errors int
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) && strings.Contains(line, "SPREADSHEET_NAME is not set") {
+			errors++
+		}
+	}
+	if errors != 2 {
+		t.Errorf("%d ERROR lines naming SPREADSHEET_NAME, want one per batch (2):\n%s", errors, out)
+	}
+}
