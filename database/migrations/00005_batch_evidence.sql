@@ -18,18 +18,21 @@ CREATE TABLE IF NOT EXISTS evidence_producers (
 -- without a row for a batch that has a batch_evidence_summary row sent
 -- nothing in the window (no_submission).
 CREATE TABLE IF NOT EXISTS batch_evidence (
-    producer_id      INT NOT NULL,
     bot_log_id       INT NOT NULL,
+    producer_id      INT NOT NULL,
     outcome          evidence_outcome NOT NULL,
     submissions      INT NOT NULL, -- all of the producer's submissions in the window
     valid            INT NOT NULL, -- valid ones
     unverified       INT NOT NULL, -- ones the verifier never marked; the rest failed
     invalid_by_class JSONB,        -- failed ones by error class, {"snark_invalid": 2}; NULL when none failed
-    error_examples   JSONB,        -- per class, the raw validation_error of the latest failed one
-    state_hashes     TEXT[],       -- off_chain only: the distinct state hashes named
-    PRIMARY KEY (producer_id, bot_log_id)
+    -- NULL, or {"error_examples": {class: raw validation_error of the latest
+    -- failed submission of the class}, "state_hashes": [off_chain only: the
+    -- distinct state hashes named]}
+    details          JSONB,
+    -- (bot_log_id, producer_id): a batch's rows are appended at the end of
+    -- the index; a producer's rows are found by one probe per batch.
+    PRIMARY KEY (bot_log_id, producer_id)
 );
-CREATE INDEX IF NOT EXISTS batch_evidence_bot_log_id ON batch_evidence USING brin (bot_log_id);
 
 -- One row per batch scored with evidence: its totals.
 CREATE TABLE IF NOT EXISTS batch_evidence_summary (

@@ -31,7 +31,7 @@ var snapshotQueries = map[string]string{
 	"score_history": `SELECT concat_ws('|', n.block_producer_key, h.score_at, h.score, h.score_percent)
 		FROM score_history h JOIN nodes n ON n.id = h.node_id`,
 	"batch_evidence": `SELECT concat_ws('|', b.batch_end_epoch, p.block_producer_key, e.outcome, e.submissions, e.valid, e.unverified,
-		coalesce(e.invalid_by_class::text, '-'), coalesce(e.error_examples::text, '-'), coalesce(array_to_string(e.state_hashes, ','), '-'))
+		coalesce(e.invalid_by_class::text, '-'), coalesce(e.details::text, '-'))
 		FROM batch_evidence e JOIN bot_logs b ON b.id = e.bot_log_id JOIN evidence_producers p ON p.id = e.producer_id`,
 	"batch_evidence_summary": `SELECT concat_ws('|', b.batch_end_epoch, s.submissions, s.valid, s.unverified, s.invalid, s.producers,
 		s.point_producers, s.off_chain_producers, s.invalid_producers, s.unverified_producers)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -112,5 +113,59 @@ func BenchmarkDay(b *testing.B) {
 		b.ReportMetric(mean(durations[:10]), "ms/batch-first10")
 		b.ReportMetric(mean(durations[batches-10:]), "ms/batch-last10")
 		b.ReportMetric(float64(producers), "producers")
+	}
+}
+
+// BenchmarkEvidence measures the cost of the per-producer evidence: on one
+// database, batches alternate between evidence off and on (so that disk
+// noise, other load and history growth hit both alike), and the median time
+// of each is reported with the overhead, and the storage of batch_evidence
+// per row (heap, index and TOAST; and heap alone).
+func BenchmarkEvidence(b *testing.B) {
+	for _, producers := range []int{3000, 10000} {
+		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+			eng := benchEngine(b, producers, 2*b.N+1)
+			ctx := context.Background()
+			if _, err := eng.RunBatch(ctx); err != nil { // the full scoreboard recompute
+				b.Fatal(err)
+			}
+			var off, on []time.Duration
+			b.ResetTimer()
+			for i := range 2 * b.N {
+				eng.NoEvidence = i%2 == 0
+				began := time.Now()
+				if _, err := eng.RunBatch(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if eng.NoEvidence {
+					off = append(off, time.Since(began))
+				} else {
+					on = append(on, time.Since(began))
+				}
+			}
+			b.StopTimer()
+			median := func(ds []time.Duration) float64 {
+				slices.Sort(ds)
+				m := ds[len(ds)/2]
+				if len(ds)%2 == 0 {
+					m = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+				}
+				return float64(m.Microseconds()) / 1000
+			}
+			mOff, mOn := median(off), median(on)
+			b.ReportMetric(mOff, "ms/batch-off")
+			b.ReportMetric(mOn, "ms/batch-on")
+			b.ReportMetric(100*(mOn-mOff)/mOff, "%overhead")
+			pool := eng.Store.(*postgres.Store).Pool
+			var rows, total, heap int64
+			if err := pool.QueryRow(ctx, `SELECT count(*), pg_total_relation_size('batch_evidence'), pg_relation_size('batch_evidence')
+				FROM batch_evidence`).Scan(&rows, &total, &heap); err != nil {
+				b.Fatal(err)
+			}
+			if rows > 0 {
+				b.ReportMetric(float64(total)/float64(rows), "bytes/row")
+				b.ReportMetric(float64(heap)/float64(rows), "heap-bytes/row")
+			}
+		})
 	}
 }

@@ -11,6 +11,15 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
+// EvidenceDetails is batch_evidence.details.
+type EvidenceDetails struct {
+	// ErrorExamples: per error class, the raw validation_error of the
+	// producer's latest failed submission of the class.
+	ErrorExamples map[string]string `json:"error_examples,omitempty"`
+	// StateHashes: for off_chain, the distinct state hashes named.
+	StateHashes []string `json:"state_hashes,omitempty"`
+}
+
 // writeEvidence records a batch's per-producer evidence, its totals and its
 // error classes (set-based: one statement for the producer ids, one COPY,
 // two inserts), in the batch's transaction, and returns the previous batch's
@@ -36,19 +45,18 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, prevBotLogID, botLogID int64,
 		return nil, fmt.Errorf("recording evidence producers: %w", err)
 	}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{"batch_evidence"},
-		[]string{"producer_id", "bot_log_id", "outcome", "submissions", "valid", "unverified", "invalid_by_class", "error_examples", "state_hashes"},
+		[]string{"bot_log_id", "producer_id", "outcome", "submissions", "valid", "unverified", "invalid_by_class", "details"},
 		pgx.CopyFromSlice(len(ev.Producers), func(i int) ([]any, error) {
 			p := &ev.Producers[i]
-			var byClass, examples any
+			var byClass, details any
 			if p.InvalidByClass != nil {
-				byClass, examples = p.InvalidByClass, p.Examples
+				byClass = p.InvalidByClass
 			}
-			var hashes any
-			if p.StateHashes != nil {
-				hashes = p.StateHashes
+			if p.Examples != nil || p.StateHashes != nil {
+				details = EvidenceDetails{ErrorExamples: p.Examples, StateHashes: p.StateHashes}
 			}
-			return []any{int32(ids[p.Producer]), int32(botLogID), p.Outcome, int32(p.Submissions), int32(p.Valid), int32(p.Unverified),
-				byClass, examples, hashes}, nil
+			return []any{int32(botLogID), int32(ids[p.Producer]), p.Outcome, int32(p.Submissions), int32(p.Valid), int32(p.Unverified),
+				byClass, details}, nil
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("inserting batch_evidence: %w", err)

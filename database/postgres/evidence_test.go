@@ -17,7 +17,7 @@ func ptrTo[T any](v T) *T { return &v }
 
 // evidenceRows renders batch_evidence by natural keys.
 const evidenceRows = `SELECT concat_ws('|', b.batch_end_epoch, p.block_producer_key, e.outcome, e.submissions, e.valid, e.unverified,
-	coalesce(e.invalid_by_class::text, '-'), coalesce(e.error_examples::text, '-'), coalesce(array_to_string(e.state_hashes, ','), '-'))
+	coalesce(e.invalid_by_class::text, '-'), coalesce(e.details::text, '-'))
 	FROM batch_evidence e JOIN bot_logs b ON b.id = e.bot_log_id JOIN evidence_producers p ON p.id = e.producer_id
 	ORDER BY 1`
 
@@ -81,13 +81,13 @@ func TestEvidenceWritten(t *testing.T) {
 	got := strs(t, ctx, pool, evidenceRows)
 	got = slices.DeleteFunc(got, func(s string) bool { return len(s) > 16 && s[11:16] == "B62qz" })
 	want := []string{
-		`1717201200|B62qa|point|2|2|0|-|-|-`,
-		`1717201200|B62qb|point|1|1|0|-|-|-`,
-		`1717201200|B62qf|off_chain|2|2|0|-|-|3NKfork,3NKfork2`,
-		`1717201200|B62qi|invalid|2|0|0|{"snark_invalid": 1, "sok_digest_mismatch": 1}|{"snark_invalid": "snark verification failed", "sok_digest_mismatch": "sok digest mismatch"}|-`,
-		`1717201200|B62qu|unverified|1|0|1|-|-|-`,
-		`1717202400|B62qa|point|1|1|0|-|-|-`,
-		`1717202400|B62qi|invalid|1|0|0|{"block_missing": 1}|{"block_missing": "block not found"}|-`,
+		`1717201200|B62qa|point|2|2|0|-|-`,
+		`1717201200|B62qb|point|1|1|0|-|-`,
+		`1717201200|B62qf|off_chain|2|2|0|-|{"state_hashes": ["3NKfork", "3NKfork2"]}`,
+		`1717201200|B62qi|invalid|2|0|0|{"snark_invalid": 1, "sok_digest_mismatch": 1}|{"error_examples": {"snark_invalid": "snark verification failed", "sok_digest_mismatch": "sok digest mismatch"}}`,
+		`1717201200|B62qu|unverified|1|0|1|-|-`,
+		`1717202400|B62qa|point|1|1|0|-|-`,
+		`1717202400|B62qi|invalid|1|0|0|{"block_missing": 1}|{"error_examples": {"block_missing": "block not found"}}`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("batch_evidence:\n got %q\nwant %q", got, want)
