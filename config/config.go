@@ -70,8 +70,9 @@ type Config struct {
 	TestEnv           bool
 	WorkerMode        string
 
-	Postgres  Postgres
-	Cassandra Cassandra
+	Postgres       Postgres
+	Cassandra      Cassandra
+	MigrateOnStart bool
 
 	WorkerImage         string
 	WorkerTag           string
@@ -146,6 +147,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	c.WorkerMode = strings.ToLower(l.oneOf("WORKER_MODE", false, WorkerKubernetes, WorkerProcess, WorkerNone))
 
 	c.Postgres = l.postgres()
+	c.MigrateOnStart = l.boolean("MIGRATE_ON_START")
 
 	c.WorkerImage = l.str("WORKER_IMAGE")
 	c.WorkerTag = l.str("WORKER_TAG")

@@ -40,6 +40,7 @@ var Vars = []Var{
 	{Name: "POSTGRES_USER", Group: groupPostgres, Doc: "Required. User name."},
 	{Name: "POSTGRES_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password (may be empty with trust or peer authentication)."},
 	{Name: "POSTGRES_SSLMODE", Group: groupPostgres, Doc: "libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full (default: libpq's prefer)."},
+	{Name: "MIGRATE_ON_START", Default: "true", Group: groupPostgres, Doc: "New. run applies pending schema migrations at start (needs DDL rights). False: run refuses to start while migrations are pending; create-database applies them (the Helm chart's init step)."},
 	{Name: "POSTGRES_RO_USER", Group: groupPostgres, Doc: "Read-only user that create-ro-user creates (for the leaderboard)."},
 	{Name: "POSTGRES_RO_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password of POSTGRES_RO_USER."},
 

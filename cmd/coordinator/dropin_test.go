@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -65,5 +66,65 @@ func TestMissingSpreadsheetNeverStopsScoring(t *testing.T) {
 	}
 	if errors != 2 {
 		t.Errorf("%d ERROR lines naming SPREADSHEET_NAME, want one per batch (2):\n%s", errors, out)
+	}
+}
+
+// TestMigrateOnStartFalse: with MIGRATE_ON_START=false, run refuses to start
+// while migrations are pending, naming create-database, and changes nothing
+// (not even goose's version table); after create-database it runs.
+func TestMigrateOnStartFalse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	off := []string{"MIGRATE_ON_START=false"}
+
+	empty := pgtest.NewEmptyDatabase(t)
+	out, err := coordinatorCmd(empty, off, "run", "--batches", "1").CombinedOutput()
+	if code := exitCode(err); code != 1 {
+		t.Fatalf("run on an empty database: exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{"schema migrations [1 2 3 4", "are pending and MIGRATE_ON_START is false", "`coordinator create-database`"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	var tables int
+	if err := pgtest.Pool(t, empty).QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("the refused run left %d tables (%v), want 0", tables, err)
+	}
+
+	// The init steps, then run.
+	runCoordinator(t, empty, "create-database")
+	runCoordinator(t, empty, "init-database", "--mins-ago", "60")
+	out, err = coordinatorCmd(empty, off, "run", "--batches", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("run after create-database and init-database: %v\n%s", err, out)
+	}
+	if n := committed(t, empty); n != 1 {
+		t.Errorf("committed %d batches after the init steps, want 1", n)
+	}
+
+	// One migration missing from a migrated database: that one is named.
+	cfg := seeded(t)
+	pool := pgtest.Pool(t, cfg)
+	var latest int64
+	if err := pool.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version`).Scan(&latest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM goose_db_version WHERE version_id = $1`, latest); err != nil {
+		t.Fatal(err)
+	}
+	out, err = coordinatorCmd(cfg, off, "run", "--batches", "1").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), fmt.Sprintf("schema migrations [%d] are pending", latest)) {
+		t.Fatalf("run with migration %d pending: exit %d\n%s", latest, code, out)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, true)`, latest); err != nil {
+		t.Fatal(err)
+	}
+	out, err = coordinatorCmd(cfg, off, "run", "--batches", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("run with no migration pending: %v\n%s", err, out)
+	}
+	if n := committed(t, cfg); n != 1 {
+		t.Errorf("committed %d batches, want 1", n)
 	}
 }

@@ -33,12 +33,8 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	installHaltHook(os.Getenv("COORDINATOR_HALT_AT"))
 
 	conn := cfg.Postgres.ConnString("")
-	res, err := postgres.Migrate(ctx, conn)
-	if err != nil {
+	if err := migrateOnStart(ctx, cfg, conn, log); err != nil {
 		return err
-	}
-	if len(res.Applied) > 0 {
-		log.Info("schema migrated", "applied", res.Applied, "version", res.Current)
 	}
 	release, err := postgres.Lock(ctx, conn, 15*time.Second)
 	if err != nil {
@@ -101,6 +97,29 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		return err
 	}
 	log.Info("coordinator finished", "batches", batches)
+	return nil
+}
+
+// migrateOnStart applies pending migrations when MIGRATE_ON_START is true;
+// otherwise it refuses to start while any is pending.
+func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *slog.Logger) error {
+	if !cfg.MigrateOnStart {
+		pending, err := postgres.PendingMigrations(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if len(pending) > 0 {
+			return fmt.Errorf("schema migrations %v are pending and MIGRATE_ON_START is false: run `coordinator create-database` (it applies them) before `coordinator run`, or set MIGRATE_ON_START=true", pending)
+		}
+		return nil
+	}
+	res, err := postgres.Migrate(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if len(res.Applied) > 0 {
+		log.Info("schema migrated", "applied", res.Applied, "version", res.Current)
+	}
 	return nil
 }
 

@@ -53,6 +53,45 @@ func Migrate(ctx context.Context, connString string) (MigrationResult, error) {
 	return migrate(ctx, db, migrations.FS)
 }
 
+// PendingMigrations lists the versions of the embedded migrations not yet
+// applied to the database at connString. It only reads: no lock, and no
+// goose version table is created when there is none (then every migration
+// is pending).
+func PendingMigrations(ctx context.Context, connString string) ([]int64, error) {
+	pool, err := Open(ctx, connString)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	var table *string
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version')::text`).Scan(&table); err != nil {
+		return nil, fmt.Errorf("looking for the schema version table: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	if err != nil {
+		return nil, fmt.Errorf("loading migrations: %w", err)
+	}
+	var pending []int64
+	if table == nil {
+		for _, src := range provider.ListSources() {
+			pending = append(pending, src.Version)
+		}
+		return pending, nil
+	}
+	status, err := provider.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the schema version: %w", err)
+	}
+	for _, st := range status {
+		if st.State == goose.StatePending {
+			pending = append(pending, st.Source.Version)
+		}
+	}
+	return pending, nil
+}
+
 func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) (MigrationResult, error) {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
