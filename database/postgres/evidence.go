@@ -128,3 +128,18 @@ func (s *Store) RecordFailure(ctx context.Context, at time.Time, w coordinator.W
 	}
 	return nil
 }
+
+// ReplaceEvidence deletes a batch's evidence and writes ev in its place, in
+// tx (re-scoring a batch). ev nil only deletes.
+func ReplaceEvidence(ctx context.Context, tx pgx.Tx, botLogID int64, ev *coordinator.BatchEvidence) error {
+	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE bot_log_id = $1`, botLogID); err != nil {
+			return fmt.Errorf("deleting the evidence of bot_logs %d from %s: %w", botLogID, table, err)
+		}
+	}
+	if ev == nil {
+		return nil
+	}
+	_, err := writeEvidence(ctx, tx, 0, botLogID, ev)
+	return err
+}

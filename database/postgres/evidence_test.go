@@ -92,6 +92,34 @@ func TestEvidenceWritten(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("batch_evidence:\n got %q\nwant %q", got, want)
 	}
+	// Replacing a batch's evidence with the same evidence changes nothing;
+	// replacing it with nothing deletes exactly that batch's rows.
+	replace := func(ev *coordinator.BatchEvidence) {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if err := postgres.ReplaceEvidence(ctx, tx, first.Committed.BotLogID, ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := strs(t, ctx, pool, evidenceRows)
+	replace(first.Evidence)
+	if again := strs(t, ctx, pool, evidenceRows); !slices.Equal(again, all) {
+		t.Errorf("evidence replaced by the same evidence differs:\n got %q\nwant %q", again, all)
+	}
+	defer func() {
+		replace(nil)
+		if left := strs(t, ctx, pool, evidenceRows); !slices.Equal(left, want[5:]) {
+			t.Errorf("after deleting the first batch's evidence: %q, want %q", left, want[5:])
+		}
+	}()
+
 	var zs int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM batch_evidence e JOIN evidence_producers p ON p.id = e.producer_id
 		WHERE p.block_producer_key LIKE 'B62qz%' AND e.outcome = 'point'`).Scan(&zs); err != nil {
