@@ -78,6 +78,7 @@ type Config struct {
 	WorkerTag           string
 	WorkerCommand       string
 	WorkerTimeout       time.Duration
+	MaxUnverifiedPct    float64
 	NoChecks            bool
 	NoChecksRaw         string // passed to the verifier as given
 	AWSS3Bucket         string
@@ -98,6 +99,7 @@ type Config struct {
 	AlarmLowerLimit        *time.Duration
 	AlarmUpperLimit        *time.Duration
 	ValidShareAlertPercent *float64
+	ProducerDropAlertPct   float64
 
 	IgnoreApplicationStatus    bool
 	SpreadsheetName            string
@@ -153,6 +155,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	c.WorkerTag = l.str("WORKER_TAG")
 	c.WorkerCommand = l.str("WORKER_COMMAND")
 	c.WorkerTimeout = l.duration("WORKER_TIMEOUT")
+	c.MaxUnverifiedPct = l.percent("MAX_UNVERIFIED_PERCENT")
 	c.NoChecksRaw = l.str("NO_CHECKS")
 	c.NoChecks = l.boolean("NO_CHECKS")
 	c.AWSS3Bucket = l.str("AWS_S3_BUCKET")
@@ -209,6 +212,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	c.AlarmLowerLimit = l.seconds("ALARM_ZK_LOWER_LIMIT_SEC")
 	c.AlarmUpperLimit = l.seconds("ALARM_ZK_UPPER_LIMIT_SEC")
+	c.ProducerDropAlertPct = l.percent("PRODUCER_DROP_ALERT_PERCENT")
 	if s := l.str("VALID_SHARE_ALERT_PERCENT"); s != "" {
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || f < 0 || f > 100 {
@@ -385,6 +389,20 @@ func (l *loader) duration(name string) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// percent reads a percentage between 0 and 100.
+func (l *loader) percent(name string) float64 {
+	s := l.str(name)
+	if s == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 100 {
+		l.fail(name, s, "a percentage between 0 and 100")
+		return 0
+	}
+	return f
 }
 
 func (l *loader) seconds(name string) *time.Duration {

@@ -48,6 +48,7 @@ var Vars = []Var{
 	{Name: "WORKER_TAG", Group: groupWorkers, Doc: "Tag of WORKER_IMAGE."},
 	{Name: "WORKER_COMMAND", Group: groupWorkers, Doc: "New. process mode: the verifier command line (split like a shell, never run by one); START and END are appended. Default: docker run of WORKER_IMAGE:WORKER_TAG as the original."},
 	{Name: "WORKER_TIMEOUT", Default: "2h", Group: groupWorkers, Doc: "New. How long a batch's verifiers (processes or Jobs) may run before the batch fails (Go duration)."},
+	{Name: "MAX_UNVERIFIED_PERCENT", Default: "5", Group: groupWorkers, Doc: "New. When more than this percentage of a window's submissions are still unverified after the verifiers finished, the attempt fails and is retried (nothing is committed). Not checked with WORKER_MODE=none."},
 	{Name: "NO_CHECKS", Group: groupWorkers, Doc: "Passed to the verifier; truthy runs it with --no-checks."},
 	{Name: "AWS_S3_BUCKET", Group: groupWorkers, Doc: "Passed to the verifier (block storage bucket)."},
 	{Name: "NETWORK_NAME", Group: groupWorkers, Doc: "Passed to the verifier (network name, blocks path in the bucket)."},
@@ -83,6 +84,7 @@ var Vars = []Var{
 	{Name: "WEBHOOK_URL", Secret: true, Group: groupAlerts, Doc: "Slack incoming webhook; alerts are off when unset."},
 	{Name: "ALARM_ZK_LOWER_LIMIT_SEC", Group: groupAlerts, Doc: "Alert when verification of a batch took fewer seconds."},
 	{Name: "ALARM_ZK_UPPER_LIMIT_SEC", Group: groupAlerts, Doc: "Alert when verification of a batch took more seconds."},
+	{Name: "PRODUCER_DROP_ALERT_PERCENT", Default: "50", Group: groupAlerts, Doc: "New. Alert when the number of producers submitting in a batch drops by more than this percentage against the previous batch (0 disables). A window with no submission at all is always alerted."},
 	{Name: "VALID_SHARE_ALERT_PERCENT", Group: groupAlerts, Doc: "New. Alert when the share of valid submissions in a batch drops below this percentage."},
 
 	{Name: "IGNORE_APPLICATION_STATUS", Group: groupSheets, Doc: "Truthy: skip the application status update from the spreadsheet."},

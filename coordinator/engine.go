@@ -19,6 +19,11 @@ type Engine struct {
 	MiniBatches int           // MINI_BATCH_NUMBER
 	UptimeDays  int           // UPTIME_DAYS_FOR_SCORE
 	Retries     int           // RETRY_COUNT
+	// MaxUnverifiedPercent (MAX_UNVERIFIED_PERCENT): when a Verifier is set
+	// and more than this percentage of a window's submissions are still
+	// unverified after it finished, the attempt fails (and is retried):
+	// a verifier that verifies nothing must not cost every producer a point.
+	MaxUnverifiedPercent float64
 	// CopySubmissions copies every submission of a batch into the Postgres
 	// submissions table (Cassandra is the primary store).
 	CopySubmissions bool
@@ -144,6 +149,11 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	if err != nil {
 		return nil, w, fmt.Errorf("loading submissions: %w", err)
 	}
+	if e.Verifier != nil {
+		if err := checkVerified(subs, e.MaxUnverifiedPercent); err != nil {
+			return nil, w, err
+		}
+	}
 	var result *Result
 	var evidence *BatchEvidence
 	committed, err := e.Store.CommitBatch(ctx, last, func(prev []ShortlistedHash) (*Record, error) {
@@ -165,6 +175,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	s := &Summary{Window: w, Submissions: len(subs), Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
 	e.logSummary(s)
+	e.logMalformed(s)
 	if e.AfterBatch != nil {
 		e.AfterBatch(ctx, s)
 	}
@@ -186,6 +197,51 @@ func (e *Engine) logSummary(s *Summary) {
 		"surveys", s.Committed.Scoreboard.Surveys, "scored_nodes", s.Committed.Scoreboard.Scored,
 		"incremental_scoreboard", s.Committed.Scoreboard.Incremental,
 		"verification_seconds", s.Verification.Seconds(), "batch_seconds", s.Duration.Seconds(), "attempt", s.Attempt+1)
+}
+
+// maxMalformedLogged bounds the malformed rows logged one by one per batch.
+const maxMalformedLogged = 20
+
+// logMalformed logs the batch's malformed rows at WARN, each with its
+// reason (the first maxMalformedLogged of them, then how many more).
+func (e *Engine) logMalformed(s *Summary) {
+	m := s.Result.Malformed
+	for i, row := range m {
+		if i == maxMalformedLogged {
+			e.log().Warn("more malformed submissions ignored", "window_start", s.Window.Start, "window_end", s.Window.End,
+				"not_logged", len(m)-maxMalformedLogged, "malformed", len(m))
+			break
+		}
+		e.log().Warn("malformed submission ignored: counted invalid, never scored", "window_start", s.Window.Start,
+			"window_end", s.Window.End, "submitter", row.Submission.Submitter, "submitted_at", row.Submission.SubmittedAt,
+			"reason", row.Reason)
+	}
+}
+
+// UnverifiedError says that the verifiers finished but left too many of a
+// window's submissions unverified.
+type UnverifiedError struct {
+	Unverified, Total int
+	MaxPercent        float64
+}
+
+func (e *UnverifiedError) Error() string {
+	return fmt.Sprintf("verifier finished but left %d of %d submissions unverified (more than MAX_UNVERIFIED_PERCENT=%g%%); nothing was committed",
+		e.Unverified, e.Total, e.MaxPercent)
+}
+
+// checkVerified fails when more than maxPercent of subs are unverified.
+func checkVerified(subs []Submission, maxPercent float64) error {
+	n := 0
+	for i := range subs {
+		if subs[i].Verified == nil {
+			n++
+		}
+	}
+	if n > 0 && float64(n)*100 > maxPercent*float64(len(subs)) {
+		return &UnverifiedError{Unverified: n, Total: len(subs), MaxPercent: maxPercent}
+	}
+	return nil
 }
 
 func fmtWindow(w Window) string {

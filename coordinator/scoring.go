@@ -17,6 +17,7 @@ const (
 	ReasonRejected        = "verification_failed" // verified is false
 	ReasonValidationError = "validation_error"    // validation_error is set
 	ReasonNoStateHash     = "no_state_hash"       // verified, but state_hash is NULL or empty
+	ReasonMalformed       = "malformed"           // verified, but the columns are not a block's (see CheckShape)
 )
 
 // ShortlistedHash is a state hash on (or within MaxWeight blocks of) the
@@ -36,9 +37,12 @@ type Point struct {
 
 // Result is the outcome of scoring one batch.
 type Result struct {
-	Valid      []*Submission  // the submissions that count (see Classify)
-	Invalid    map[string]int // ignored submissions by reason
-	Submitters int            // distinct submitters of valid submissions
+	Valid   []*Submission  // the submissions that count (see Classify)
+	Invalid map[string]int // ignored submissions by reason
+	// Malformed are the submissions counted as ReasonMalformed, with why,
+	// in the order of their SubmittedAt and submitter.
+	Malformed  []Malformed
+	Submitters int // distinct submitters of valid submissions
 	// Consensus is the number of state hashes submitted by at least 5% of
 	// the submitters.
 	Consensus int
@@ -58,9 +62,15 @@ func (r *Result) OffChain() int { return len(r.Valid) - len(r.Points) }
 // Classify splits submissions into the valid ones, which count for points,
 // and the number of ignored ones by reason. Valid is sorted by SubmittedAt,
 // then submitter, whatever the input order. A submission is valid when
-// verified is true, validation_error is NULL or empty and state_hash is not
-// empty.
+// verified is true, validation_error is NULL or empty, state_hash is not
+// empty and its verification columns have the shape of a block's
+// (CheckShape).
 func Classify(subs []Submission) (valid []*Submission, invalid map[string]int) {
+	valid, invalid, _ = classify(subs)
+	return valid, invalid
+}
+
+func classify(subs []Submission) (valid []*Submission, invalid map[string]int, malformed []Malformed) {
 	invalid = map[string]int{}
 	for i := range subs {
 		s := &subs[i]
@@ -74,16 +84,23 @@ func Classify(subs []Submission) (valid []*Submission, invalid map[string]int) {
 		case s.StateHash == nil || *s.StateHash == "":
 			invalid[ReasonNoStateHash]++
 		default:
+			if why := CheckShape(s); why != "" {
+				invalid[ReasonMalformed]++
+				malformed = append(malformed, Malformed{Submission: s, Reason: why})
+				continue
+			}
 			valid = append(valid, s)
 		}
 	}
-	slices.SortFunc(valid, func(a, b *Submission) int {
+	bySubmission := func(a, b *Submission) int {
 		if c := a.SubmittedAt.Compare(b.SubmittedAt); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Submitter, b.Submitter)
-	})
-	return valid, invalid
+	}
+	slices.SortFunc(valid, bySubmission)
+	slices.SortFunc(malformed, func(a, b Malformed) int { return bySubmission(a.Submission, b.Submission) })
+	return valid, invalid, malformed
 }
 
 // Threshold reports whether count distinct submitters out of n reach the
@@ -103,8 +120,8 @@ func Threshold(count, n int) bool { return n > 0 && 20*count >= n }
 // at most MaxWeight are shortlisted. The result does not depend on the order
 // of subs or prev.
 func Score(subs []Submission, prev []ShortlistedHash) *Result {
-	valid, invalid := Classify(subs)
-	r := &Result{Valid: valid, Invalid: invalid}
+	valid, invalid, malformed := classify(subs)
+	r := &Result{Valid: valid, Invalid: invalid, Malformed: malformed}
 	g := buildGraph(valid, prev)
 	r.Submitters = g.submitters
 	for _, s := range valid {

@@ -93,24 +93,24 @@ func TestWeightsNestedAndShortlist(t *testing.T) {
 func TestShortlistHard(t *testing.T) {
 	var subs []Submission
 	for _, chain := range []string{"1", "2"} {
-		parent := "parent_state_hash_" + chain
+		parent := "parentStateHash" + chain
 		for i := 1; i <= 6; i++ {
-			h := fmt.Sprintf("state_hash_%s%d", chain, i)
+			h := fmt.Sprintf("stateHash%s%d", chain, i)
 			subs = append(subs, sub("bp"+h, h, parent, i))
 			parent = h
 		}
 	}
-	prev := []ShortlistedHash{{StateHash: "parent_state_hash_1", Parent: "parent_state_hash_2", Weight: 1}, {StateHash: "parent_state_hash_2", Weight: 1}}
+	prev := []ShortlistedHash{{StateHash: "parentStateHash1", Parent: "parentStateHash2", Weight: 1}, {StateHash: "parentStateHash2", Weight: 1}}
 	g := buildGraph(validPtrs(subs), prev)
 	var short []string
-	for h, w := range weights(g, g.weigh(prev, consensusOf(g, "state_hash_11", "state_hash_21"))) {
+	for h, w := range weights(g, g.weigh(prev, consensusOf(g, "stateHash11", "stateHash21"))) {
 		if w <= MaxWeight {
 			short = append(short, fmt.Sprintf("%s:%d", h, w))
 		}
 	}
 	slices.Sort(short)
-	want := []string{"parent_state_hash_1:1", "parent_state_hash_2:1", "state_hash_11:0", "state_hash_12:1", "state_hash_13:2",
-		"state_hash_21:0", "state_hash_22:1", "state_hash_23:2"}
+	want := []string{"parentStateHash1:1", "parentStateHash2:1", "stateHash11:0", "stateHash12:1", "stateHash13:2",
+		"stateHash21:0", "stateHash22:1", "stateHash23:2"}
 	if !slices.Equal(short, want) {
 		t.Fatalf("shortlist %v\nwant %v", short, want)
 	}
@@ -193,11 +193,11 @@ func TestScore(t *testing.T) {
 			subs:      append(many("a", "main", "", 20), sub("fork", "fork", "", 0)),
 			shortlist: "main<-:0", points: 20, consensus: 1},
 		{name: "children of the consensus chain up to depth 2",
-			subs: append(many("a", "c0", "", 40), sub("x", "c1", "c0", 1), sub("y", "c2", "c1", 2), sub("z", "c3", "c2", 3)),
-			// 43 submitters: 3 needed; c1..c3 have one each.
-			shortlist: "c0<-:0 c1<-c0:1 c2<-c1:2", points: 42, consensus: 1},
+			subs: append(many("a", "c5", "", 40), sub("x", "c6", "c5", 1), sub("y", "c7", "c6", 2), sub("z", "c8", "c7", 3)),
+			// 43 submitters: 3 needed; c6..c8 have one each.
+			shortlist: "c5<-:0 c6<-c5:1 c7<-c6:2", points: 42, consensus: 1},
 		{name: "unknown parent",
-			subs:      append(many("a", "main", "gone", 40), sub("x", "orphan", "never-seen", 1)),
+			subs:      append(many("a", "main", "gone", 40), sub("x", "orphan", "neverSeen", 1)),
 			shortlist: "main<-gone:0", points: 40, consensus: 1},
 		{name: "cycle",
 			subs:      append(many("a", "A", "B", 40), sub("x", "B", "A", 1), sub("y", "C", "B", 2)),
@@ -206,10 +206,10 @@ func TestScore(t *testing.T) {
 			subs:      append(many("a", "A", "A", 40), sub("x", "B", "B", 1)),
 			shortlist: "A<-A:0", points: 40, consensus: 1},
 		{name: "weights carried from the previous batch",
-			subs: append(many("a", "main", "", 60), sub("x", "y", "p", 1), sub("x2", "z", "y", 2), sub("x3", "q", "p0", 3)),
-			prev: []ShortlistedHash{{StateHash: "p", Parent: "p0", Weight: 1}, {StateHash: "p0", Weight: 0}},
-			// p0 -> p (edge among prev; p keeps min(1, 0+1) = 1), p -> y (2), y -> z (3: out); q's parent p0 weighs 0 -> q 1.
-			shortlist: "main<-:0 q<-p0:1 y<-p:2", points: 62, consensus: 1},
+			subs: append(many("a", "main", "", 60), sub("x", "y", "p", 1), sub("x2", "z", "y", 2), sub("x3", "q", "p9", 3)),
+			prev: []ShortlistedHash{{StateHash: "p", Parent: "p9", Weight: 1}, {StateHash: "p9", Weight: 0}},
+			// p9 -> p (edge among prev; p keeps min(1, 0+1) = 1), p -> y (2), y -> z (3: out); q's parent p9 weighs 0 -> q 1.
+			shortlist: "main<-:0 q<-p9:1 y<-p:2", points: 62, consensus: 1},
 		{name: "previous hash resubmitted keeps its weight",
 			subs:      append(many("a", "main", "", 60), sub("x", "p", "", 1)),
 			prev:      []ShortlistedHash{{StateHash: "p", Weight: 2}},
@@ -222,13 +222,13 @@ func TestScore(t *testing.T) {
 			subs: append(many("a", "", "", 0), func() []Submission {
 				var s []Submission
 				for i := range 21 {
-					s = append(s, sub(fmt.Sprint("p", i), fmt.Sprint("h", i), "", i))
+					s = append(s, sub(fmt.Sprint("p", i), "h"+base58[i:i+1], "", i))
 				}
 				return s
 			}()...),
 			shortlist: "", points: 0, consensus: 0},
 		{name: "parent taken from the hash's latest submission",
-			subs:      []Submission{sub("a", "h", "old", 1), sub("b", "h", "new", 5), sub("c", "h", "older", 0)},
+			subs:      []Submission{sub("a", "h", "past", 1), sub("b", "h", "new", 5), sub("c", "h", "first", 0)},
 			shortlist: "h<-new:0", points: 3, consensus: 1},
 		{name: "true minimum, not visit order",
 			// d is reached at 2 through the long way first in BFS order, but 1 through p.
@@ -273,18 +273,39 @@ func TestClassifyReasons(t *testing.T) {
 	}
 }
 
+// hn is the i-th hash name of a random batch: "h" and i in base58.
+func hn(i int) string { return fmt.Sprintf("h%c%c", base58[i/58%58], base58[i%58]) }
+
+// malformedKinds break one column of a valid submission each.
+var malformedKinds = []func(s *Submission){
+	func(s *Submission) { s.StateHash = ptr(strings.Repeat("3NL", 2000)) }, // 6,000 characters
+	func(s *Submission) { s.StateHash = ptr("   ") },                       // blank
+	func(s *Submission) { s.StateHash = ptr("h_" + *s.StateHash) },         // not base58
+	func(s *Submission) { s.StateHash = ptr("3NO" + (*s.StateHash)[1:]) },  // O is not base58
+	func(s *Submission) { s.Parent = ptr(strings.Repeat("p", MaxHashLength+1)) },
+	func(s *Submission) { s.Parent = ptr("\t") },
+	func(s *Submission) { s.Height = ptr(int64(-1)) },
+	func(s *Submission) { s.Slot = ptr(int64(MaxHeight) + 1) },
+}
+
 // randomBatch builds a messy batch: a chain with forks, duplicates, unknown
-// parents, cycles and invalid submissions.
+// parents, cycles, invalid submissions and malformed rows (submitted by
+// "bad..." producers, and only by them).
 func randomBatch(rng *rand.Rand) ([]Submission, []ShortlistedHash) {
 	hashes := rng.IntN(30) + 1
 	var subs []Submission
 	for i := range rng.IntN(200) {
-		h := fmt.Sprint("h", rng.IntN(hashes))
-		parent := fmt.Sprint("h", rng.IntN(hashes+10))
+		h := hn(rng.IntN(hashes))
+		parent := hn(rng.IntN(hashes + 10))
 		if rng.IntN(10) == 0 {
 			parent = ""
 		}
 		s := sub(fmt.Sprint("bp", rng.IntN(80)), h, parent, i)
+		s.Height, s.Slot = ptr(int64(rng.IntN(1000))), ptr(int64(rng.IntN(1000)))
+		if rng.IntN(12) == 0 {
+			s.Submitter = fmt.Sprint("bad", rng.IntN(80))
+			malformedKinds[rng.IntN(len(malformedKinds))](&s)
+		}
 		if rng.IntN(8) == 0 {
 			s.Verified = ptr(false)
 		}
@@ -292,9 +313,82 @@ func randomBatch(rng *rand.Rand) ([]Submission, []ShortlistedHash) {
 	}
 	var prev []ShortlistedHash
 	for range rng.IntN(10) {
-		prev = append(prev, ShortlistedHash{StateHash: fmt.Sprint("h", rng.IntN(hashes+10)), Parent: fmt.Sprint("h", rng.IntN(hashes+10)), Weight: rng.IntN(3)})
+		prev = append(prev, ShortlistedHash{StateHash: hn(rng.IntN(hashes + 10)), Parent: hn(rng.IntN(hashes + 10)), Weight: rng.IntN(3)})
 	}
 	return subs, prev
+}
+
+// TestMalformedRowsNeverScored: every malformed row, and only those, is
+// counted and reported with a reason; none of their hashes enters the graph,
+// the shortlist or the state hashes a batch writes; nobody gains or loses a
+// point because of them.
+func TestMalformedRowsNeverScored(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	total := 0
+	for range 300 {
+		subs, prev := randomBatch(rng)
+		var bad, good []Submission
+		for _, s := range subs {
+			if strings.HasPrefix(s.Submitter, "bad") {
+				if *s.Verified {
+					bad = append(bad, s)
+				}
+				continue
+			}
+			good = append(good, s)
+		}
+		r := Score(slices.Clone(subs), prev)
+		if len(r.Malformed) != len(bad) || r.Invalid[ReasonMalformed] != len(bad) {
+			t.Fatalf("%d malformed reported (%d counted), want %d", len(r.Malformed), r.Invalid[ReasonMalformed], len(bad))
+		}
+		total += len(bad)
+		for _, m := range r.Malformed {
+			if !strings.HasPrefix(m.Submission.Submitter, "bad") || m.Reason == "" {
+				t.Fatalf("malformed %+v", m)
+			}
+		}
+		rec := &Record{Result: r}
+		for _, h := range rec.StateHashes() {
+			if CheckShape(&Submission{StateHash: &h}) != "" {
+				t.Fatalf("malformed hash %.40q among the state hashes to write", h)
+			}
+		}
+		// The same batch without the malformed rows scores the same.
+		want := Score(good, prev)
+		if shortlistString(r) != shortlistString(want) || pointsString(r) != pointsString(want) {
+			t.Fatalf("malformed rows changed the result:\n%s\n%s", shortlistString(r), shortlistString(want))
+		}
+	}
+	if total < 100 {
+		t.Fatalf("only %d malformed rows generated: the test proves less than it should", total)
+	}
+}
+
+func TestCheckShape(t *testing.T) {
+	real := "3NKeMoncuHab5ScarV5ViyF16cJPT4taWNSaTLS64Dp67wuXigPZ"
+	cases := []struct {
+		s    Submission
+		want string
+	}{
+		{Submission{StateHash: &real, Parent: &real, Height: ptr(int64(0)), Slot: ptr(int64(MaxHeight))}, ""},
+		{Submission{StateHash: &real}, ""},
+		{Submission{StateHash: &real, Parent: ptr("")}, ""},
+		{Submission{}, "state_hash is missing"},
+		{Submission{StateHash: ptr(" \t")}, "state_hash is blank"},
+		{Submission{StateHash: ptr(strings.Repeat("3", 6000))}, `state_hash is 6000 characters long, more than 128 ("3333333333333333"…)`},
+		{Submission{StateHash: ptr(strings.Repeat("3", 128))}, ""},
+		{Submission{StateHash: ptr("3NK 1")}, `state_hash "3NK 1" is not base58 (character 4)`},
+		{Submission{StateHash: ptr("3Nl")}, `state_hash "3Nl" is not base58 (character 3)`},
+		{Submission{StateHash: &real, Parent: ptr("0")}, `parent "0" is not base58 (character 1)`},
+		{Submission{StateHash: &real, Parent: ptr(" ")}, "parent is blank"},
+		{Submission{StateHash: &real, Height: ptr(int64(-5))}, "height -5 is negative"},
+		{Submission{StateHash: &real, Slot: ptr(int64(1) << 31)}, "slot 2147483648 is out of range (at most 2147483647)"},
+	}
+	for _, c := range cases {
+		if got := CheckShape(&c.s); got != c.want {
+			t.Errorf("CheckShape = %q, want %q", got, c.want)
+		}
+	}
 }
 
 func TestScoreOrderIndependent(t *testing.T) {

@@ -124,7 +124,7 @@ func New(opts Options) *Monitor {
 	}
 	for _, outcome := range []string{"valid", "off_chain",
 		invalid(coordinator.ReasonUnverified), invalid(coordinator.ReasonRejected),
-		invalid(coordinator.ReasonValidationError), invalid(coordinator.ReasonNoStateHash)} {
+		invalid(coordinator.ReasonValidationError), invalid(coordinator.ReasonNoStateHash), invalid(coordinator.ReasonMalformed)} {
 		m.submissions.WithLabelValues(outcome)
 	}
 	for _, mode := range []string{ModeProcess, ModeKubernetes} {

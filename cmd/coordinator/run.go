@@ -76,7 +76,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	eng := &coordinator.Engine{
 		Store: store, Source: source, Verifier: verifier,
 		Interval: cfg.SurveyInterval, MiniBatches: cfg.MiniBatchNumber, UptimeDays: cfg.UptimeDays,
-		Retries: cfg.RetryCount, CopySubmissions: cfg.SubmissionStorage == config.StorageCassandra,
+		Retries: cfg.RetryCount, MaxUnverifiedPercent: cfg.MaxUnverifiedPct, CopySubmissions: cfg.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
 		Logger: log,
 	}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
+)
+
+// oneWindow returns a fresh database holding subs and the starting bot_logs
+// row at netStart.
+func oneWindow(t *testing.T, subs []coordinator.Submission) config.Postgres {
+	t.Helper()
+	cfg := pgtest.NewDatabase(t)
+	pool := pgtest.Pool(t, cfg)
+	ctx := context.Background()
+	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func count(t *testing.T, cfg config.Postgres, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pgtest.Pool(t, cfg).QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Issue 10 item 1: a worker that exits 0 but verifies nothing must not
+// commit the window with no points; the attempt fails, is retried, and the
+// batch is abandoned loudly with nothing written. WORKER_MODE=none keeps
+// committing (something else verifies).
+func TestVerifierThatVerifiesNothing(t *testing.T) {
+	t.Parallel()
+	net := synthnet.Generate(synthnet.Params{Seed: 31, Producers: 40, Start: netStart, Duration: 20 * time.Minute})
+	subs := synthnet.Window(net.Unverified(), coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)})
+	cfg := oneWindow(t, subs)
+
+	out, err := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=true", "RETRY_COUNT=1"},
+		"run", "--batches", "1").CombinedOutput()
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", exitCode(err), out)
+	}
+	want := "verifier finished but left " + itoa(len(subs)) + " of " + itoa(len(subs)) + " submissions unverified"
+	if c := strings.Count(string(out), want); c != 2 {
+		t.Errorf("%q appears %d times, want 2 (the attempt and its retry):\n%s", want, c, out)
+	}
+	if !strings.Contains(string(out), `"msg":"batch failed; retrying"`) {
+		t.Errorf("the failed attempt was not retried:\n%s", out)
+	}
+	if n := committed(t, cfg); n != 0 {
+		t.Fatalf("%d batches committed, want 0", n)
+	}
+	if n := count(t, cfg, `SELECT count(*) FROM points`); n != 0 {
+		t.Fatalf("%d points written", n)
+	}
+
+	// Below the threshold the batch commits: 1 unverified of 40+ is under 5%.
+	pool := pgtest.Pool(t, cfg)
+	if _, err := pool.Exec(context.Background(), `UPDATE submissions SET verified = false, validation_error = 'x'
+		WHERE submitter <> (SELECT min(submitter) FROM submissions)`); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=true", "RETRY_COUNT=0"},
+		"run", "--batches", "1").CombinedOutput(); err != nil {
+		t.Fatalf("with few unverified submissions: %v\n%s", err, out)
+	}
+	if n := committed(t, cfg); n != 1 {
+		t.Fatalf("%d batches committed, want 1", n)
+	}
+
+	// WORKER_MODE=none: the window is committed as before.
+	none := oneWindow(t, subs)
+	runCoordinator(t, none, "run", "--batches", "1")
+	if n := committed(t, none); n != 1 {
+		t.Fatalf("WORKER_MODE=none committed %d batches, want 1", n)
+	}
+}
+
+// Issue 10 item 3: a verified row with a 6,000-character state hash used to
+// fail the statehash unique index on every attempt, stopping scoring for
+// good. Malformed rows are now ignored with a reason, and the batch scores
+// exactly as without them.
+func TestMalformedRowsDoNotStopScoring(t *testing.T) {
+	t.Parallel()
+	w := coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)}
+	net := synthnet.Generate(synthnet.Params{Seed: 37, Producers: 60, Start: netStart, Duration: 20 * time.Minute})
+	good := synthnet.Window(net.Verified(), w)
+
+	rng := rand.New(rand.NewPCG(7, 8))
+	long := make([]byte, 6000)
+	for i := range long {
+		long[i] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"[rng.IntN(58)]
+	}
+	var real []coordinator.Submission // verified true
+	for _, s := range good {
+		if s.StateHash != nil {
+			real = append(real, s)
+		}
+	}
+	bad := []struct{ submitter, hash, parent string }{
+		{"B62qbadLongHash", string(long), *real[0].StateHash},
+		{"B62qbadBlankHash", "   ", ""},
+		{"B62qbadChars", "3N<script>", ""},
+	}
+	subs := append([]coordinator.Submission(nil), good...)
+	for i, b := range bad {
+		s := real[i]
+		s.Submitter, s.StateHash, s.Parent = b.submitter, ptr(b.hash), ptr(b.parent)
+		s.SubmittedAt = s.SubmittedAt.Add(time.Millisecond)
+		subs = append(subs, s)
+	}
+	// Negative height on an otherwise real block.
+	neg := real[3]
+	neg.Submitter, neg.Height, neg.SubmittedAt = "B62qbadHeight", ptr(int64(-7)), neg.SubmittedAt.Add(time.Millisecond)
+	subs = append(subs, neg)
+
+	cfg := oneWindow(t, subs)
+	out, err := coordinatorCmd(cfg, []string{"RETRY_COUNT=0"}, "run", "--batches", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("coordinator: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`"submitter":"B62qbadLongHash","submitted_at":"[^"]+","reason":"state_hash is 6000 characters long, more than 128`,
+		`"submitter":"B62qbadBlankHash","submitted_at":"[^"]+","reason":"state_hash is blank"`,
+		`"submitter":"B62qbadChars","submitted_at":"[^"]+","reason":"state_hash \\"3N<script>\\" is not base58 \(character 3\)"`,
+		`"submitter":"B62qbadHeight","submitted_at":"[^"]+","reason":"height -7 is negative"`,
+		`"msg":"batch committed".*"invalid":\{[^}]*"malformed":4`,
+	} {
+		if !regexp.MustCompile(want).MatchString(string(out)) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if n := count(t, cfg, `SELECT count(*) FROM statehash WHERE length(value) > 128 OR value !~ '^[1-9A-HJ-NP-Za-km-z]+$'`); n != 0 {
+		t.Errorf("%d malformed state hashes written to statehash", n)
+	}
+	if n := count(t, cfg, `SELECT count(*) FROM points p JOIN nodes n ON n.id = p.node_id WHERE n.block_producer_key LIKE 'B62qbad%'`); n != 0 {
+		t.Errorf("%d points for malformed rows", n)
+	}
+
+	// The same window without the malformed rows gives the same tables.
+	clean := oneWindow(t, good)
+	runCoordinator(t, clean, "run", "--batches", "1")
+	want, have := pgtest.TakeSnapshot(t, pgtest.Pool(t, clean)), pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
+	for _, table := range []string{"nodes", "points", "bot_logs_statehash", "bot_logs", "statehash", "points_summary", "score_history"} {
+		if d := (pgtest.Snapshot{table: want[table]}).Diff(pgtest.Snapshot{table: have[table]}); d != "" {
+			t.Errorf("%s differs from the run without malformed rows:\n%s", table, d)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func itoa(n int) string { return strconv.Itoa(n) }
