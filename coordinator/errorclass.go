@@ -16,6 +16,7 @@ const (
 	ClassSignatureInvalid  = "signature_invalid"   // the submission's signature or key is not valid
 	ClassTimeout           = "timeout"             // the verifier timed out on it
 	ClassNoStateHash       = "no_state_hash"       // marked verified but without a state hash
+	ClassMalformed         = "malformed"           // marked verified, but its columns are not a block's (CheckShape)
 	ClassOther             = "other"               // anything else, and failures without a text
 )
 
@@ -43,7 +44,7 @@ var ErrorClasses = []ErrorClass{
 // ClassNames lists every class in a fixed order (metrics pre-create their
 // series from it; reports order classes by it).
 var ClassNames = []string{ClassSnarkInvalid, ClassSokDigestMismatch, ClassBlockMissing, ClassBlockMalformed,
-	ClassSignatureInvalid, ClassTimeout, ClassNoStateHash, ClassOther}
+	ClassSignatureInvalid, ClassTimeout, ClassNoStateHash, ClassMalformed, ClassOther}
 
 // ClassifyError returns the class of a verifier's validation_error text.
 // An empty text is ClassOther.

@@ -88,6 +88,8 @@ func SubmissionClass(s *Submission) string {
 		return ClassifyError(*s.ValidationError)
 	case s.StateHash == nil || *s.StateHash == "":
 		return ClassNoStateHash
+	case CheckShape(s) != "":
+		return ClassMalformed
 	}
 	return ""
 }
@@ -182,7 +184,10 @@ func Evidence(subs []Submission, r *Result) *BatchEvidence {
 }
 
 func exampleText(s *Submission) string {
-	if s.ValidationError == nil {
+	if s.ValidationError == nil || *s.ValidationError == "" {
+		if SubmissionClass(s) == ClassMalformed {
+			return truncateText(CheckShape(s), MaxErrorText)
+		}
 		return ""
 	}
 	return truncateText(*s.ValidationError, MaxErrorText)

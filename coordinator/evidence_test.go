@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -45,8 +46,25 @@ func TestClassNamesCoverTable(t *testing.T) {
 			t.Errorf("class %q of the pattern table is missing from ClassNames", c.Class)
 		}
 	}
-	if len(names) != 8 {
-		t.Errorf("%d classes, want 8", len(names))
+	if len(names) != 9 {
+		t.Errorf("%d classes, want 9", len(names))
+	}
+}
+
+// A malformed row (see CheckShape) is not valid for Classify, so evidence
+// gives it the malformed class, with the shape problem as its example.
+func TestEvidenceMalformedRow(t *testing.T) {
+	s := Submission{Submitter: "a", SubmittedAt: t0, Verified: ptr(true), StateHash: ptr("3N_bad")}
+	if valid, _ := Classify([]Submission{s}); len(valid) != 0 {
+		t.Fatal("Classify takes the malformed row as valid")
+	}
+	b := Evidence([]Submission{s}, Score([]Submission{s}, nil))
+	want := `[{Class:malformed Submissions:1 Producers:1 Example:state_hash "3N_bad" is not base58 (character 3)}]`
+	if got := fmt.Sprintf("%+v", b.Classes); got != want {
+		t.Fatalf("classes %s, want %s", got, want)
+	}
+	if b.Producers[0].Outcome != OutcomeInvalid {
+		t.Fatalf("outcome %s, want invalid", b.Producers[0].Outcome)
 	}
 }
 
