@@ -97,7 +97,8 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) (MigrationResult, erro
 	if err != nil {
 		return MigrationResult{}, fmt.Errorf("creating migration lock: %w", err)
 	}
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithSessionLocker(locker))
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithSessionLocker(locker),
+		goose.WithGoMigrations(migrations.Go()...))
 	if err != nil {
 		return MigrationResult{}, fmt.Errorf("loading migrations: %w", err)
 	}
