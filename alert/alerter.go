@@ -1,9 +1,10 @@
+// Package alert composes the coordinator's operator alerts: unusual
+// verification times, abandoned batches and batches with a low share of
+// valid submissions.
 package alert
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -15,11 +16,13 @@ import (
 // maxErrorText bounds the error text quoted in a message.
 const maxErrorText = 1500
 
-// Alerter turns batch events into webhook messages. Its methods are engine
-// hooks: a message that cannot be delivered is logged, never returned, so
-// alerts never stop the loop.
+// Alerter composes the operator alerts: unusual verification times, batches
+// with a low share of valid submissions and abandoned batches. They go to
+// WEBHOOK_URL through the same outbox and delivery queue as the
+// per-producer alerts (package alerting).
 type Alerter struct {
-	Notifier *Notifier
+	// On is true when WEBHOOK_URL is set; without it no alert is composed.
+	On bool
 	// VerificationLower and VerificationUpper (ALARM_ZK_LOWER_LIMIT_SEC,
 	// ALARM_ZK_UPPER_LIMIT_SEC): alert when a batch's verification took less
 	// or more. Nil disables the check.
@@ -27,80 +30,62 @@ type Alerter struct {
 	// ValidSharePercent (VALID_SHARE_ALERT_PERCENT): alert when fewer than
 	// this percentage of a batch's submissions are valid. Nil disables it.
 	ValidSharePercent *float64
-	Logger            *slog.Logger
 }
 
-// FromConfig builds the Alerter the configuration asks for. With no
-// WEBHOOK_URL it sends nothing.
-func FromConfig(cfg *config.Config, log *slog.Logger, opts ...Option) *Alerter {
+// FromConfig builds the Alerter the configuration asks for.
+func FromConfig(cfg *config.Config) *Alerter {
 	return &Alerter{
-		Notifier:          New(cfg.WebhookURL, opts...),
+		On:                cfg.WebhookURL != "",
 		VerificationLower: cfg.AlarmLowerLimit,
 		VerificationUpper: cfg.AlarmUpperLimit,
 		ValidSharePercent: cfg.ValidShareAlertPercent,
-		Logger:            log,
 	}
 }
 
-// Enabled reports whether the Alerter has a webhook to post to.
-func (a *Alerter) Enabled() bool { return a != nil && a.Notifier.Enabled() }
+// Enabled reports whether operator alerts are on (WEBHOOK_URL is set).
+func (a *Alerter) Enabled() bool { return a != nil && a.On }
 
-func (a *Alerter) log() *slog.Logger {
-	if a.Logger != nil {
-		return a.Logger
-	}
-	return slog.Default()
+// Message is one operator alert; Kind names the check.
+type Message struct {
+	Kind string // verification_time, valid_share, abandoned_batch
+	Text string
 }
 
-// AfterBatch checks a committed batch's verification time and valid share.
-func (a *Alerter) AfterBatch(ctx context.Context, s *coordinator.Summary) {
-	if !a.Enabled() {
-		return
-	}
-	for _, msg := range a.batchMessages(s) {
-		a.send(ctx, "batch", msg)
-	}
-}
-
-// OnFailure reports a batch abandoned after its retries (final); failed
-// attempts that will be retried are not reported.
-func (a *Alerter) OnFailure(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+// Abandoned returns the alert of a batch abandoned after its retries, or
+// nothing for a failed attempt that will be retried.
+func (a *Alerter) Abandoned(w coordinator.Window, attempt int, err error, final bool) []Message {
 	if !a.Enabled() || !final {
-		return
+		return nil
 	}
-	msg := fmt.Sprintf(":rotating_light: Batch %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
-		Window(w), attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))
-	a.send(ctx, "abandoned batch", msg)
+	return []Message{{Kind: "abandoned_batch", Text: fmt.Sprintf(":rotating_light: Batch %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
+		Window(w), attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}}
 }
 
-func (a *Alerter) batchMessages(s *coordinator.Summary) []string {
-	var msgs []string
+// Batch returns the alerts of a batch: its verification time and its share
+// of valid submissions.
+func (a *Alerter) Batch(s *coordinator.Summary) []Message {
+	if !a.Enabled() {
+		return nil
+	}
+	var msgs []Message
 	v := s.Verification
 	if a.VerificationLower != nil && v < *a.VerificationLower {
-		msgs = append(msgs, fmt.Sprintf(":warning: Verification of batch %s took %s, less than the lower limit of %s (ALARM_ZK_LOWER_LIMIT_SEC): suspiciously quick.",
-			Window(s.Window), seconds(v), seconds(*a.VerificationLower)))
+		msgs = append(msgs, Message{"verification_time", fmt.Sprintf(":warning: Verification of batch %s took %s, less than the lower limit of %s (ALARM_ZK_LOWER_LIMIT_SEC): suspiciously quick.",
+			Window(s.Window), seconds(v), seconds(*a.VerificationLower))})
 	}
 	if a.VerificationUpper != nil && v > *a.VerificationUpper {
-		msgs = append(msgs, fmt.Sprintf(":warning: Verification of batch %s took %s, more than the upper limit of %s (ALARM_ZK_UPPER_LIMIT_SEC): too long.",
-			Window(s.Window), seconds(v), seconds(*a.VerificationUpper)))
+		msgs = append(msgs, Message{"verification_time", fmt.Sprintf(":warning: Verification of batch %s took %s, more than the upper limit of %s (ALARM_ZK_UPPER_LIMIT_SEC): too long.",
+			Window(s.Window), seconds(v), seconds(*a.VerificationUpper))})
 	}
 	if a.ValidSharePercent != nil && s.Submissions > 0 && s.Result != nil {
 		valid := len(s.Result.Valid)
 		share := 100 * float64(valid) / float64(s.Submissions)
 		if share < *a.ValidSharePercent {
-			msgs = append(msgs, fmt.Sprintf(":warning: Only %.1f%% of the submissions of batch %s are valid (%d of %d), below %g%% (VALID_SHARE_ALERT_PERCENT).%s",
-				share, Window(s.Window), valid, s.Submissions, *a.ValidSharePercent, invalidBreakdown(s.Result.Invalid)))
+			msgs = append(msgs, Message{"valid_share", fmt.Sprintf(":warning: Only %.1f%% of the submissions of batch %s are valid (%d of %d), below %g%% (VALID_SHARE_ALERT_PERCENT).%s",
+				share, Window(s.Window), valid, s.Submissions, *a.ValidSharePercent, invalidBreakdown(s.Result.Invalid))})
 		}
 	}
 	return msgs
-}
-
-func (a *Alerter) send(ctx context.Context, kind, msg string) {
-	if err := a.Notifier.Send(ctx, msg); err != nil {
-		a.log().Error("alert not delivered", "alert", kind, "webhook_host", a.Notifier.Host(), "error", err)
-		return
-	}
-	a.log().Info("alert sent", "alert", kind, "webhook_host", a.Notifier.Host())
 }
 
 // Window renders a batch window for messages, in UTC.

@@ -101,6 +101,14 @@ type Config struct {
 	ValidShareAlertPercent *float64
 	ProducerDropAlertPct   float64
 
+	AlertSubscriptionsFile    string
+	AlertAllowPrivateNetworks bool
+	AlertDrainTimeout         time.Duration
+	AlertRetryBase            time.Duration
+	AlertRatePerMinute        int
+	PublicURL                 string
+	AdminAPIToken             string
+
 	IgnoreApplicationStatus    bool
 	SpreadsheetName            string
 	SpreadsheetCredentialsJSON string
@@ -221,6 +229,20 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			c.ValidShareAlertPercent = &f
 		}
 	}
+
+	c.AlertSubscriptionsFile = l.str("ALERT_SUBSCRIPTIONS_FILE")
+	c.AlertAllowPrivateNetworks = l.boolean("ALERT_ALLOW_PRIVATE_NETWORKS")
+	c.AlertDrainTimeout = l.duration("ALERT_DRAIN_TIMEOUT")
+	c.AlertRetryBase = l.duration("ALERT_RETRY_BASE")
+	c.AlertRatePerMinute = l.integer("ALERT_RATE_PER_MINUTE", 1, 100000)
+	c.PublicURL = l.str("PUBLIC_URL")
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.fail("PUBLIC_URL", c.PublicURL, "the http(s) base URL of coordinator serve, such as https://uptime.example.org")
+		}
+	}
+	c.AdminAPIToken = l.str("ADMIN_API_TOKEN")
 
 	c.IgnoreApplicationStatus = l.boolean("IGNORE_APPLICATION_STATUS")
 	c.SpreadsheetName = l.str("SPREADSHEET_NAME")

@@ -86,6 +86,13 @@ var Vars = []Var{
 	{Name: "ALARM_ZK_UPPER_LIMIT_SEC", Group: groupAlerts, Doc: "Alert when verification of a batch took more seconds."},
 	{Name: "PRODUCER_DROP_ALERT_PERCENT", Default: "50", Group: groupAlerts, Doc: "New. Alert when the number of producers submitting in a batch drops by more than this percentage against the previous batch (0 disables). A window with no submission at all is always alerted."},
 	{Name: "VALID_SHARE_ALERT_PERCENT", Group: groupAlerts, Doc: "New. Alert when the share of valid submissions in a batch drops below this percentage."},
+	{Name: "ALERT_SUBSCRIPTIONS_FILE", Group: groupAlerts, Doc: "New. YAML file of per-producer alert subscriptions, reconciled into the database at start (see Alerts)."},
+	{Name: "ALERT_ALLOW_PRIVATE_NETWORKS", Group: groupAlerts, Doc: "New. Truthy: alert webhooks may point at private and loopback addresses, and use plain http to loopback (tests, closed networks). Link-local stays refused."},
+	{Name: "ALERT_DRAIN_TIMEOUT", Default: "30s", Group: groupAlerts, Doc: "New. run --batches N: how long to wait at exit for the queued alerts to be delivered (Go duration)."},
+	{Name: "ALERT_RETRY_BASE", Default: "5s", Group: groupAlerts, Doc: "New. First retry delay of a failed alert delivery; it doubles up to 30 minutes, over 25 attempts (about 9 hours with the default)."},
+	{Name: "ALERT_RATE_PER_MINUTE", Default: "60", Group: groupAlerts, Doc: "New. Most messages a minute to one webhook URL (bursts of 5); the rest wait."},
+	{Name: "PUBLIC_URL", Group: groupAlerts, Doc: "New. Base URL of coordinator serve; alert messages link to the producer's page there."},
+	{Name: "ADMIN_API_TOKEN", Secret: true, Group: groupAlerts, Doc: "New. Bearer token allowed to create subscriptions for every producer (\"*\")."},
 
 	{Name: "IGNORE_APPLICATION_STATUS", Group: groupSheets, Doc: "Truthy: skip the application status update from the spreadsheet."},
 	{Name: "SPREADSHEET_NAME", Group: groupSheets, Doc: "Google Spreadsheet with the registration form responses."},

@@ -132,6 +132,38 @@ type Outcome struct {
 	// Failures counts the failed ones by verifier error class.
 	Submissions int
 	Failures    map[string]int
+	// Result is the batch's outcome for the producer as the evidence
+	// records it: point, off_chain, invalid, unverified or no_submission
+	// ("" when unknown).
+	Result string
+	// Valid and Unverified count the producer's valid and never-verified
+	// submissions in the batch.
+	Valid, Unverified int
+}
+
+// BatchReason says what the batch was for the producer, from the evidence:
+// e.g. "no submission", "2 of 3 submissions failed: sok_digest_mismatch",
+// "3 valid submissions, none on the consensus chain".
+func BatchReason(o Outcome) string {
+	switch o.Result {
+	case "point":
+		return "got a point"
+	case "no_submission":
+		return "no submission"
+	case "off_chain":
+		s := fmt.Sprintf("%d valid %s, none on the consensus chain", o.Valid, plural(o.Valid, "submission", "submissions"))
+		if f := FailureSummary(o); f != "" && o.Valid < o.Submissions {
+			s += "; " + f
+		}
+		return s
+	case "unverified":
+		s := fmt.Sprintf("%d of %d %s never verified", o.Unverified, o.Submissions, plural(o.Submissions, "submission", "submissions"))
+		if f := FailureSummary(o); f != "" {
+			s += "; " + f
+		}
+		return s
+	}
+	return FailureSummary(o)
 }
 
 // NextMisses is a producer's consecutive-miss count after a batch: 0 when it
@@ -215,7 +247,11 @@ func (r Rule) Reason(t Transition, o Outcome) string {
 	switch r.Kind {
 	case MissedBatches:
 		if t == Fired {
-			return fmt.Sprintf("no point in the last %d consecutive %s", o.Misses, plural(o.Misses, "batch", "batches"))
+			s := fmt.Sprintf("no point in the last %d consecutive %s", o.Misses, plural(o.Misses, "batch", "batches"))
+			if b := BatchReason(o); b != "" {
+				s += "; this batch: " + b
+			}
+			return s
 		}
 		return "got a point in this batch"
 	case ScoreBelow:
@@ -228,7 +264,10 @@ func (r Rule) Reason(t Transition, o Outcome) string {
 		if t == Fired {
 			return fmt.Sprintf("%d of %d %s failed: %s", o.Failures[r.Class], o.Submissions, plural(o.Submissions, "submission", "submissions"), r.Class)
 		}
-		return FailureSummary(o)
+		if s := FailureSummary(o); s != "" {
+			return s
+		}
+		return fmt.Sprintf("%d %s, none failing with %s", o.Submissions, plural(o.Submissions, "submission", "submissions"), r.Class)
 	}
 	return ""
 }
@@ -245,9 +284,6 @@ func FailureSummary(o Outcome) string {
 		}
 	}
 	if failed == 0 {
-		if o.Submissions > 0 {
-			return fmt.Sprintf("%d of %d %s verified", o.Submissions, o.Submissions, plural(o.Submissions, "submission", "submissions"))
-		}
 		return ""
 	}
 	slices.Sort(classes)

@@ -207,3 +207,27 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+func TestReasons(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		o    rules.Outcome
+		want string
+	}{
+		{rules.Outcome{Result: "no_submission"}, "no submission"},
+		{rules.Outcome{Result: "point", Submissions: 3, Valid: 3}, "got a point"},
+		{rules.Outcome{Result: "invalid", Submissions: 3, Failures: map[string]int{"sok_digest_mismatch": 3}}, "3 of 3 submissions failed: sok_digest_mismatch"},
+		{rules.Outcome{Result: "off_chain", Submissions: 3, Valid: 2, Failures: map[string]int{"block_missing": 1}}, "2 valid submissions, none on the consensus chain; 1 of 3 submissions failed: block_missing"},
+		{rules.Outcome{Result: "off_chain", Submissions: 1, Valid: 1}, "1 valid submission, none on the consensus chain"},
+		{rules.Outcome{Result: "unverified", Submissions: 2, Unverified: 2}, "2 of 2 submissions never verified"},
+	} {
+		if got := rules.BatchReason(tc.o); got != tc.want {
+			t.Errorf("BatchReason(%+v) = %q, want %q", tc.o, got, tc.want)
+		}
+	}
+	r := rules.Rule{Kind: rules.MissedBatches, Count: 3}
+	o := rules.Outcome{Misses: 3, Result: "invalid", Submissions: 3, Failures: map[string]int{"sok_digest_mismatch": 2, "timeout": 1}}
+	if got, want := r.Reason(rules.Fired, o), "no point in the last 3 consecutive batches; this batch: 3 of 3 submissions failed: sok_digest_mismatch ×2, timeout ×1"; got != want {
+		t.Errorf("Reason = %q, want %q", got, want)
+	}
+}

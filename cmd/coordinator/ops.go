@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/delegation-program/uptime-coordinator/alert"
 	"github.com/delegation-program/uptime-coordinator/appstatus"
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
@@ -22,16 +21,15 @@ import (
 const stallSlack = 10 * time.Minute
 
 // ops gathers the operational side of the loop: metrics and readiness,
-// webhook alerts and the application status update.
+// and the application status update (alerts: see alerts.go).
 type ops struct {
 	log     *slog.Logger
 	addr    string
 	monitor *monitor.Monitor
-	alerter *alert.Alerter
 	updater *appstatus.Updater // nil with IGNORE_APPLICATION_STATUS
 }
 
-// setupOps builds the monitor, the alerter and the application status
+// setupOps builds the monitor and the application status
 // updater from the configuration. Nothing listens before Serve.
 func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*ops, error) {
 	o := &ops{log: log, addr: cfg.MetricsAddr}
@@ -50,13 +48,6 @@ func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		return nil, fmt.Errorf("setting up metrics: %w", err)
 	}
 
-	o.alerter = alert.FromConfig(cfg, log)
-	if o.alerter.Enabled() {
-		log.Info("alerts are sent to the webhook", "webhook_host", o.alerter.Notifier.Host())
-	} else {
-		log.Info("WEBHOOK_URL is not set: alerts are off")
-	}
-
 	if cfg.IgnoreApplicationStatus {
 		log.Info("IGNORE_APPLICATION_STATUS is set: the application status is not updated")
 	} else {
@@ -70,7 +61,7 @@ func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 }
 
 // Apply installs the hooks on e, after any e already has: metrics first,
-// then alerts, and the application status update before each batch.
+// and the application status update before each batch.
 func (o *ops) Apply(e *coordinator.Engine) {
 	after, onFailure := e.AfterBatch, e.OnFailure
 	e.AfterBatch = func(ctx context.Context, s *coordinator.Summary) {
@@ -78,14 +69,12 @@ func (o *ops) Apply(e *coordinator.Engine) {
 			after(ctx, s)
 		}
 		o.monitor.AfterBatch(ctx, s)
-		o.alerter.AfterBatch(ctx, s)
 	}
 	e.OnFailure = func(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
 		if onFailure != nil {
 			onFailure(ctx, w, attempt, err, final)
 		}
 		o.monitor.OnFailure(ctx, w, attempt, err, final)
-		o.alerter.OnFailure(ctx, w, attempt, err, final)
 	}
 	if o.updater == nil {
 		return

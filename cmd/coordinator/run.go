@@ -81,6 +81,12 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Logger: log,
 	}
 	ops.Apply(eng)
+	al, err := setupAlerts(ctx, cfg, pool, log)
+	if err != nil {
+		return err
+	}
+	defer al.Stop()
+	al.Apply(store, eng)
 	go func() {
 		// Scoring goes on without the listener; its probes will say so.
 		if err := ops.Serve(ctx); err != nil {
@@ -93,6 +99,9 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		log.Info("coordinator stopped by signal; an uncommitted batch was rolled back")
 		return nil
 	}
+	// Deliver what is due before exiting: the abandoned-batch alert, or
+	// the alerts of a bounded run.
+	al.Drain(ctx)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,16 @@ type Store struct {
 	// BulkPoints writes a batch's points with the fast path (see
 	// CanBulkWritePoints). Set it from CanBulkWritePoints.
 	BulkPoints bool
+	// Steps run in the batch's transaction after everything else is written
+	// (the alert rules and their outbox): an error rolls the batch back.
+	Steps []Step
+}
+
+// Step is a named step of the batch transaction that another package
+// contributes; it reads what the batch wrote and may write more.
+type Step struct {
+	Name string
+	Run  func(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, out coordinator.Committed) error
 }
 
 // CanBulkWritePoints reports whether points can be written with the fast
@@ -160,14 +170,22 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 			return err
 		}
 		out, err = write(ctx, tx, rec, s.BulkPoints)
-		if err != nil || rec.Evidence == nil {
-			return err
-		}
-		out.PreviousShares, err = writeEvidence(ctx, tx, last.ID, out.BotLogID, rec.Evidence)
 		if err != nil {
 			return err
 		}
-		coordinator.Checkpoint(ctx, "tx_evidence")
+		if rec.Evidence != nil {
+			out.PreviousShares, err = writeEvidence(ctx, tx, last.ID, out.BotLogID, rec.Evidence)
+			if err != nil {
+				return err
+			}
+			coordinator.Checkpoint(ctx, "tx_evidence")
+		}
+		for _, step := range s.Steps {
+			if err := step.Run(ctx, tx, rec, out); err != nil {
+				return fmt.Errorf("%s: %w", step.Name, err)
+			}
+			coordinator.Checkpoint(ctx, "tx_"+step.Name)
+		}
 		return nil
 	})
 	return out, err

@@ -1,0 +1,387 @@
+// Package alerting evaluates the per-producer alert rules of every
+// subscription in a batch's transaction, keeps the fire-once / resolve-once
+// state per (subscription, rule, producer), and writes the resulting
+// notifications — with the operator alerts — to the transactional outbox,
+// from which package queue delivers them.
+package alerting
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/delegation-program/uptime-coordinator/alert"
+	"github.com/delegation-program/uptime-coordinator/alerting/channels"
+	"github.com/delegation-program/uptime-coordinator/alerting/queue"
+	"github.com/delegation-program/uptime-coordinator/alerting/rules"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+)
+
+// StepName names the batch transaction step of the alerts.
+const StepName = "alerts"
+
+// Evaluator is the alerts' step of the batch transaction.
+type Evaluator struct {
+	Queue *queue.Queue
+	// Operator composes the operator alerts (nil: none).
+	Operator *alert.Alerter
+	// PublicURL (PUBLIC_URL) is the base URL of `coordinator serve`; when
+	// set, messages link to the producer's page.
+	PublicURL string
+	Logger    *slog.Logger
+}
+
+type subscription struct {
+	id        int64
+	all       bool
+	producers []string
+	rules     []rules.Rule
+}
+
+type stateKey struct {
+	sub      int64
+	rule     string
+	producer string
+}
+
+// Step evaluates the batch: it updates every producer's consecutive-miss
+// count, steps every subscription's rules for its producers, records fired
+// and resolved alerts, and writes their notifications and the batch's
+// operator alerts to the outbox — all in tx.
+func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, out coordinator.Committed) error {
+	var msgs []queue.Outgoing
+	w := rec.Window
+	if e.Operator.Enabled() {
+		sum := &coordinator.Summary{Window: w, Submissions: len(rec.Result.Valid), Result: rec.Result, Verification: rec.ProcessingTime}
+		for _, n := range rec.Result.Invalid {
+			sum.Submissions += n
+		}
+		for i, m := range e.Operator.Batch(sum) {
+			msgs = append(msgs, operatorMessage(m, out.BotLogID, w, i))
+		}
+	}
+
+	outcomes, err := e.outcomes(ctx, tx, rec, out.BotLogID)
+	if err != nil {
+		return err
+	}
+	subs, err := loadSubscriptions(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if len(subs) > 0 {
+		if err := scores(ctx, tx, subs, outcomes, w); err != nil {
+			return err
+		}
+		active, err := loadState(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var fired, resolved []stateKey
+		for _, s := range subs {
+			producers := s.producers
+			if s.all {
+				producers = make([]string, 0, len(outcomes))
+				for p := range outcomes {
+					producers = append(producers, p)
+				}
+				slices.Sort(producers)
+			}
+			for _, r := range s.rules {
+				for _, p := range producers {
+					o, ok := outcomes[p]
+					if !ok {
+						continue // not in nodes yet
+					}
+					k := stateKey{s.id, r.Key(), p}
+					_, tr := r.Step(active[k], *o)
+					switch tr {
+					case rules.Fired:
+						fired = append(fired, k)
+					case rules.Resolved:
+						resolved = append(resolved, k)
+					default:
+						continue
+					}
+					msgs = append(msgs, queue.Outgoing{SubscriptionID: s.id, BotLogID: out.BotLogID,
+						Message: e.message(s.id, r, tr, *o, out.BotLogID, w)})
+				}
+			}
+		}
+		if err := saveState(ctx, tx, fired, resolved, out.BotLogID); err != nil {
+			return err
+		}
+	}
+	n, err := e.Queue.EnqueueTx(ctx, tx, msgs)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.log().Info("alerts queued", "bot_log_id", out.BotLogID, "messages", n)
+	}
+	return nil
+}
+
+// OnFailure queues the alert of a batch abandoned after its retries (in a
+// transaction of its own: the batch rolled back). It is an engine hook; a
+// failure to queue is logged.
+func (e *Evaluator) OnFailure(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+	var msgs []queue.Outgoing
+	for i, m := range e.Operator.Abandoned(w, attempt, err, final) {
+		msgs = append(msgs, operatorMessage(m, 0, w, i))
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	if err := e.Queue.Enqueue(ctx, msgs); err != nil {
+		e.log().Error("the abandoned-batch alert could not be queued", "error", err)
+	}
+}
+
+func (e *Evaluator) log() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.Default()
+}
+
+func operatorMessage(m alert.Message, botLogID int64, w coordinator.Window, i int) queue.Outgoing {
+	return queue.Outgoing{BotLogID: botLogID, Message: channels.Message{
+		ID:          queue.Key("operator", m.Kind, w.Start.Unix(), w.End.Unix(), botLogID, i),
+		Event:       channels.Operator,
+		BotLogID:    botLogID,
+		WindowStart: stamp(w.Start),
+		WindowEnd:   stamp(w.End),
+		Reason:      m.Kind,
+		Text:        m.Text,
+	}}
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// outcomes updates the consecutive-miss count of every producer in nodes
+// and returns the producers' outcomes of the batch.
+func (e *Evaluator) outcomes(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, botLogID int64) (map[string]*rules.Outcome, error) {
+	pointed := map[string]bool{}
+	for _, p := range rec.Result.Points {
+		pointed[p.Submission.Submitter] = true
+	}
+	outcomes := map[string]*rules.Outcome{}
+	var changed []string
+	var counts []int32
+	rows, err := tx.Query(ctx, `SELECT DISTINCT n.block_producer_key, coalesce(m.misses, 0), m.producer IS NOT NULL
+		FROM nodes n LEFT JOIN alert_producer_misses m ON m.producer = n.block_producer_key
+		WHERE n.block_producer_key IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("reading miss counts: %w", err)
+	}
+	var key string
+	var prev int32
+	var known bool
+	_, err = pgx.ForEachRow(rows, []any{&key, &prev, &known}, func() error {
+		next := rules.NextMisses(int(prev), pointed[key])
+		outcomes[key] = &rules.Outcome{Producer: key, Misses: next, Failures: map[string]int{}}
+		if !known || int(prev) != next {
+			changed = append(changed, key)
+			counts = append(counts, int32(next))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading miss counts: %w", err)
+	}
+	if len(changed) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO alert_producer_misses (producer, misses, bot_log_id)
+			SELECT p, m, $3 FROM unnest($1::text[], $2::int4[]) AS u(p, m)
+			ON CONFLICT (producer) DO UPDATE SET misses = EXCLUDED.misses, bot_log_id = EXCLUDED.bot_log_id`,
+			changed, counts, botLogID); err != nil {
+			return nil, fmt.Errorf("updating miss counts: %w", err)
+		}
+	}
+	for _, o := range outcomes {
+		o.Result = coordinator.OutcomeNoSubmission
+	}
+	if rec.Evidence != nil {
+		for _, p := range rec.Evidence.Producers {
+			if o, ok := outcomes[p.Producer]; ok {
+				o.Result, o.Submissions, o.Valid, o.Unverified = p.Outcome, p.Submissions, p.Valid, p.Unverified
+				for c, n := range p.InvalidByClass {
+					o.Failures[c] = n
+				}
+			}
+		}
+	} else {
+		// Without evidence (turned off): valid submissions only.
+		for _, s := range rec.Result.Valid {
+			if o, ok := outcomes[s.Submitter]; ok {
+				o.Submissions++
+				o.Valid++
+				o.Result = coordinator.OutcomeOffChain
+			}
+		}
+		for p := range pointed {
+			if o, ok := outcomes[p]; ok {
+				o.Result = coordinator.OutcomePoint
+			}
+		}
+	}
+	return outcomes, nil
+}
+
+func loadSubscriptions(ctx context.Context, tx pgx.Tx) ([]subscription, error) {
+	rows, err := tx.Query(ctx, `SELECT id, all_producers, producers, rules FROM alert_subscriptions ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("reading alert subscriptions: %w", err)
+	}
+	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (subscription, error) {
+		var s subscription
+		var raw []byte
+		if err := row.Scan(&s.id, &s.all, &s.producers, &raw); err != nil {
+			return s, err
+		}
+		if err := json.Unmarshal(raw, &s.rules); err != nil {
+			return s, fmt.Errorf("subscription %d: rules: %w", s.id, err)
+		}
+		return s, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading alert subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+// scores fills the score windows the subscriptions' score_below rules need,
+// for every producer with an outcome, counted as the coordinator counts its
+// score: the batches lying inside [end - window, end].
+func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window) error {
+	windows := map[string]bool{}
+	for _, s := range subs {
+		for _, r := range s.rules {
+			if r.Kind == rules.ScoreBelow {
+				windows[r.Window] = true
+			}
+		}
+	}
+	for name := range windows {
+		d := rules.Windows[name]
+		start, end := w.End.Add(-d).Unix(), w.End.Unix()
+		var surveys int64
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs
+			WHERE files_processed > -1 AND batch_start_epoch >= $1 AND batch_end_epoch <= $2`, start, end).Scan(&surveys); err != nil {
+			return fmt.Errorf("counting the batches of the %s window: %w", name, err)
+		}
+		points := map[string]int64{}
+		rows, err := tx.Query(ctx, `SELECT n.block_producer_key, count(*) FROM points_summary ps
+			JOIN bot_logs b ON b.id = ps.bot_log_id JOIN nodes n ON n.id = ps.node_id
+			WHERE b.batch_start_epoch >= $1 AND b.batch_end_epoch <= $2 AND n.block_producer_key IS NOT NULL
+			GROUP BY 1`, start, end)
+		if err != nil {
+			return fmt.Errorf("counting the points of the %s window: %w", name, err)
+		}
+		var key string
+		var n int64
+		if _, err := pgx.ForEachRow(rows, []any{&key, &n}, func() error { points[key] += n; return nil }); err != nil {
+			return fmt.Errorf("counting the points of the %s window: %w", name, err)
+		}
+		for p, o := range outcomes {
+			if o.Scores == nil {
+				o.Scores = map[string]float64{}
+			}
+			o.Scores[name] = rules.Score(points[p], surveys)
+		}
+	}
+	return nil
+}
+
+func loadState(ctx context.Context, tx pgx.Tx) (map[stateKey]bool, error) {
+	rows, err := tx.Query(ctx, `SELECT subscription_id, rule_key, producer FROM alert_state`)
+	if err != nil {
+		return nil, fmt.Errorf("reading alert state: %w", err)
+	}
+	active := map[stateKey]bool{}
+	var k stateKey
+	if _, err := pgx.ForEachRow(rows, []any{&k.sub, &k.rule, &k.producer}, func() error { active[k] = true; return nil }); err != nil {
+		return nil, fmt.Errorf("reading alert state: %w", err)
+	}
+	return active, nil
+}
+
+func saveState(ctx context.Context, tx pgx.Tx, fired, resolved []stateKey, botLogID int64) error {
+	cols := func(keys []stateKey) ([]int64, []string, []string) {
+		subs, rs, ps := make([]int64, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			subs[i], rs[i], ps[i] = k.sub, k.rule, k.producer
+		}
+		return subs, rs, ps
+	}
+	if len(fired) > 0 {
+		s, r, p := cols(fired)
+		if _, err := tx.Exec(ctx, `INSERT INTO alert_state (subscription_id, rule_key, producer, fired_bot_log_id)
+			SELECT s, r, p, $4 FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(s, r, p)`, s, r, p, botLogID); err != nil {
+			return fmt.Errorf("recording fired alerts: %w", err)
+		}
+	}
+	if len(resolved) > 0 {
+		s, r, p := cols(resolved)
+		if _, err := tx.Exec(ctx, `DELETE FROM alert_state a USING unnest($1::int8[], $2::text[], $3::text[]) AS u(s, r, p)
+			WHERE a.subscription_id = u.s AND a.rule_key = u.r AND a.producer = u.p`, s, r, p); err != nil {
+			return fmt.Errorf("recording resolved alerts: %w", err)
+		}
+	}
+	return nil
+}
+
+// message composes a fired or resolved notification.
+func (e *Evaluator) message(sub int64, r rules.Rule, tr rules.Transition, o rules.Outcome, botLogID int64, w coordinator.Window) channels.Message {
+	rule := r
+	m := channels.Message{
+		ID:          queue.Key("rule", sub, r.Key(), o.Producer, string(tr), botLogID),
+		Event:       string(tr),
+		Producer:    o.Producer,
+		Rule:        &rule,
+		BotLogID:    botLogID,
+		WindowStart: stamp(w.Start),
+		WindowEnd:   stamp(w.End),
+		Reason:      r.Reason(tr, o),
+	}
+	if e.PublicURL != "" {
+		m.Link = strings.TrimRight(e.PublicURL, "/") + "/producers/" + url.PathEscape(o.Producer)
+	}
+	var b strings.Builder
+	if tr == rules.Fired {
+		fmt.Fprintf(&b, "🔴 Alert: producer %s — %s: %s.", o.Producer, r, m.Reason)
+	} else {
+		fmt.Fprintf(&b, "✅ Resolved: producer %s — %s: %s.", o.Producer, r, m.Reason)
+	}
+	switch r.Kind {
+	case rules.MissedBatches:
+		if tr == rules.Fired {
+			length := w.End.Sub(w.Start)
+			fmt.Fprintf(&b, " Missed batches: %s.", alert.Window(coordinator.Window{Start: w.End.Add(-time.Duration(o.Misses) * length), End: w.End}))
+		} else {
+			fmt.Fprintf(&b, " Batch %s.", alert.Window(w))
+		}
+	case rules.ScoreBelow:
+		d := rules.Windows[r.Window]
+		fmt.Fprintf(&b, " Score window %s (batch %d).", alert.Window(coordinator.Window{Start: w.End.Add(-d), End: w.End}), botLogID)
+	default:
+		fmt.Fprintf(&b, " Batch %s.", alert.Window(w))
+	}
+	if r.Kind == rules.ScoreBelow {
+		if s := rules.BatchReason(o); s != "" {
+			fmt.Fprintf(&b, " This batch: %s.", s)
+		}
+	}
+	if m.Link != "" {
+		fmt.Fprintf(&b, " %s", m.Link)
+	}
+	m.Text = b.String()
+	return m
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/alert"
+	"github.com/delegation-program/uptime-coordinator/alerting"
+	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
+	"github.com/delegation-program/uptime-coordinator/alerting/queue"
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+)
+
+// alerts is the alerting side of run: the rules' step in every batch
+// transaction, the operator alerts, and the delivery queue.
+type alerts struct {
+	log   *slog.Logger
+	queue *queue.Queue
+	eval  *alerting.Evaluator
+	drain time.Duration
+}
+
+// queueOptions are the delivery queue's options from the configuration.
+func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
+	return queue.Options{
+		Policy:        outbound.Policy{AllowPrivate: cfg.AlertAllowPrivateNetworks},
+		OperatorURL:   cfg.WebhookURL,
+		RetryBase:     cfg.AlertRetryBase,
+		RatePerMinute: cfg.AlertRatePerMinute,
+		Logger:        log,
+	}
+}
+
+// setupAlerts builds the queue and the evaluator and starts delivering.
+func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*alerts, error) {
+	q, err := queue.New(pool, true, queueOptions(cfg, log))
+	if err != nil {
+		return nil, err
+	}
+	a := &alerts{log: log, queue: q, drain: cfg.AlertDrainTimeout,
+		eval: &alerting.Evaluator{Queue: q, Operator: alert.FromConfig(cfg), PublicURL: cfg.PublicURL, Logger: log}}
+	if a.eval.Operator.Enabled() {
+		log.Info("operator alerts are sent to WEBHOOK_URL through the alert queue")
+	} else {
+		log.Info("WEBHOOK_URL is not set: operator alerts are off")
+	}
+	// The queue outlives a signal to the loop, so that it stops gracefully.
+	if err := q.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Apply adds the alerts' step to the batch transaction and the abandoned
+// batch alert to the engine's failure hook.
+func (a *alerts) Apply(store *postgres.Store, e *coordinator.Engine) {
+	store.Steps = append(store.Steps, postgres.Step{Name: alerting.StepName, Run: a.eval.Step})
+	onFailure := e.OnFailure
+	e.OnFailure = func(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+		if onFailure != nil {
+			onFailure(ctx, w, attempt, err, final)
+		}
+		a.eval.OnFailure(context.WithoutCancel(ctx), w, attempt, err, final)
+	}
+}
+
+// Drain waits, bounded by ALERT_DRAIN_TIMEOUT, until every queued alert is
+// delivered (run --batches N, so that a bounded run is observable).
+func (a *alerts) Drain(ctx context.Context) {
+	left, err := a.queue.Drain(ctx, a.drain)
+	switch {
+	case err != nil:
+		a.log.Error("waiting for alert deliveries", "error", err)
+	case left > 0:
+		a.log.Warn("alerts still queued at exit; they are delivered by the next run", "pending", left, "waited", a.drain)
+	default:
+		a.log.Info("every queued alert is delivered")
+	}
+}
+
+// Stop stops the queue, letting running deliveries finish for a few
+// seconds; an interrupted one is retried by the next run.
+func (a *alerts) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.queue.Stop(ctx); err != nil {
+		a.log.Warn("stopping the alert queue", "error", err)
+	}
+}
