@@ -33,6 +33,9 @@ type ShortlistedHash struct {
 type Point struct {
 	Submission *Submission
 	StateHash  string
+	// FileName is the points.file_name: submitted_at in the batch's one
+	// precision (see fileNameLayout), a dash, the submitter.
+	FileName string
 }
 
 // Result is the outcome of scoring one batch.
@@ -145,9 +148,10 @@ func Score(subs []Submission, prev []ShortlistedHash) *Result {
 		r.Shortlist = append(r.Shortlist, ShortlistedHash{StateHash: g.names[i], Parent: parent, Weight: dist[i]})
 	}
 	slices.SortFunc(r.Shortlist, func(a, b ShortlistedHash) int { return strings.Compare(a.StateHash, b.StateHash) })
+	layout := fileNameLayout(fileNameFrame(subs))
 	for _, s := range valid {
 		if dist[g.index[*s.StateHash]] <= MaxWeight {
-			r.Points = append(r.Points, Point{Submission: s, StateHash: *s.StateHash})
+			r.Points = append(r.Points, Point{Submission: s, StateHash: *s.StateHash, FileName: fileName(s, layout)})
 		}
 	}
 	return r

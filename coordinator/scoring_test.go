@@ -452,15 +452,82 @@ func TestWeighIsExactMinimum(t *testing.T) {
 	}
 }
 
-func TestFileNameAndEpoch(t *testing.T) {
+// TestFileNames: the original converts the batch's whole submitted_at
+// column to text with pandas, so every file_name of a batch has the precision
+// the finest submission of its frame (verified, no validation error) needs.
+// Expected values are those pandas 2.1 gives (Series.astype(str) of the
+// column), written out.
+func TestFileNames(t *testing.T) {
+	at := func(day, h, m, s, ns int) time.Time { return time.Date(2024, 6, day, h, m, s, ns, time.UTC) }
+	type row struct {
+		submitter string
+		at        time.Time
+		verified  bool
+		valErr    string
+		noHash    bool
+	}
+	for _, tc := range []struct {
+		name string
+		rows []row
+		want []string // file names of the points, in submitter order
+	}{
+		{"postgres microseconds", []row{
+			{submitter: "A", at: at(5, 10, 0, 38, 433000000), verified: true},
+			{submitter: "B", at: at(5, 10, 5, 0, 123000), verified: true},
+		}, []string{"2024-06-05 10:00:38.433000-A", "2024-06-05 10:05:00.000123-B"}},
+		{"cassandra milliseconds", []row{
+			{submitter: "A", at: at(5, 10, 0, 38, 433000000), verified: true},
+			{submitter: "B", at: at(5, 10, 5, 0, 0), verified: true},
+		}, []string{"2024-06-05 10:00:38.433-A", "2024-06-05 10:05:00.000-B"}},
+		{"mixed milliseconds, microseconds and whole seconds", []row{
+			{submitter: "A", at: at(5, 10, 0, 38, 433000000), verified: true},
+			{submitter: "B", at: at(5, 10, 1, 2, 500250000), verified: true},
+			{submitter: "C", at: at(5, 10, 2, 0, 0), verified: true},
+		}, []string{"2024-06-05 10:00:38.433000-A", "2024-06-05 10:01:02.500250-B", "2024-06-05 10:02:00.000000-C"}},
+		{"whole seconds", []row{
+			{submitter: "A", at: at(5, 10, 0, 38, 0), verified: true},
+			{submitter: "B", at: at(5, 10, 5, 0, 0), verified: true},
+		}, []string{"2024-06-05 10:00:38-A", "2024-06-05 10:05:00-B"}},
+		{"only the frame counts", []row{
+			{submitter: "A", at: at(5, 10, 0, 38, 0), verified: true},
+			{submitter: "B", at: at(5, 10, 5, 0, 0), verified: true},
+			{submitter: "C", at: at(5, 10, 6, 0, 123456000), verified: true, valErr: "bad snark"}, // not in the frame
+			{submitter: "D", at: at(5, 10, 7, 0, 654321000), verified: false},                    // not in the frame
+			{submitter: "E", at: at(5, 10, 8, 0, 250000000), verified: true, noHash: true},       // in the frame, no point
+		}, []string{"2024-06-05 10:00:38.000-A", "2024-06-05 10:05:00.000-B"}},
+		{"midnights only: dates", []row{
+			{submitter: "A", at: at(5, 0, 0, 0, 0), verified: true},
+			{submitter: "B", at: at(6, 0, 0, 0, 0), verified: true},
+		}, []string{"2024-06-05-A", "2024-06-06-B"}},
+		{"one time of day among midnights", []row{
+			{submitter: "A", at: at(5, 0, 0, 0, 0), verified: true},
+			{submitter: "B", at: at(5, 0, 0, 1, 0), verified: true},
+		}, []string{"2024-06-05 00:00:00-A", "2024-06-05 00:00:01-B"}},
+	} {
+		var subs []Submission
+		for _, r := range tc.rows {
+			s := Submission{Submitter: r.submitter, SubmittedAt: r.at, Verified: ptr(r.verified), StateHash: ptr("H")}
+			if r.valErr != "" {
+				s.ValidationError = ptr(r.valErr)
+			}
+			if r.noHash {
+				s.StateHash = nil
+			}
+			subs = append(subs, s)
+		}
+		var got []string
+		for _, p := range Score(subs, nil).Points {
+			got = append(got, p.FileName)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: file names\n%q\nwant\n%q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBlockchainEpoch(t *testing.T) {
 	s := &Submission{Submitter: "B62q", SubmittedAt: time.Date(2024, 6, 5, 1, 2, 3, 0, time.UTC)}
-	if got := FileName(s); got != "2024-06-05 01:02:03-B62q" {
-		t.Errorf("FileName = %q", got)
-	}
-	s.SubmittedAt = time.Date(2024, 6, 5, 1, 2, 3, 4500, time.UTC) // 4.5µs: Postgres keeps µs
-	if got := FileName(s); got != "2024-06-05 01:02:03.000004-B62q" {
-		t.Errorf("FileName = %q", got)
-	}
 	if BlockchainEpoch(s) != nil {
 		t.Error("no created_at must give a NULL epoch")
 	}

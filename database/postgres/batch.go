@@ -294,7 +294,7 @@ func write(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, bulk bool) (
 		[]string{"file_name", "file_timestamps", "blockchain_epoch", "blockchain_height", "amount", "created_at", "node_id", "bot_log_id", "statehash_id"},
 		pgx.CopyFromSlice(len(points), func(i int) ([]any, error) {
 			p := points[i].Submission
-			return []any{coordinator.FileName(p), p.SubmittedAt.UTC(), coordinator.BlockchainEpoch(p), p.Height, int32(1),
+			return []any{points[i].FileName, p.SubmittedAt.UTC(), coordinator.BlockchainEpoch(p), p.Height, int32(1),
 				rec.Now, nodeIDs[p.Submitter], out.BotLogID, hashIDs[points[i].StateHash]}, nil
 		}))
 	if err != nil {

@@ -43,6 +43,32 @@ type modelBatch struct {
 	producers  map[string]bool // producers with a point
 }
 
+// modelFileNameLayout is pandas' text form of the batch's submitted_at
+// column (verified rows without validation error): the fraction digits the
+// most precise time needs, rounded up to 3, 6 or 9; the date alone when
+// every time is a midnight.
+func modelFileNameLayout(subs []coordinator.Submission) string {
+	digits, midnights, rows := 0, true, 0
+	for _, s := range subs {
+		if s.Verified == nil || !*s.Verified || (s.ValidationError != nil && *s.ValidationError != "") {
+			continue
+		}
+		rows++
+		frac := strings.TrimRight(fmt.Sprintf("%09d", s.SubmittedAt.Nanosecond()), "0")
+		digits = max(digits, (len(frac)+2)/3*3)
+		if s.SubmittedAt.UTC().Format("15:04:05") != "00:00:00" || frac != "" {
+			midnights = false
+		}
+	}
+	if rows > 0 && midnights {
+		return "2006-01-02"
+	}
+	if digits == 0 {
+		return "2006-01-02 15:04:05"
+	}
+	return "2006-01-02 15:04:05." + strings.Repeat("0", digits)
+}
+
 func (m *model) batch(w coordinator.Window, subs []coordinator.Submission) modelBatch {
 	b := modelBatch{start: w.Start.Unix(), end: w.End.Unix(), shortlist: map[string]modelHash{}, producers: map[string]bool{}}
 	var valid []coordinator.Submission
@@ -113,9 +139,10 @@ func (m *model) batch(w coordinator.Window, subs []coordinator.Submission) model
 			b.shortlist[h] = modelHash{parent: parent, weight: w8[h]}
 		}
 	}
+	layout := modelFileNameLayout(subs)
 	for _, s := range valid {
 		if w8[*s.StateHash] <= 2 {
-			b.points = append(b.points, s.Submitter+"|"+*s.StateHash+"|"+coordinator.FileName(&s))
+			b.points = append(b.points, s.Submitter+"|"+*s.StateHash+"|"+s.SubmittedAt.UTC().Format(layout)+"-"+s.Submitter)
 			b.producers[s.Submitter] = true
 		}
 	}
