@@ -492,8 +492,8 @@ func TestFileNames(t *testing.T) {
 			{submitter: "A", at: at(5, 10, 0, 38, 0), verified: true},
 			{submitter: "B", at: at(5, 10, 5, 0, 0), verified: true},
 			{submitter: "C", at: at(5, 10, 6, 0, 123456000), verified: true, valErr: "bad snark"}, // not in the frame
-			{submitter: "D", at: at(5, 10, 7, 0, 654321000), verified: false},                    // not in the frame
-			{submitter: "E", at: at(5, 10, 8, 0, 250000000), verified: true, noHash: true},       // in the frame, no point
+			{submitter: "D", at: at(5, 10, 7, 0, 654321000), verified: false},                     // not in the frame
+			{submitter: "E", at: at(5, 10, 8, 0, 250000000), verified: true, noHash: true},        // in the frame, no point
 		}, []string{"2024-06-05 10:00:38.000-A", "2024-06-05 10:05:00.000-B"}},
 		{"midnights only: dates", []row{
 			{submitter: "A", at: at(5, 0, 0, 0, 0), verified: true},
