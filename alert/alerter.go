@@ -30,15 +30,20 @@ type Alerter struct {
 	// ValidSharePercent (VALID_SHARE_ALERT_PERCENT): alert when fewer than
 	// this percentage of a batch's submissions are valid. Nil disables it.
 	ValidSharePercent *float64
+	// ProducerDropPercent (PRODUCER_DROP_ALERT_PERCENT): alert when the
+	// number of producers submitting in a batch drops by more than this
+	// percentage against the previous batch. 0 disables it.
+	ProducerDropPercent float64
 }
 
 // FromConfig builds the Alerter the configuration asks for.
 func FromConfig(cfg *config.Config) *Alerter {
 	return &Alerter{
-		On:                cfg.WebhookURL != "",
-		VerificationLower: cfg.AlarmLowerLimit,
-		VerificationUpper: cfg.AlarmUpperLimit,
-		ValidSharePercent: cfg.ValidShareAlertPercent,
+		On:                  cfg.WebhookURL != "",
+		VerificationLower:   cfg.AlarmLowerLimit,
+		VerificationUpper:   cfg.AlarmUpperLimit,
+		ValidSharePercent:   cfg.ValidShareAlertPercent,
+		ProducerDropPercent: cfg.ProducerDropAlertPct,
 	}
 }
 
@@ -47,7 +52,7 @@ func (a *Alerter) Enabled() bool { return a != nil && a.On }
 
 // Message is one operator alert; Kind names the check.
 type Message struct {
-	Kind string // verification_time, valid_share, abandoned_batch
+	Kind string // verification_time, valid_share, no_submissions, producer_drop, abandoned_batch
 	Text string
 }
 
@@ -61,13 +66,23 @@ func (a *Alerter) Abandoned(w coordinator.Window, attempt int, err error, final 
 		Window(w), attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}}
 }
 
-// Batch returns the alerts of a batch: its verification time and its share
-// of valid submissions.
+// Batch returns the alerts of a batch: a window without submissions, a drop
+// of the producers submitting, its verification time and its share of valid
+// submissions.
 func (a *Alerter) Batch(s *coordinator.Summary) []Message {
 	if !a.Enabled() {
 		return nil
 	}
 	var msgs []Message
+	if s.Submissions == 0 {
+		msgs = append(msgs, Message{"no_submissions", fmt.Sprintf(":rotating_light: No submissions in window %s: the batch was committed as a survey in which no producer earns a point. Is the collector down, or SUBMISSION_STORAGE pointing at the wrong store?",
+			Window(s.Window))})
+	} else if prev := s.PrevSubmitters; a.ProducerDropPercent > 0 && prev > 0 {
+		if drop := 100 * float64(prev-s.Submitters) / float64(prev); drop > a.ProducerDropPercent {
+			msgs = append(msgs, Message{"producer_drop", fmt.Sprintf(":warning: Producers submitting in window %s dropped by %.1f%%, from %d to %d, more than %g%% (PRODUCER_DROP_ALERT_PERCENT). Is the collector losing submissions?",
+				Window(s.Window), drop, prev, s.Submitters, a.ProducerDropPercent)})
+		}
+	}
 	v := s.Verification
 	if a.VerificationLower != nil && v < *a.VerificationLower {
 		msgs = append(msgs, Message{"verification_time", fmt.Sprintf(":warning: Verification of batch %s took %s, less than the lower limit of %s (ALARM_ZK_LOWER_LIMIT_SEC): suspiciously quick.",

@@ -104,7 +104,8 @@ func TestValidShareAlert(t *testing.T) {
 		{"none valid", 3, 0, "Only 0.0%"},
 		{"at the threshold", 200, 100, ""},
 		{"above", 200, 190, ""},
-		{"no submission", 0, 0, ""},
+		// The valid share is not alerted; the empty window is (and only it).
+		{"no submission", 0, 0, "No submissions in window " + windowText},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -119,8 +120,46 @@ func TestValidShareAlert(t *testing.T) {
 			if len(got) != 1 || !strings.Contains(got[0], tc.want) {
 				t.Fatalf("sent %q, want one message with %q", got, tc.want)
 			}
-			if tc.submissions > tc.good && !strings.Contains(got[0], coordinator.ReasonRejected) {
+			if tc.submissions > tc.good && tc.good > 0 && !strings.Contains(got[0], coordinator.ReasonRejected) {
 				t.Errorf("message %q does not break the invalid submissions down", got[0])
+			}
+		})
+	}
+}
+
+// Issue 10 item 2: an empty window and a drop of submitting producers
+// against the previous batch are alerted.
+func TestSubmissionSupplyAlerts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                           string
+		env                            map[string]string
+		submissions, submitters, prev int
+		want                           string
+	}{
+		{"steady", nil, 290, 97, 100, ""},
+		{"drop of exactly 50%", nil, 150, 50, 100, ""},
+		{"drop over the default 50%", nil, 147, 49, 100,
+			"Producers submitting in window " + windowText + " dropped by 51.0%, from 100 to 49, more than 50% (PRODUCER_DROP_ALERT_PERCENT)"},
+		{"custom threshold", map[string]string{"PRODUCER_DROP_ALERT_PERCENT": "10"}, 270, 89, 100, "dropped by 11.0%, from 100 to 89, more than 10%"},
+		{"disabled", map[string]string{"PRODUCER_DROP_ALERT_PERCENT": "0"}, 3, 1, 100, ""},
+		{"no previous batch", nil, 3, 1, 0, ""},
+		{"empty window", nil, 0, 0, 100, "No submissions in window " + windowText + ": the batch was committed as a survey in which no producer earns a point"},
+		{"empty first window, drop alert off", map[string]string{"PRODUCER_DROP_ALERT_PERCENT": "0"}, 0, 0, 0, "No submissions in window"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := summary(tc.submissions, tc.submissions, time.Minute)
+			s.Submitters, s.PrevSubmitters = tc.submitters, tc.prev
+			got := texts(alerter(t, true, tc.env).Batch(s))
+			if tc.want == "" {
+				if len(got) != 0 {
+					t.Fatalf("sent %q, want nothing", got)
+				}
+				return
+			}
+			if len(got) != 1 || !strings.Contains(got[0], tc.want) {
+				t.Fatalf("sent %q, want one message with %q", got, tc.want)
 			}
 		})
 	}

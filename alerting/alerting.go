@@ -59,7 +59,8 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 	var msgs []queue.Outgoing
 	w := rec.Window
 	if e.Operator.Enabled() {
-		sum := &coordinator.Summary{Window: w, Submissions: len(rec.Result.Valid), Result: rec.Result, Verification: rec.ProcessingTime}
+		sum := &coordinator.Summary{Window: w, Submissions: len(rec.Result.Valid), Result: rec.Result, Verification: rec.ProcessingTime,
+			Submitters: rec.Submitters, PrevSubmitters: rec.PrevSubmitters}
 		for _, n := range rec.Result.Invalid {
 			sum.Submissions += n
 		}

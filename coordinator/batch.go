@@ -31,6 +31,10 @@ type Record struct {
 	Copy []Submission
 	// Now is the batch's created_at for points and updated_at for new nodes.
 	Now time.Time
+	// Submitters is the number of distinct submitters of the window's
+	// submissions, valid or not; PrevSubmitters the same for the batch this
+	// process committed before (0 when unknown). For the operator alerts.
+	Submitters, PrevSubmitters int
 	// Evidence, when not nil, is the batch's per-producer evidence, written
 	// in the same transaction.
 	Evidence *BatchEvidence

@@ -49,18 +49,24 @@ type Engine struct {
 	// OnFailure observes each failed attempt; final is true when the batch
 	// is abandoned after its retries.
 	OnFailure func(ctx context.Context, w Window, attempt int, err error, final bool)
+
+	lastSubmitters int // Submitters of the last committed batch
 }
 
 // Summary describes one committed batch.
 type Summary struct {
-	Window       Window
-	Submissions  int
-	Result       *Result
-	Committed    Committed
-	Evidence     *BatchEvidence // nil when NoEvidence
-	Verification time.Duration
-	Duration     time.Duration // from the end of waiting to commit
-	Attempt      int
+	Window      Window
+	Submissions int
+	Submitters  int // distinct submitters of all the window's submissions, valid or not
+	// PrevSubmitters is Submitters of the batch this process committed
+	// before (0 when none: the first batch after a start).
+	PrevSubmitters int
+	Result         *Result
+	Committed      Committed
+	Evidence       *BatchEvidence // nil when NoEvidence
+	Verification   time.Duration
+	Duration       time.Duration // from the end of waiting to commit
+	Attempt        int
 }
 
 func (e *Engine) now() time.Time {
@@ -154,11 +160,13 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 			return nil, w, err
 		}
 	}
+	submitters := countSubmitters(subs)
 	var result *Result
 	var evidence *BatchEvidence
 	committed, err := e.Store.CommitBatch(ctx, last, func(prev []ShortlistedHash) (*Record, error) {
 		result = Score(subs, prev)
-		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now()}
+		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now(),
+			Submitters: submitters, PrevSubmitters: e.lastSubmitters}
 		if e.CopySubmissions {
 			rec.Copy = subs
 		}
@@ -172,10 +180,15 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		return nil, w, fmt.Errorf("committing the batch: %w", err)
 	}
 	Checkpoint(ctx, "committed")
-	s := &Summary{Window: w, Submissions: len(subs), Result: result, Committed: committed, Evidence: evidence,
+	s := &Summary{Window: w, Submissions: len(subs), Submitters: submitters, PrevSubmitters: e.lastSubmitters, Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
+	e.lastSubmitters = submitters
 	e.logSummary(s)
 	e.logMalformed(s)
+	if len(subs) == 0 {
+		e.log().Warn("no submissions in window: committed as a survey in which no producer earns a point (is the collector down, or SUBMISSION_STORAGE wrong?)",
+			"window_start", w.Start, "window_end", w.End, "bot_log_id", committed.BotLogID)
+	}
 	if e.AfterBatch != nil {
 		e.AfterBatch(ctx, s)
 	}
@@ -197,6 +210,14 @@ func (e *Engine) logSummary(s *Summary) {
 		"surveys", s.Committed.Scoreboard.Surveys, "scored_nodes", s.Committed.Scoreboard.Scored,
 		"incremental_scoreboard", s.Committed.Scoreboard.Incremental,
 		"verification_seconds", s.Verification.Seconds(), "batch_seconds", s.Duration.Seconds(), "attempt", s.Attempt+1)
+}
+
+func countSubmitters(subs []Submission) int {
+	seen := make(map[string]struct{}, len(subs)/4)
+	for i := range subs {
+		seen[subs[i].Submitter] = struct{}{}
+	}
+	return len(seen)
 }
 
 // maxMalformedLogged bounds the malformed rows logged one by one per batch.

@@ -2,10 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,3 +174,91 @@ func TestMalformedRowsDoNotStopScoring(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// slackHook is a local HTTP server standing in for a Slack incoming
+// webhook; it records the text of every message.
+type slackHook struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	msgs []string
+}
+
+func newSlackHook(t *testing.T) *slackHook {
+	h := &slackHook{}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Text string }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		h.msgs = append(h.msgs, body.Text)
+		h.mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *slackHook) received() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.msgs)
+}
+
+// Issue 10 item 2: a window without submissions is still committed (the
+// original counts it as a survey) but logged at WARN and alerted, and a drop
+// of more than PRODUCER_DROP_ALERT_PERCENT of the submitting producers is
+// alerted too.
+func TestEmptyWindowAndProducerDropAlerted(t *testing.T) {
+	t.Parallel()
+	net := synthnet.Generate(synthnet.Params{Seed: 41, Producers: 60, Start: netStart, Duration: 40 * time.Minute})
+	all := net.Verified()
+	first := synthnet.Window(all, coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)})
+	// The second window keeps the submissions of a third of the producers.
+	var second []coordinator.Submission
+	for _, s := range synthnet.Window(all, coordinator.Window{Start: netStart.Add(20 * time.Minute), End: netStart.Add(40 * time.Minute)}) {
+		if s.Submitter[len(s.Submitter)-1]%3 == 0 {
+			second = append(second, s)
+		}
+	}
+	// The third window is empty.
+	cfg := oneWindow(t, append(slices.Clone(first), second...))
+	hook := newSlackHook(t)
+	out, err := coordinatorCmd(cfg, []string{"WEBHOOK_URL=" + hook.srv.URL + "/services/T000/B000/XXXX"}, "run", "--batches", "3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("coordinator: %v\n%s", err, out)
+	}
+	if n := committed(t, cfg); n != 3 {
+		t.Fatalf("%d batches committed, want 3 (the empty window counts as a survey)", n)
+	}
+	p1, p2 := countSubmitters(first), countSubmitters(second)
+	if 2*p2 >= p1 {
+		t.Fatalf("test data: %d then %d producers is not a drop of more than half", p1, p2)
+	}
+	drop := fmt.Sprintf("Producers submitting in window 2024-06-01 00:20:00 – 00:40:00 UTC dropped by %.1f%%, from %d to %d, more than 50%% (PRODUCER_DROP_ALERT_PERCENT)",
+		100*float64(p1-p2)/float64(p1), p1, p2)
+	empty := "No submissions in window 2024-06-01 00:40:00 – 01:00:00 UTC: the batch was committed as a survey in which no producer earns a point"
+	got := hook.received()
+	if len(got) != 2 || !strings.Contains(got[0], drop) || !strings.Contains(got[1], empty) {
+		t.Fatalf("alerts %q\nwant %q and %q", got, drop, empty)
+	}
+	for _, want := range []string{
+		`"level":"WARN","msg":"no submissions in window: committed as a survey in which no producer earns a point`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "XXXX") {
+		t.Errorf("the webhook's secret path is in the log:\n%s", out)
+	}
+}
+
+func countSubmitters(subs []coordinator.Submission) int {
+	seen := map[string]bool{}
+	for _, s := range subs {
+		seen[s.Submitter] = true
+	}
+	return len(seen)
+}
