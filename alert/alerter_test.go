@@ -132,10 +132,10 @@ func TestValidShareAlert(t *testing.T) {
 func TestSubmissionSupplyAlerts(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name                           string
-		env                            map[string]string
+		name                          string
+		env                           map[string]string
 		submissions, submitters, prev int
-		want                           string
+		want                          string
 	}{
 		{"steady", nil, 290, 97, 100, ""},
 		{"drop of exactly 50%", nil, 150, 50, 100, ""},
