@@ -70,14 +70,14 @@ func (s *Store) ReadFile(ctx context.Context, path string) ([]FileEntry, error) 
 }
 
 // Reconcile makes the file's subscriptions those of the table that came
-// from the file, in one transaction: entries are created or updated by
+// from the file, in one transaction: entries are created, or updated (kept), by
 // name, entries no longer in the file are deleted (with their alert state),
 // and the state of rules or producers an entry no longer has is dropped.
 // Subscriptions made through the API are left alone. It returns how many
-// entries were created, updated and deleted.
-func (s *Store) Reconcile(ctx context.Context, entries []FileEntry) (created, updated, deleted int, err error) {
+// entries were created, kept and deleted.
+func (s *Store) Reconcile(ctx context.Context, entries []FileEntry) (created, kept, deleted int, err error) {
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		created, updated, deleted = 0, 0, 0
+		created, kept, deleted = 0, 0, 0
 		names := make([]string, 0, len(entries))
 		for _, e := range entries {
 			names = append(names, e.Name)
@@ -102,7 +102,7 @@ func (s *Store) Reconcile(ctx context.Context, entries []FileEntry) (created, up
 				created++
 				continue
 			}
-			updated++
+			kept++
 			ruleKeys := make([]string, len(e.Rules))
 			for i, r := range e.Rules {
 				ruleKeys[i] = r.Key()
@@ -119,5 +119,5 @@ func (s *Store) Reconcile(ctx context.Context, entries []FileEntry) (created, up
 		deleted = int(tag.RowsAffected())
 		return nil
 	})
-	return created, updated, deleted, err
+	return created, kept, deleted, err
 }

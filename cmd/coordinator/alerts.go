@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/alerting"
 	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
 	"github.com/delegation-program/uptime-coordinator/alerting/queue"
+	"github.com/delegation-program/uptime-coordinator/alerting/subscriptions"
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
@@ -48,6 +50,18 @@ func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, lo
 		log.Info("operator alerts are sent to WEBHOOK_URL through the alert queue")
 	} else {
 		log.Info("WEBHOOK_URL is not set: operator alerts are off")
+	}
+	if cfg.AlertSubscriptionsFile != "" {
+		subs := &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: cfg.AlertAllowPrivateNetworks}}
+		entries, err := subs.ReadFile(ctx, cfg.AlertSubscriptionsFile)
+		if err != nil {
+			return nil, err
+		}
+		created, kept, deleted, err := subs.Reconcile(ctx, entries)
+		if err != nil {
+			return nil, fmt.Errorf("ALERT_SUBSCRIPTIONS_FILE: %w", err)
+		}
+		log.Info("alert subscriptions of ALERT_SUBSCRIPTIONS_FILE reconciled", "created", created, "kept", kept, "deleted", deleted)
 	}
 	// The queue outlives a signal to the loop, so that it stops gracefully.
 	if err := q.Start(context.WithoutCancel(ctx)); err != nil {
