@@ -170,7 +170,9 @@ func TestCreateRefusesBadSpecs(t *testing.T) {
 		{"link-local", func(s *subscriptions.Spec) { s.URL = "https://169.254.169.254/latest/meta-data" }, "is link-local"},
 		{"no url", func(s *subscriptions.Spec) { s.URL = "" }, "url is missing"},
 		{"no rules", func(s *subscriptions.Spec) { s.Rules = nil }, "rules is empty"},
-		{"bad rule", func(s *subscriptions.Spec) { s.Rules = []rules.Rule{{Kind: rules.ScoreBelow, Window: "1y", Percent: 9}} }, `rules[0]: score_below: window must be 24h, 7d, 30d or 90d, got "1y"`},
+		{"bad rule", func(s *subscriptions.Spec) {
+			s.Rules = []rules.Rule{{Kind: rules.ScoreBelow, Window: "1y", Percent: 9}}
+		}, `rules[0]: score_below: window must be 24h, 7d, 30d or 90d, got "1y"`},
 		{"unknown class", func(s *subscriptions.Spec) { s.Rules = []rules.Rule{{Kind: rules.ErrorClass, Class: "cosmic_rays"}} }, `unknown error class "cosmic_rays"`},
 	} {
 		sp := spec()
