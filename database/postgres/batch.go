@@ -330,6 +330,11 @@ func write(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, bulk bool) (
 		}
 	}
 	coordinator.Checkpoint(ctx, "tx_scoreboard")
+
+	// Readers (coordinator serve) learn of the batch when it commits.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, BatchChannel, fmt.Sprint(out.BotLogID)); err != nil {
+		return out, fmt.Errorf("notifying %s: %w", BatchChannel, err)
+	}
 	return out, nil
 }
 
@@ -429,3 +434,7 @@ func InsertSubmissions(ctx context.Context, pool *pgxpool.Pool, subs []coordinat
 	}
 	return n, nil
 }
+
+// BatchChannel is the Postgres notification channel on which each batch's
+// transaction announces its bot_log_id (delivered at commit).
+const BatchChannel = "uptime_batch"

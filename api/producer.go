@@ -1,0 +1,233 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Missed-batch reasons derived from the submissions table: the producer sent
+// nothing in the batch's window, sent only submissions that were not valid
+// (unverified, failed verification or without a state hash), or sent valid
+// submissions none of which named a state hash on the consensus chain.
+const (
+	ReasonNoSubmission      = "no_submission"
+	ReasonNoValidSubmission = "no_valid_submission"
+	ReasonOffChain          = "not_on_consensus_chain"
+)
+
+// WindowScore is a producer's score over one window.
+type WindowScore struct {
+	Window       string   `json:"window" doc:"24h, 7d, 30d or 90d"`
+	Points       int      `json:"points" doc:"Batches of the window in which the producer earned a point"`
+	Surveys      int      `json:"surveys" doc:"Batches (surveys) in the window"`
+	ScorePercent *float64 `json:"score_percent" doc:"trunc(points * 100 / surveys, 2); null when the window has no survey"`
+}
+
+// MissedBatch is a batch of the last 24 hours without a point for the
+// producer, with the reason.
+type MissedBatch struct {
+	BatchRef
+	Reason string `json:"reason" enum:"no_submission,no_valid_submission,not_on_consensus_chain"`
+}
+
+// Producer is what the producer endpoint and page show.
+type Producer struct {
+	Producer          string         `json:"producer"`
+	AsOf              *time.Time     `json:"as_of" doc:"End of the latest batch"`
+	ApplicationStatus *bool          `json:"application_status"`
+	Scores            []WindowScore  `json:"scores"`
+	FirstPoint        *BatchRef      `json:"first_point_batch" doc:"The first batch in which the producer earned a point"`
+	LastPoint         *BatchRef      `json:"last_point_batch" doc:"The latest batch in which the producer earned a point"`
+	Batches24h        int            `json:"batches_24h" doc:"Batches in the last 24 hours"`
+	Missed24h         map[string]int `json:"missed_24h_by_reason" doc:"Batches of the last 24 hours without a point, by reason"`
+	MissedBatches     []MissedBatch  `json:"missed_24h" doc:"Those batches, oldest first"`
+}
+
+// nodeID returns the producer's nodes row (the first one, as the coordinator
+// uses, when a database the original wrote holds the key twice).
+func nodeID(ctx context.Context, q queryer, key string) (int64, *bool, error) {
+	var id int64
+	var status *bool
+	err := q.QueryRow(ctx, `SELECT id, application_status FROM nodes WHERE block_producer_key = $1 ORDER BY id LIMIT 1`, key).Scan(&id, &status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, fmt.Errorf("producer %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading producer %s: %w", key, err)
+	}
+	return id, status, nil
+}
+
+// Producer reads one producer's scores over the standard windows, its first
+// and last batch with a point and the batches it missed in the last 24 hours.
+func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
+	p := &Producer{Producer: key, Missed24h: map[string]int{}, MissedBatches: []MissedBatch{}, Scores: []WindowScore{}}
+	err := r.read(ctx, func(tx pgx.Tx) error {
+		id, status, err := nodeID(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		p.ApplicationStatus = status
+		l, err := latest(ctx, tx)
+		if err != nil || l.ID == 0 {
+			return err
+		}
+		p.AsOf = &l.End
+		if p.Scores, err = windowScores(ctx, tx, id, l.End); err != nil {
+			return err
+		}
+		for i, order := range []string{"ASC", "DESC"} {
+			var b BatchRef
+			var start, end int64
+			err := tx.QueryRow(ctx, `SELECT b.id, b.batch_start_epoch, b.batch_end_epoch FROM points_summary ps
+				JOIN bot_logs b ON b.id = ps.bot_log_id WHERE ps.node_id = $1 ORDER BY ps.bot_log_id `+order+` LIMIT 1`, id).Scan(&b.ID, &start, &end)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("reading the producer's batches with a point: %w", err)
+			}
+			b.Start, b.End = time.Unix(start, 0).UTC(), time.Unix(end, 0).UTC()
+			if i == 0 {
+				p.FirstPoint = &b
+			} else {
+				p.LastPoint = &b
+			}
+		}
+		if p.Batches24h, err = surveys(ctx, tx, l.End, 1); err != nil {
+			return err
+		}
+		p.MissedBatches, err = missed(ctx, tx, id, key, l.End.Add(-24*time.Hour), l.End)
+		for _, m := range p.MissedBatches {
+			p.Missed24h[m.Reason]++
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// windowScores computes the producer's points and surveys for every standard
+// window ending at end.
+func windowScores(ctx context.Context, tx pgx.Tx, node int64, end time.Time) ([]WindowScore, error) {
+	days := make([]int32, len(StandardWindows))
+	maxDays := int32(0)
+	for i, w := range StandardWindows {
+		d, _ := ParseWindow(w)
+		days[i] = int32(d)
+		maxDays = max(maxDays, int32(d))
+	}
+	e := end.Unix()
+	rows, err := tx.Query(ctx, `WITH b AS (
+			SELECT id, batch_start_epoch AS s FROM bot_logs
+			WHERE files_processed > -1 AND batch_start_epoch >= $2 - $3::bigint * 86400 AND batch_end_epoch <= $2
+		), p AS (
+			SELECT b.s FROM points_summary ps JOIN b ON b.id = ps.bot_log_id WHERE ps.node_id = $1
+		)
+		SELECT w.days, (SELECT count(*) FROM b WHERE b.s >= $2 - w.days::bigint * 86400)::int,
+			(SELECT count(*) FROM p WHERE p.s >= $2 - w.days::bigint * 86400)::int
+		FROM unnest($4::int4[]) WITH ORDINALITY AS w(days, i) ORDER BY w.i`, node, e, maxDays, days)
+	if err != nil {
+		return nil, fmt.Errorf("reading the producer's scores: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (WindowScore, error) {
+		var d int
+		var s WindowScore
+		if err := row.Scan(&d, &s.Surveys, &s.Points); err != nil {
+			return s, err
+		}
+		s.Window = WindowName(d)
+		s.ScorePercent = percent(s.Points, s.Surveys)
+		return s, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the producer's scores: %w", err)
+	}
+	return out, nil
+}
+
+// percent is the coordinator's trunc(points * 100 / surveys, 2).
+func percent(points, surveys int) *float64 {
+	if surveys == 0 {
+		return nil
+	}
+	h := points * 10000 / surveys
+	v := float64(h) / 100
+	return &v
+}
+
+// missed lists the surveys in [from, to] without a point for the producer,
+// with the reason read from its submissions in the batch's window.
+func missed(ctx context.Context, tx pgx.Tx, node int64, key string, from, to time.Time) ([]MissedBatch, error) {
+	rows, err := tx.Query(ctx, `SELECT b.id, b.batch_start_epoch, b.batch_end_epoch,
+			CASE
+				WHEN NOT EXISTS (SELECT 1 FROM submissions s WHERE s.submitter = $2
+					AND s.submitted_at >= to_timestamp(b.batch_start_epoch) AT TIME ZONE 'UTC'
+					AND s.submitted_at < to_timestamp(b.batch_end_epoch) AT TIME ZONE 'UTC') THEN $5
+				WHEN NOT EXISTS (SELECT 1 FROM submissions s WHERE s.submitter = $2
+					AND s.submitted_at >= to_timestamp(b.batch_start_epoch) AT TIME ZONE 'UTC'
+					AND s.submitted_at < to_timestamp(b.batch_end_epoch) AT TIME ZONE 'UTC'
+					AND s.verified AND coalesce(s.validation_error, '') = '' AND coalesce(s.state_hash, '') <> '') THEN $6
+				ELSE $7
+			END
+		FROM bot_logs b
+		WHERE b.files_processed > -1 AND b.batch_start_epoch >= $3 AND b.batch_end_epoch <= $4
+			AND NOT EXISTS (SELECT 1 FROM points_summary ps WHERE ps.bot_log_id = b.id AND ps.node_id = $1)
+		ORDER BY b.batch_end_epoch, b.id`, node, key, from.Unix(), to.Unix(),
+		ReasonNoSubmission, ReasonNoValidSubmission, ReasonOffChain)
+	if err != nil {
+		return nil, fmt.Errorf("reading the producer's missed batches: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MissedBatch, error) {
+		var m MissedBatch
+		var start, end int64
+		err := row.Scan(&m.ID, &start, &end, &m.Reason)
+		m.Start, m.End = time.Unix(start, 0).UTC(), time.Unix(end, 0).UTC()
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the producer's missed batches: %w", err)
+	}
+	return out, nil
+}
+
+// HistoryPoint is one score_history row.
+type HistoryPoint struct {
+	ScoreAt      time.Time `json:"score_at"`
+	Score        int       `json:"score"`
+	ScorePercent *float64  `json:"score_percent"`
+}
+
+// History reads the producer's score_history in [from, to].
+func (r *Reader) History(ctx context.Context, key string, from, to time.Time, limit int) ([]HistoryPoint, error) {
+	var out []HistoryPoint
+	err := r.read(ctx, func(tx pgx.Tx) error {
+		id, _, err := nodeID(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT score_at, coalesce(score, 0), score_percent::float8 FROM score_history
+			WHERE node_id = $1 AND score_at >= $2 AND score_at <= $3 ORDER BY score_at LIMIT $4`,
+			id, from.UTC(), to.UTC(), limit)
+		if err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryPoint, error) {
+			var h HistoryPoint
+			err := row.Scan(&h.ScoreAt, &h.Score, &h.ScorePercent)
+			h.ScoreAt = h.ScoreAt.UTC()
+			return h, err
+		})
+		if err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
+		return nil
+	})
+	return out, err
+}
