@@ -79,6 +79,15 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Retries: cfg.RetryCount, MaxUnverifiedPercent: cfg.MaxUnverifiedPct, CopySubmissions: cfg.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
 		Logger: log,
+		// Recorded for coordinator status; a failure to record is logged and
+		// never stops the loop.
+		OnFailure: func(ctx context.Context, w coordinator.Window, attempt int, cause error, final bool) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := store.RecordFailure(ctx, time.Now(), w, attempt, cause, final); err != nil {
+				log.Error("could not record the failed batch attempt", "error", err)
+			}
+		},
 	}
 	ops.Apply(eng)
 	al, err := setupAlerts(ctx, cfg, pool, log)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,7 +23,14 @@ var ErrLocked = errors.New("another coordinator is running on this database (it 
 // holds it until the server notices its connection is gone), then returns
 // ErrLocked.
 func Lock(ctx context.Context, connString string, wait time.Duration) (release func(), err error) {
-	conn, err := pgx.Connect(ctx, connString)
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parsing postgres connection settings: %w", err)
+	}
+	// Who holds the lock, for coordinator status (pg_stat_activity).
+	host, _ := os.Hostname()
+	cfg.RuntimeParams["application_name"] = fmt.Sprintf("coordinator pid=%d host=%s", os.Getpid(), host)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres for the coordinator lock: %w", err)
 	}
@@ -48,3 +56,7 @@ func Lock(ctx context.Context, connString string, wait time.Duration) (release f
 		}
 	}
 }
+
+// CoordinatorLockKey is the key of the coordinator's session advisory lock
+// (coordinator status shows who holds it).
+const CoordinatorLockKey int64 = coordinatorLockKey
