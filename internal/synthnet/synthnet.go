@@ -29,6 +29,49 @@ type Params struct {
 	OfflineShare float64 // producers offline for a few hours (default 0.05)
 	DepartShare  float64 // producers that stop for good half-way (default 0.02)
 	InvalidShare float64 // submissions the verifier rejects (default 0.02)
+
+	// Fates, when true, gives the first producers a designated fate that
+	// the network records in Network.Fates (see Fate): one of each, so that
+	// every batch outcome occurs. Fates change only what Verified returns
+	// for those producers; without Fates the network is as before.
+	Fates bool
+}
+
+// Fate kinds: what the generator did to a designated producer.
+const (
+	// FateOffline: a healthy producer that sends nothing in
+	// [Fate.OfflineFrom, Fate.OfflineUntil).
+	FateOffline = "offline"
+	// FateFailing: every submission fails verification with Fate.Error, a
+	// message of error class Fate.Class (empty Error with no_state_hash: the
+	// submission is marked verified without a state hash).
+	FateFailing = "failing"
+	// FateDeepFork: every submission names the tip of a private fork that
+	// branches off a block no batch knows, so it is never on the consensus
+	// chain.
+	FateDeepFork = "deep_fork"
+	// FateUnverified: the verifier never marks its submissions.
+	FateUnverified = "unverified"
+)
+
+// Fate is the generator's record of what it did to a producer.
+type Fate struct {
+	Kind                      string
+	Class, Error              string // FateFailing
+	OfflineFrom, OfflineUntil time.Time
+}
+
+// FailingErrors are the messages the failing producers' submissions get, by
+// the error class a verifier message of that kind belongs to.
+var FailingErrors = map[string]string{
+	"snark_invalid":       "Invalid SNARK work: the proof does not verify",
+	"sok_digest_mismatch": "Sok digest mismatch: the snark work was produced for another prover",
+	"block_missing":       "block 3NKx9 not found in the bucket",
+	"block_malformed":     "failed to parse the block: unexpected end of JSON input",
+	"signature_invalid":   "invalid signature of the submitter",
+	"timeout":             "verification timed out after 300s",
+	"other":               "internal verifier error 42",
+	"no_state_hash":       "",
 }
 
 func (p *Params) defaults() {
@@ -81,6 +124,10 @@ type Submission struct {
 	CreatedAt   time.Time
 	Block       *Block
 	Invalid     string // the verifier's validation error, "" when valid
+	// NoStateHash: marked verified without a state hash (Fates).
+	NoStateHash bool
+	// Unverified: the verifier never marks it (Fates).
+	Unverified bool
 }
 
 // Network is a generated network.
@@ -89,6 +136,9 @@ type Network struct {
 	Blocks      []*Block
 	Producers   []string
 	Submissions []Submission // sorted by SubmittedAt, then submitter
+	// Fates: the designated producers (Params.Fates) and what was done to
+	// them.
+	Fates map[string]Fate
 }
 
 // Generate builds a network from p. The same Params give the same network.
@@ -151,6 +201,29 @@ func Generate(p Params) *Network {
 		lag := 3 + rng.IntN(4)
 		offFrom := p.Start.Add(time.Duration(rng.Int64N(int64(p.Duration) + 1)))
 		offUntil := offFrom.Add(time.Hour + time.Duration(rng.Int64N(int64(3*time.Hour))))
+		var fate *Fate
+		if p.Fates && i < len(fateList) {
+			f := fateList[i]
+			fate = &f
+			k = healthy
+			if f.Kind == FateOffline {
+				// Offline over the second quarter of the span, batch-aligned
+				// when the span is a multiple of 4 intervals.
+				k = offline
+				offFrom, offUntil = p.Start.Add(p.Duration/4), p.Start.Add(p.Duration/2)
+				f.OfflineFrom, f.OfflineUntil = offFrom, offUntil
+			}
+			if n.Fates == nil {
+				n.Fates = map[string]Fate{}
+			}
+			n.Fates[key] = f
+		}
+		var fork []*Block // FateDeepFork's private chain
+		if fate != nil && fate.Kind == FateDeepFork {
+			base := &Block{Hash: hash(rng), Height: 90000, Slot: 180000}
+			base.Parent = hash(rng)
+			fork = append(fork, base)
+		}
 		at := p.Start.Add(time.Duration(rng.Int64N(int64(p.SubmitEvery))))
 		for at.Before(p.Start.Add(p.Duration)) {
 			// Postgres keeps microseconds: generate at that precision.
@@ -159,6 +232,16 @@ func Generate(p Params) *Network {
 			if !gone && !(k == offline && !at.Before(offFrom) && at.Before(offUntil)) {
 				ti := tipAt(at)
 				b := chain[ti]
+				if fork != nil {
+					// One more private block each time the canonical chain grew.
+					for int64(len(fork)) <= int64(ti)+1 {
+						last := fork[len(fork)-1]
+						f := &Block{Hash: hash(rng), Parent: last.Hash, Height: last.Height + 1, Slot: last.Slot + 1, At: at}
+						fork = append(fork, f)
+						n.Blocks = append(n.Blocks, f)
+					}
+					b = fork[ti+1]
+				}
 				switch k {
 				case lagging:
 					b = chain[max(ti-lag, 0)]
@@ -168,8 +251,16 @@ func Generate(p Params) *Network {
 					}
 				}
 				s := Submission{Submitter: key, SubmittedAt: at, CreatedAt: at.Add(-time.Duration(rng.IntN(3000)) * time.Millisecond).Truncate(time.Millisecond), Block: b}
-				if rng.Float64() < p.InvalidShare {
+				if rng.Float64() < p.InvalidShare && fate == nil {
 					s.Invalid = []string{"snark verification failed", "block not found", "block hash mismatch"}[rng.IntN(3)]
+				}
+				if fate != nil {
+					switch fate.Kind {
+					case FateFailing:
+						s.Invalid, s.NoStateHash = fate.Error, fate.Error == ""
+					case FateUnverified:
+						s.Unverified = true
+					}
 				}
 				n.Submissions = append(n.Submissions, s)
 			}
@@ -187,6 +278,17 @@ func Generate(p Params) *Network {
 	return n
 }
 
+// fateList are the designated fates of Params.Fates, given to the first
+// producers in this order.
+var fateList = func() []Fate {
+	fates := []Fate{{Kind: FateOffline}, {Kind: FateDeepFork}, {Kind: FateUnverified}}
+	for _, class := range []string{"snark_invalid", "sok_digest_mismatch", "block_missing", "block_malformed",
+		"signature_invalid", "timeout", "other", "no_state_hash"} {
+		fates = append(fates, Fate{Kind: FateFailing, Class: class, Error: FailingErrors[class]})
+	}
+	return fates
+}()
+
 // Verified returns the network's submissions as a verifier leaves them:
 // state_hash, parent, height, slot and verified filled in, or verified false
 // with a validation error.
@@ -194,9 +296,13 @@ func (n *Network) Verified() []coordinator.Submission {
 	out := make([]coordinator.Submission, len(n.Submissions))
 	for i, s := range n.Submissions {
 		c := n.raw(s)
-		if s.Invalid != "" {
+		switch {
+		case s.Unverified:
+		case s.NoStateHash:
+			c.Verified = ptr(true)
+		case s.Invalid != "":
 			c.Verified, c.ValidationError = ptr(false), ptr(s.Invalid)
-		} else {
+		default:
 			c.Verified = ptr(true)
 			c.StateHash, c.Parent = ptr(s.Block.Hash), ptr(s.Block.Parent)
 			c.Height, c.Slot = ptr(s.Block.Height), ptr(s.Block.Slot)

@@ -176,7 +176,7 @@ func Explain(ctx context.Context, db Querier, key string, from, to time.Time) (*
 						hashes[*in[k].StateHash] = true
 					}
 				}
-				b.StateHashes = slices.Sorted(maps.Keys(hashes))
+				b.StateHashes = append([]string{}, slices.Sorted(maps.Keys(hashes))...)
 			}
 			if b.Derived && legacy[i] {
 				derive(b, in)

@@ -34,10 +34,11 @@ func WriteExplanation(w io.Writer, ex *Explanation) error {
 		if r.Derived {
 			mark = "*"
 		}
-		fmt.Fprintf(&b, "%s #%-7d %s  %-13s", mark, r.BotLogID, window(r.WindowStart, r.WindowEnd), r.Reason)
 		switch r.Reason {
 		case coordinator.OutcomeNoSubmission, coordinator.OutcomeUnknown:
+			fmt.Fprintf(&b, "%s #%-7d %s  %s", mark, r.BotLogID, window(r.WindowStart, r.WindowEnd), r.Reason)
 		default:
+			fmt.Fprintf(&b, "%s #%-7d %s  %-13s", mark, r.BotLogID, window(r.WindowStart, r.WindowEnd), r.Reason)
 			fmt.Fprintf(&b, "  %d %s, %d valid", r.Submissions, plural(r.Submissions, "submission", "submissions"), r.Valid)
 			if r.Unverified > 0 {
 				fmt.Fprintf(&b, ", %d unverified", r.Unverified)
