@@ -1,13 +1,17 @@
 # The uptime validator coordinator: one static binary on a distroless base.
 # Build reproducibly: the same source and Go version give the same binary
-# (-trimpath, no VCS stamp, no build id).
+# (-trimpath, no VCS stamp, no build id). The version and commit are passed
+# in: docker build --build-arg VERSION=v1.2.0 --build-arg REVISION=$(git rev-parse HEAD) .
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w -buildid=" \
+ARG VERSION=devel
+ARG REVISION=
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+      -ldflags="-s -w -buildid= -X github.com/delegation-program/uptime-coordinator/internal/buildinfo.version=${VERSION} -X github.com/delegation-program/uptime-coordinator/internal/buildinfo.revision=${REVISION}" \
       -o /out/coordinator ./cmd/coordinator
 # CA bundle for AWS Keyspaces (Amazon Trust Services roots and the Starfield
 # Class 2 root the original shipped), from Debian's ca-certificates.

@@ -59,6 +59,13 @@ type Options struct {
 	StallAfter time.Duration
 	Now        func() time.Time // default time.Now
 	Logger     *slog.Logger
+	// Build labels the uptime_coordinator_build_info series.
+	Build BuildInfo
+}
+
+// BuildInfo is the running build, as uptime_coordinator_build_info's labels.
+type BuildInfo struct {
+	Version, Revision, GoVersion string
 }
 
 // Monitor collects the coordinator's metrics from the engine hooks and
@@ -116,6 +123,9 @@ func New(opts Options) *Monitor {
 	m.workersStart = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_started_total", Help: "Verifier workers started."}, []string{"mode"})
 	m.workersFail = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_failed_total", Help: "Verifier workers that failed."}, []string{"mode"})
 	m.workersRetry = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_retried_total", Help: "Verifier workers started again after a failure."}, []string{"mode"})
+	f.NewGaugeVec(prometheus.GaugeOpts{Name: "uptime_coordinator_build_info",
+		Help: "Always 1; the labels say which build is running."}, []string{"version", "revision", "goversion"}).
+		WithLabelValues(opts.Build.Version, opts.Build.Revision, opts.Build.GoVersion).Set(1)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), batchClock{m})
 
 	// Every series exists from the start, so rates and alerts see zeros.

@@ -170,26 +170,27 @@ func check(t *testing.T, got map[string]float64, want map[string]float64) {
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: t0}
-	m := monitor.New(monitor.Options{Now: clk.Now})
+	m := monitor.New(monitor.Options{Now: clk.Now, Build: monitor.BuildInfo{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.26.0"}})
 	base := serve(t, m)
 
 	got := scrape(t, base)
 	check(t, got, map[string]float64{
-		"coordinator_batches_committed_total":                             0,
-		"coordinator_batches_failed_total{final=false}":                   0,
-		"coordinator_batches_failed_total{final=true}":                    0,
-		"coordinator_submissions_total{outcome=valid}":                    0,
-		"coordinator_submissions_total{outcome=off_chain}":                0,
-		"coordinator_submissions_total{outcome=invalid_unverified}":       0,
-		"coordinator_points_awarded_total":                                0,
-		"coordinator_producers_scored":                                    0,
-		"coordinator_batch_duration_seconds_count":                        0,
-		"coordinator_verification_duration_seconds_count":                 0,
-		"coordinator_workers_started_total{mode=process}":                 0,
-		"coordinator_workers_failed_total{mode=kubernetes}":               0,
-		"coordinator_workers_retried_total{mode=kubernetes}":              0,
-		"coordinator_submissions_total{outcome=invalid_no_state_hash}":    0,
-		"coordinator_submissions_total{outcome=invalid_validation_error}": 0,
+		"uptime_coordinator_build_info{goversion=go1.26.0,revision=abc123,version=v1.2.3}": 1,
+		"coordinator_batches_committed_total":                                              0,
+		"coordinator_batches_failed_total{final=false}":                                    0,
+		"coordinator_batches_failed_total{final=true}":                                     0,
+		"coordinator_submissions_total{outcome=valid}":                                     0,
+		"coordinator_submissions_total{outcome=off_chain}":                                 0,
+		"coordinator_submissions_total{outcome=invalid_unverified}":                        0,
+		"coordinator_points_awarded_total":                                                 0,
+		"coordinator_producers_scored":                                                     0,
+		"coordinator_batch_duration_seconds_count":                                         0,
+		"coordinator_verification_duration_seconds_count":                                  0,
+		"coordinator_workers_started_total{mode=process}":                                  0,
+		"coordinator_workers_failed_total{mode=kubernetes}":                                0,
+		"coordinator_workers_retried_total{mode=kubernetes}":                               0,
+		"coordinator_submissions_total{outcome=invalid_no_state_hash}":                     0,
+		"coordinator_submissions_total{outcome=invalid_validation_error}":                  0,
 	})
 	for _, name := range []string{"coordinator_last_batch_end_timestamp_seconds", "coordinator_batch_lag_seconds"} {
 		if _, ok := got[name]; ok {

@@ -1,138 +1,155 @@
 // Command coordinator is the uptime validator coordinator of the delegation
-// programme: it runs the survey loop (run) and the database tasks.
+// programme: it runs the survey loop (run), the bundled verifier (verify) and
+// the database tasks.
+//
+// The command line is parsed by kong (github.com/alecthomas/kong): each
+// command is a struct in a cmd_<name>.go file whose fields are its flags and
+// arguments (struct tags give names, help and placeholders) and whose Run
+// method does the work. To add a command, add a file with such a struct and
+// one field in CLI below.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/delegation-program/uptime-coordinator/config"
-	"github.com/delegation-program/uptime-coordinator/internal/tasks"
+	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 )
 
-const usage = `Usage: coordinator <command> [flags]
+// CLI is the command line: global flags and one field per command.
+type CLI struct {
+	Version versionFlag `help:"Print the version and exit."`
 
-Commands:
-  run [--batches N]        run the survey loop (N > 0: process N batches and exit)
-  create-database          create POSTGRES_DB if missing and apply the schema migrations
-  init-database [--batch-end-epoch VALUE | --mins-ago N] [--override-empty]
-                           insert the starting bot_logs row (VALUE: unix seconds or
-                           "YYYY-MM-DD HH:MM:SS" UTC; default now)
-  drop-database            drop POSTGRES_DB
-  create-ro-user           create POSTGRES_RO_USER with read-only access
-  cleanup --days N         delete data older than N days (cleanup_old_data)
-  verify START END         the bundled verifier for one window (see README)
+	Run            RunCmd            `cmd:"" help:"Run the survey loop: score batch after batch until stopped."`
+	CreateDatabase CreateDatabaseCmd `cmd:"" help:"Create POSTGRES_DB if missing and apply the schema migrations."`
+	InitDatabase   InitDatabaseCmd   `cmd:"" help:"Insert the starting bot_logs row: where the first batch begins."`
+	DropDatabase   DropDatabaseCmd   `cmd:"" help:"Drop POSTGRES_DB."`
+	CreateROUser   CreateROUserCmd   `cmd:"" name:"create-ro-user" help:"Create POSTGRES_RO_USER with read-only access."`
+	Cleanup        CleanupCmd        `cmd:"" help:"Delete batches, points and submissions older than N days."`
+	Verify         VerifyCmd         `cmd:"" help:"Run the bundled verifier on one window of submissions."`
+	VersionCmd     VersionCmd        `cmd:"" name:"version" help:"Print the version and exit."`
+	Help           HelpCmd           `cmd:"" help:"Show help for a command."`
+}
 
-Configuration comes from the environment and a .env file; see README.md.
-`
+const description = `The uptime validator coordinator of the Mina delegation programme.
 
-// exitCode of a failure: 1 for an operational error, 2 for bad usage or
-// configuration.
+Configuration comes from environment variables and a .env file in the working
+directory (see README.md and docs/configuration.md). Exit status: 0 success or
+stopped by a signal, 1 operational error, 2 bad usage or configuration.`
+
+// Env is what every command's Run method receives besides the context.
+type Env struct {
+	Stdout, Stderr io.Writer
+}
+
+// usageError is bad usage found after parsing (exit status 2).
 type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err == nil {
-		return
+	os.Exit(code)
+}
+
+// exitRequest carries kong's request to exit (after --help or --version)
+// out of the parser without ending the process, so that Main can be tested.
+type exitRequest int
+
+// Main parses args, runs the command and returns the exit status: 0 success,
+// 1 operational error, 2 bad usage or configuration.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	var cli CLI
+	parser, err := newParser(&cli, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "coordinator:", err)
+		return 1
 	}
-	fmt.Fprintln(os.Stderr, "coordinator:", err)
+	defer func() {
+		if r := recover(); r != nil {
+			req, ok := r.(exitRequest)
+			if !ok {
+				panic(r)
+			}
+			code = int(req)
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		return parseFailure(parser, err, stderr)
+	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err = kctx.Run(&Env{Stdout: stdout, Stderr: stderr}, parser)
+	if err == nil {
+		return 0
+	}
+	var pe *kong.ParseError
+	if errors.As(err, &pe) { // from "help <command>"
+		return parseFailure(parser, err, stderr)
+	}
+	fmt.Fprintln(stderr, "coordinator:", err)
 	var ue usageError
 	var ce *config.Error
 	if errors.As(err, &ue) || errors.As(err, &ce) {
-		os.Exit(2)
+		return 2
 	}
-	os.Exit(1)
+	return 1
 }
 
-func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{errors.New("no command given")}
-	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	switch cmd {
-	case "run":
-		batches := fs.Int("batches", 0, "process exactly this many batches, then exit (0: run until stopped)")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return run(ctx, *batches, stdout)
-	case "create-database", "drop-database", "create-ro-user":
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		cfg, err := tasks.Postgres()
-		if err != nil {
-			return err
-		}
-		switch cmd {
-		case "create-database":
-			return tasks.CreateDatabase(ctx, cfg, stdout)
-		case "drop-database":
-			return tasks.DropDatabase(ctx, cfg, stdout)
-		default:
-			return tasks.CreateROUser(ctx, cfg, stdout)
-		}
-	case "init-database":
-		epoch := fs.String("batch-end-epoch", "", `start time: unix seconds or "YYYY-MM-DD HH:MM:SS" (UTC); default now`)
-		minsAgo := fs.Int("mins-ago", -1, "start this many minutes ago (instead of --batch-end-epoch)")
-		override := fs.Bool("override-empty", false, "insert even when bot_logs is not empty")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		var mins *int
-		if *minsAgo >= 0 {
-			mins = minsAgo
-		}
-		cfg, err := tasks.Postgres()
-		if err != nil {
-			return err
-		}
-		return tasks.InitDatabase(ctx, cfg, *epoch, mins, *override, stdout)
-	case "cleanup":
-		days := fs.Int("days", 0, "delete data older than this many days (required)")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		if *days < 1 {
-			return usageError{errors.New("cleanup: --days N is required, N >= 1")}
-		}
-		cfg, err := tasks.Postgres()
-		if err != nil {
-			return err
-		}
-		return tasks.Cleanup(ctx, cfg, *days, stdout)
-	case "verify":
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return verify(ctx, fs.Args(), stdout)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Errorf("unknown command %q", cmd)}
-	}
+func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("coordinator"),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitRequest(code)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
+		// "--batches -3" reads -3 as the value (then refused by validation),
+		// not as a short flag.
+		kong.WithHyphenPrefixedParameters(true),
+	)
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+// parseFailure reports bad usage: the error, the usage line of the command
+// concerned and where to get help, on stderr; exit status 2.
+func parseFailure(parser *kong.Kong, err error, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "coordinator: error:", err)
+	var pe *kong.ParseError
+	if !errors.As(err, &pe) || pe.Context == nil || pe.Context.Selected() == nil {
+		fmt.Fprintln(stderr, "Usage: coordinator <command> [flags]")
+		fmt.Fprintln(stderr, `Run "coordinator --help" for the commands.`)
+	} else {
+		out := parser.Stdout
+		parser.Stdout = stderr
+		_ = pe.Context.PrintUsage(true)
+		parser.Stdout = out
 	}
-	if fs.Name() != "verify" && fs.NArg() > 0 {
-		return usageError{fmt.Errorf("%s: unexpected arguments %s", fs.Name(), strings.Join(fs.Args(), " "))}
-	}
+	return 2
+}
+
+// versionFlag is --version.
+type versionFlag bool
+
+func (versionFlag) BeforeReset(k *kong.Kong) error {
+	fmt.Fprint(k.Stdout, buildinfo.Get().String())
+	k.Exit(0)
 	return nil
+}
+
+// VersionCmd is "coordinator version".
+type VersionCmd struct{}
+
+// Run prints the build information.
+func (VersionCmd) Run(env *Env) error {
+	_, err := fmt.Fprint(env.Stdout, buildinfo.Get().String())
+	return err
 }

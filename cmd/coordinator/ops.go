@@ -13,6 +13,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 	"github.com/delegation-program/uptime-coordinator/monitor"
 )
 
@@ -33,10 +34,12 @@ type ops struct {
 // updater from the configuration. Nothing listens before Serve.
 func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*ops, error) {
 	o := &ops{log: log, addr: cfg.MetricsAddr}
+	build := buildinfo.Get()
 	o.monitor = monitor.New(monitor.Options{
 		DB:         pool,
 		StallAfter: 2*cfg.SurveyInterval + cfg.WorkerTimeout + stallSlack,
 		Logger:     log,
+		Build:      monitor.BuildInfo{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
 	})
 	last, err := (&postgres.Store{Pool: pool}).LastBatch(ctx)
 	switch {

@@ -15,6 +15,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
 	"github.com/delegation-program/uptime-coordinator/workers/process"
 )
@@ -29,7 +30,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	slog.SetDefault(log)
-	log.Info("coordinator starting", "config", cfg)
+	log.Info("coordinator starting", "version", buildinfo.Get().Short(), "config", cfg)
 	installHaltHook(os.Getenv("COORDINATOR_HALT_AT"))
 
 	conn := cfg.Postgres.ConnString("")

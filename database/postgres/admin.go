@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -95,37 +92,6 @@ func InitDatabase(ctx context.Context, pool *pgxpool.Pool, at time.Time, overrid
 		}
 		return nil
 	})
-}
-
-var datetimePattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$`)
-
-// ParseStartTime turns init-database's arguments into the starting time:
-// minsAgo minutes before now when minsAgo is not nil, else now when value is
-// empty, else value as a unix timestamp or a "YYYY-MM-DD HH:MM:SS" UTC time.
-func ParseStartTime(value string, minsAgo *int, now time.Time) (time.Time, error) {
-	if minsAgo != nil {
-		if *minsAgo < 0 {
-			return time.Time{}, fmt.Errorf("mins-ago must be >= 0, got %d", *minsAgo)
-		}
-		return now.Add(-time.Duration(*minsAgo) * time.Minute).UTC(), nil
-	}
-	value = strings.TrimSpace(value)
-	switch {
-	case value == "":
-		return now.UTC(), nil
-	case datetimePattern.MatchString(value):
-		t, err := time.ParseInLocation("2006-01-02 15:04:05", strings.Replace(value, "T", " ", 1), time.UTC)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("batch end %q: %w", value, err)
-		}
-		return t, nil
-	default:
-		n, err := strconv.ParseInt(value, 10, 64)
-		if err != nil || n < 0 {
-			return time.Time{}, fmt.Errorf("batch end %q: expected a unix timestamp in seconds or a \"YYYY-MM-DD HH:MM:SS\" UTC time", value)
-		}
-		return time.Unix(n, 0).UTC(), nil
-	}
 }
 
 // CreateROUser creates the read-only user (when missing) and grants it

@@ -13,40 +13,8 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/tasks"
 )
-
-func TestParseStartTime(t *testing.T) {
-	now := time.Date(2024, 6, 5, 12, 30, 45, 0, time.UTC)
-	ten := 10
-	neg := -1
-	cases := []struct {
-		value   string
-		minsAgo *int
-		want    time.Time
-		wantErr bool
-	}{
-		{"", nil, now, false},
-		{"1717545600", nil, time.Date(2024, 6, 5, 0, 0, 0, 0, time.UTC), false},
-		{"2024-06-05 00:00:00", nil, time.Date(2024, 6, 5, 0, 0, 0, 0, time.UTC), false},
-		{"2024-06-05T01:02:03", nil, time.Date(2024, 6, 5, 1, 2, 3, 0, time.UTC), false},
-		{"", &ten, now.Add(-10 * time.Minute), false},
-		{"1717545600", &ten, now.Add(-10 * time.Minute), false}, // mins-ago wins, as in the original
-		{"yesterday", nil, time.Time{}, true},
-		{"2024-13-05 00:00:00", nil, time.Time{}, true},
-		{"-5", nil, time.Time{}, true},
-		{"", &neg, time.Time{}, true},
-	}
-	for _, tc := range cases {
-		got, err := postgres.ParseStartTime(tc.value, tc.minsAgo, now)
-		if (err != nil) != tc.wantErr {
-			t.Errorf("ParseStartTime(%q, %v): error %v, want error %v", tc.value, tc.minsAgo, err, tc.wantErr)
-			continue
-		}
-		if !got.Equal(tc.want) {
-			t.Errorf("ParseStartTime(%q, %v) = %v, want %v", tc.value, tc.minsAgo, got, tc.want)
-		}
-	}
-}
 
 func TestInitDatabase(t *testing.T) {
 	t.Parallel()
@@ -59,7 +27,7 @@ func TestInitDatabase(t *testing.T) {
 	}{{"", nil}, {"1717545600", nil}, {"2024-06-05 00:00:00", nil}, {"", &ten}} {
 		exec(t, pool, `TRUNCATE bot_logs CASCADE`)
 		before := time.Now()
-		at, err := postgres.ParseStartTime(tc.value, tc.minsAgo, time.Now())
+		at, err := tasks.ParseStartTime(tc.value, tc.minsAgo, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,12 +42,17 @@ func CreateDatabase(ctx context.Context, cfg config.Postgres, out io.Writer) err
 }
 
 // InitDatabase inserts the starting bot_logs row. value and minsAgo are as
-// postgres.ParseStartTime takes them.
+// ParseStartTime takes them.
 func InitDatabase(ctx context.Context, cfg config.Postgres, value string, minsAgo *int, override bool, out io.Writer) error {
-	at, err := postgres.ParseStartTime(value, minsAgo, time.Now())
+	at, err := ParseStartTime(value, minsAgo, time.Now())
 	if err != nil {
 		return err
 	}
+	return InitDatabaseAt(ctx, cfg, at, override, out)
+}
+
+// InitDatabaseAt inserts the starting bot_logs row at time at.
+func InitDatabaseAt(ctx context.Context, cfg config.Postgres, at time.Time, override bool, out io.Writer) error {
 	pool, err := postgres.Open(ctx, cfg.ConnString(""))
 	if err != nil {
 		return err
