@@ -87,7 +87,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-batches", "3"}, "coordinator: error: unknown flag -b", "Usage: coordinator <command> [flags]"},
 		{[]string{"run", "--batches", "-3"}, "coordinator: error: run: --batches must be >= 0, got -3", "Usage: coordinator run [flags]"},
 		{[]string{"run", "--batches=-3"}, "coordinator: error: run: --batches must be >= 0, got -3", "Usage: coordinator run [flags]"},
-		{[]string{"run", "--batches", "three"}, `coordinator: error: --batches: expected int value but got "three"`, "Usage: coordinator run [flags]"},
+		{[]string{"run", "--batches", "three"}, `coordinator: error: --batches: expected a valid 64 bit int but got "three"`, "Usage: coordinator run [flags]"},
 		{[]string{"run", "extra"}, "coordinator: error: unexpected argument extra", "Usage: coordinator run [flags]"},
 		{[]string{"run", "--bogus"}, "coordinator: error: unknown flag --bogus", "Usage: coordinator run [flags]"},
 		{[]string{"cleanup"}, "coordinator: error: cleanup: --days N is required (N >= 1)", "Usage: coordinator cleanup --days=N [flags]"},

@@ -63,7 +63,7 @@ func ParseStartTime(value string, minsAgo *int, now time.Time) (time.Time, error
 	switch {
 	case err != nil || n < 0:
 		return time.Time{}, fmt.Errorf("batch end %q: expected unix seconds or a date and time such as \"2024-06-05 00:00:00\" or 2024-06-05T00:00:00Z (UTC)", value)
-	case n > maxEpoch && n/1000 <= maxEpoch:
+	case n > maxEpoch && n >= 1e12 && n/1000 <= maxEpoch: // 2001 onwards in milliseconds
 		return time.Time{}, fmt.Errorf("batch end %d: after year 9999; it looks like milliseconds, the epoch is in seconds (%d)", n, n/1000)
 	case n > maxEpoch:
 		return time.Time{}, fmt.Errorf("batch end %d: after year 9999; expected unix seconds", n)
