@@ -62,8 +62,12 @@ func (a *Alerter) Abandoned(w coordinator.Window, attempt int, err error, final 
 	if !a.Enabled() || !final {
 		return nil
 	}
-	return []Message{{Kind: "abandoned_batch", Text: fmt.Sprintf(":rotating_light: Batch %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
-		Window(w), attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}}
+	batch := "Batch " + Window(w)
+	if w.Start.IsZero() {
+		batch = "The next batch (its window could not be read)"
+	}
+	return []Message{{Kind: "abandoned_batch", Text: fmt.Sprintf(":rotating_light: %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
+		batch, attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}}
 }
 
 // Batch returns the alerts of a batch: a window without submissions, a drop

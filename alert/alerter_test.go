@@ -191,6 +191,17 @@ func TestAbandonedBatchAlert(t *testing.T) {
 	}
 }
 
+// Issue 10 item 6: when the latest batch could not be read, the alert names
+// no window (it used to name one in year 0001).
+func TestAbandonedUnreadWindowNamesNoWindow(t *testing.T) {
+	t.Parallel()
+	got := texts(alerter(t, true, nil).Abandoned(coordinator.Window{}, 0, errors.New("reading the latest batch: boom"), true))
+	if len(got) != 1 || !strings.HasPrefix(got[0], ":rotating_light: The next batch (its window could not be read) was abandoned after 1 attempt;") ||
+		strings.Contains(got[0], "0001") {
+		t.Fatalf("sent %q", got)
+	}
+}
+
 func TestNothingSentWithoutWebhook(t *testing.T) {
 	t.Parallel()
 	a := alerter(t, false, map[string]string{

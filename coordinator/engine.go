@@ -107,15 +107,24 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		final := attempt >= e.Retries
+		permanent := IsPermanent(err)
+		final := permanent || attempt >= e.Retries
 		if e.OnFailure != nil {
 			e.OnFailure(ctx, w, attempt, err, final)
 		}
-		if final {
-			return nil, fmt.Errorf("batch %s: giving up after %d attempts: %w", fmtWindow(w), attempt+1, err)
+		// w is zero when the window could not be read: never name it.
+		batch, where := "the next batch (its window could not be read)", []any{}
+		if !w.Start.IsZero() {
+			batch, where = "batch "+fmtWindow(w), []any{"window_start", w.Start, "window_end", w.End}
 		}
-		e.log().Error("batch failed; retrying", "window_start", w.Start, "window_end", w.End,
-			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)
+		if permanent {
+			return nil, fmt.Errorf("%s: permanent error, not retried: %w", batch, err)
+		}
+		if final {
+			return nil, fmt.Errorf("%s: giving up after %d attempts: %w", batch, attempt+1, err)
+		}
+		e.log().Error("batch failed; retrying", append(where,
+			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)...)
 		if err := sleep(ctx, delay); err != nil {
 			return nil, err
 		}

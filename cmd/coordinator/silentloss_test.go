@@ -262,3 +262,60 @@ func countSubmitters(subs []coordinator.Submission) int {
 	}
 	return len(seen)
 }
+
+// Issue 10 item 6: permanent errors fail at once with their own message
+// (no retry, no backoff); no message names a window that was not read.
+func TestPermanentErrorsNotRetried(t *testing.T) {
+	t.Parallel()
+	check := func(t *testing.T, out []byte, err error, want string) {
+		t.Helper()
+		if exitCode(err) != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", exitCode(err), out)
+		}
+		for _, bad := range []string{"batch failed; retrying", "giving up after", "0001"} {
+			if strings.Contains(string(out), bad) {
+				t.Errorf("output has %q:\n%s", bad, out)
+			}
+		}
+		if !strings.Contains(string(out), want) || !strings.Contains(string(out), "permanent error, not retried") {
+			t.Errorf("output lacks %q and \"permanent error, not retried\":\n%s", want, out)
+		}
+	}
+	retries := []string{"RETRY_COUNT=3"}
+
+	t.Run("no batch initialised", func(t *testing.T) {
+		t.Parallel()
+		cfg := pgtest.NewDatabase(t)
+		out, err := coordinatorCmd(cfg, retries, "run", "--batches", "1").CombinedOutput()
+		check(t, out, err, "coordinator: the next batch (its window could not be read): permanent error, not retried: reading the latest batch: bot_logs is empty: initialise the database first")
+	})
+	t.Run("schema missing", func(t *testing.T) {
+		t.Parallel()
+		cfg := seeded(t)
+		execSQL(t, cfg, `DROP TABLE bot_logs_statehash`)
+		out, err := coordinatorCmd(cfg, retries, "run", "--batches", "1").CombinedOutput()
+		check(t, out, err, `coordinator: batch 2024-06-01 00:00:00 - 2024-06-01 00:20:00: permanent error, not retried: committing the batch:`)
+		if !strings.Contains(string(out), `relation "bot_logs_statehash" does not exist`) {
+			t.Errorf("the cause is not named:\n%s", out)
+		}
+	})
+	t.Run("permission denied", func(t *testing.T) {
+		t.Parallel()
+		cfg := seeded(t)
+		role := "limited_" + cfg.DB
+		execSQL(t, cfg, `CREATE ROLE `+role+` LOGIN`, `GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role,
+			`GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO `+role, `GRANT ALL ON SCHEMA public TO `+role,
+			`REVOKE INSERT ON score_history FROM `+role)
+		t.Cleanup(func() { execSQL(t, cfg, `DROP OWNED BY `+role); execSQL(t, pgtest.Server(t), `DROP ROLE `+role) })
+		limited := cfg
+		limited.User = role
+		out, err := coordinatorCmd(limited, retries, "run", "--batches", "1").CombinedOutput()
+		check(t, out, err, "permanent error, not retried: committing the batch:")
+		if !strings.Contains(string(out), "permission denied for table score_history") {
+			t.Errorf("the cause is not named:\n%s", out)
+		}
+		if n := committed(t, cfg); n != 0 {
+			t.Errorf("%d batches committed", n)
+		}
+	})
+}

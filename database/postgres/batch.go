@@ -92,7 +92,8 @@ var (
 
 // LastBatch returns the bot_logs row with the largest batch_end_epoch.
 func (s *Store) LastBatch(ctx context.Context) (coordinator.LastBatch, error) {
-	return lastBatch(ctx, s.Pool)
+	last, err := lastBatch(ctx, s.Pool)
+	return last, classify(err)
 }
 
 type querier interface {
@@ -122,7 +123,7 @@ func (s *Store) Submissions(ctx context.Context, w coordinator.Window) ([]coordi
 		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`,
 		w.Start.UTC(), w.End.UTC())
 	if err != nil {
-		return nil, fmt.Errorf("reading submissions: %w", err)
+		return nil, classify(fmt.Errorf("reading submissions: %w", err))
 	}
 	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (coordinator.Submission, error) {
 		var c coordinator.Submission
@@ -133,7 +134,7 @@ func (s *Store) Submissions(ctx context.Context, w coordinator.Window) ([]coordi
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading submissions: %w", err)
+		return nil, classify(fmt.Errorf("reading submissions: %w", err))
 	}
 	return subs, nil
 }
@@ -188,7 +189,7 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 		}
 		return nil
 	})
-	return out, err
+	return out, classify(err)
 }
 
 // shortlist reads a batch's bot_logs_statehash rows.
