@@ -161,10 +161,10 @@ func TestRead(t *testing.T) {
 	ctx := context.Background()
 	// Application status as the spreadsheet updater writes it: every third
 	// producer approved, every fifth rejected, the rest unknown.
-	if _, err := s.pool.Exec(ctx, `UPDATE nodes SET application_status = CASE WHEN id % 3 = 0 THEN true WHEN id % 5 = 0 THEN false END`); err != nil {
+	if _, err := s.Pool.Exec(ctx, `UPDATE nodes SET application_status = CASE WHEN id % 3 = 0 THEN true WHEN id % 5 = 0 THEN false END`); err != nil {
 		t.Fatal(err)
 	}
-	ts, _ := serve(t, s.cfg, s.pool)
+	ts, _ := serve(t, s.Cfg, s.Pool)
 	base := ts.URL + "/api/v1"
 
 	t.Run("default window is nodes", func(t *testing.T) {
@@ -173,7 +173,7 @@ func TestRead(t *testing.T) {
 			t.Errorf("window %q surveys %d as_of %q, want 2d 24 2024-06-04T00:00:00Z", b.Window, b.Surveys, b.AsOf)
 		}
 		var want []string
-		rows, err := s.pool.Query(ctx, `SELECT block_producer_key || '|' || score || '|' || score_percent::text FROM nodes WHERE score IS NOT NULL`)
+		rows, err := s.Pool.Query(ctx, `SELECT block_producer_key || '|' || score || '|' || score_percent::text FROM nodes WHERE score IS NOT NULL`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +209,7 @@ func TestRead(t *testing.T) {
 	}{{"24h", 1, 12}, {"7d", 7, 36}, {"2d", 2, 24}, {"3d", 3, 36}} {
 		t.Run("window "+w.name, func(t *testing.T) {
 			b := getJSON[board](t, base+"/leaderboard?limit=1000&window="+w.name)
-			surveys, want := expectedBoard(t, s.pool, w.days)
+			surveys, want := expectedBoard(t, s.Pool, w.days)
 			if b.Window != w.name || b.Surveys != w.surveys || surveys != w.surveys {
 				t.Errorf("window %q surveys %d (computed %d), want %s %d", b.Window, b.Surveys, surveys, w.name, w.surveys)
 			}
@@ -224,8 +224,8 @@ func TestRead(t *testing.T) {
 	}
 
 	t.Run("windows differ", func(t *testing.T) {
-		_, day := expectedBoard(t, s.pool, 1)
-		_, two := expectedBoard(t, s.pool, 2)
+		_, day := expectedBoard(t, s.Pool, 1)
+		_, two := expectedBoard(t, s.Pool, 2)
 		if slices.Equal(day, two) {
 			t.Error("weak test data: the 24h and 2d leaderboards are the same")
 		}
@@ -319,7 +319,7 @@ func TestRead(t *testing.T) {
 	})
 
 	t.Run("bad input", func(t *testing.T) {
-		key := s.net.Producers[0]
+		key := s.Net.Producers[0]
 		unknown := "B62q" + strings.Repeat("z", 51)
 		for _, c := range []struct {
 			path   string

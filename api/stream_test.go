@@ -109,13 +109,13 @@ type streamData struct {
 func TestStream(t *testing.T) {
 	t.Parallel()
 	s := seed(t, 4)
-	ts, srv := serve(t, s.cfg, s.pool)
+	ts, hub := serve(t, s.Cfg, s.Pool)
 	ctx := context.Background()
-	pointed, unknown := s.net.Producers[0], "B62q"+strings.Repeat("Z", 51)
+	pointed, unknown := s.Net.Producers[0], "B62q"+strings.Repeat("Z", 51)
 	url := ts.URL + "/api/v1/stream?producer=" + pointed + "&producer=" + unknown
 
 	live := openStream(t, url, "")
-	ids := s.next(t, 1)
+	ids := s.Next(t, 1)
 	ev, ok := nextBatch(t, live, 10*time.Second)
 	if !ok || ev.id != strconv.FormatInt(ids[0], 10) {
 		t.Fatalf("connected client got %+v (%v), want batch %d", ev, ok, ids[0])
@@ -126,7 +126,7 @@ func TestStream(t *testing.T) {
 	}
 	var wantPoint bool
 	var wantPointed int
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM points_summary ps JOIN nodes n ON n.id = ps.node_id
+	if err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM points_summary ps JOIN nodes n ON n.id = ps.node_id
 		WHERE ps.bot_log_id = $1 AND n.block_producer_key = $2), (SELECT count(*) FROM points_summary WHERE bot_log_id = $1)`,
 		ids[0], pointed).Scan(&wantPoint, &wantPointed); err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestStream(t *testing.T) {
 
 	// A client that left after ids[0] reconnects after two more batches: it
 	// gets exactly those two, then live ones.
-	missed := s.next(t, 2)
+	missed := s.Next(t, 2)
 	back := openStream(t, url, strconv.FormatInt(ids[0], 10))
 	var got []string
 	for range 2 {
@@ -175,11 +175,11 @@ func TestStream(t *testing.T) {
 	if _, err := conn.Write([]byte("GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	for srv.Hub.Clients() < 3 {
+	for hub.Clients() < 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	const n = 20 // more than a client may fall behind
-	fresh := s.next(t, n)
+	fresh := s.Next(t, n)
 	for i := range n {
 		ev, ok := nextBatch(t, back, 10*time.Second)
 		if !ok || ev.id != strconv.FormatInt(fresh[i], 10) {
