@@ -52,7 +52,7 @@ func (a *Alerter) Enabled() bool { return a != nil && a.On }
 
 // Message is one operator alert; Kind names the check.
 type Message struct {
-	Kind string // verification_time, valid_share, no_submissions, producer_drop, abandoned_batch
+	Kind string // verification_time, valid_share, no_submissions, producer_drop, error_class_jump, abandoned_batch
 	Text string
 }
 
@@ -71,8 +71,10 @@ func (a *Alerter) Abandoned(w coordinator.Window, attempt int, err error, final 
 }
 
 // Batch returns the alerts of a batch: a window without submissions, a drop
-// of the producers submitting, its verification time and its share of valid
-// submissions.
+// of the producers submitting, its verification time, a verifier error
+// class whose share of the submissions jumped from under 1% in the previous
+// batch to over 10% (coordinator.ClassJumps; needs s.Evidence and
+// s.Committed.PreviousShares) and its share of valid submissions.
 func (a *Alerter) Batch(s *coordinator.Summary) []Message {
 	if !a.Enabled() {
 		return nil
@@ -95,6 +97,19 @@ func (a *Alerter) Batch(s *coordinator.Summary) []Message {
 	if a.VerificationUpper != nil && v > *a.VerificationUpper {
 		msgs = append(msgs, Message{"verification_time", fmt.Sprintf(":warning: Verification of batch %s took %s, more than the upper limit of %s (ALARM_ZK_UPPER_LIMIT_SEC): too long.",
 			Window(s.Window), seconds(v), seconds(*a.VerificationUpper))})
+	}
+	if s.Evidence != nil {
+		// Consecutive batches only: a class that stays high fires once.
+		for _, j := range coordinator.ClassJumps(s.Committed.PreviousShares, s.Evidence.Shares(s.Committed.BotLogID)) {
+			example := ""
+			for _, c := range s.Evidence.Classes {
+				if c.Class == j.Class && c.Example != "" {
+					example = fmt.Sprintf(" Example: %q.", truncate(c.Example, 300))
+				}
+			}
+			msgs = append(msgs, Message{"error_class_jump", fmt.Sprintf(":rotating_light: Verifier error class %s jumped from %.1f%% to %.1f%% of the submissions in batch %s (%d of %d failed with it): a verifier or network change may be failing good submissions.%s",
+				j.Class, 100*j.Before, 100*j.After, Window(s.Window), j.Failed, j.Submissions, example)})
+		}
 	}
 	if a.ValidSharePercent != nil && s.Submissions > 0 && s.Result != nil {
 		valid := len(s.Result.Valid)

@@ -227,3 +227,40 @@ func TestWindowFormat(t *testing.T) {
 		t.Errorf("Window = %q, want %q", got, want)
 	}
 }
+
+// TestErrorClassJump: a class going from under 1% to over 10% of the
+// submissions between consecutive batches alerts once; staying high, or a
+// first batch without a previous one, does not.
+func TestErrorClassJump(t *testing.T) {
+	t.Parallel()
+	a := alerter(t, true, nil)
+	batch := func(prev *coordinator.ClassShares, subs int, classes ...coordinator.ClassCount) *coordinator.Summary {
+		s := summary(subs, subs, time.Minute)
+		s.Evidence = &coordinator.BatchEvidence{Submissions: subs, Classes: classes}
+		s.Committed = coordinator.Committed{BotLogID: 9, PreviousShares: prev}
+		return s
+	}
+	calm := &coordinator.ClassShares{Submissions: 1000, ByClass: map[string]int{"sok_digest_mismatch": 5}}
+	storm := &coordinator.ClassShares{Submissions: 1000, ByClass: map[string]int{"sok_digest_mismatch": 230}}
+	stormy := coordinator.ClassCount{Class: "sok_digest_mismatch", Submissions: 230, Producers: 80, Example: "Sok digest mismatch for prover B62q"}
+
+	got := texts(a.Batch(batch(calm, 1000, stormy)))
+	want := ":rotating_light: Verifier error class sok_digest_mismatch jumped from 0.5% to 23.0% of the submissions in batch " + windowText +
+		" (230 of 1000 failed with it): a verifier or network change may be failing good submissions. Example: \"Sok digest mismatch for prover B62q\"."
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("jump: %q\nwant %q", got, want)
+	}
+	for name, s := range map[string]*coordinator.Summary{
+		"stays high":    batch(storm, 1000, stormy),
+		"no previous":   batch(nil, 1000, stormy),
+		"no evidence":   summary(1000, 1000, time.Minute),
+		"under 10% now": batch(calm, 1000, coordinator.ClassCount{Class: "sok_digest_mismatch", Submissions: 100}),
+	} {
+		if got := a.Batch(s); len(got) != 0 {
+			t.Errorf("%s: %q, want no alert", name, texts(got))
+		}
+	}
+	if got := alerter(t, false, nil).Batch(batch(calm, 1000, stormy)); len(got) != 0 {
+		t.Errorf("without WEBHOOK_URL: %q", texts(got))
+	}
+}

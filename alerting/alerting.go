@@ -60,7 +60,7 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 	w := rec.Window
 	if e.Operator.Enabled() {
 		sum := &coordinator.Summary{Window: w, Submissions: len(rec.Result.Valid), Result: rec.Result, Verification: rec.ProcessingTime,
-			Submitters: rec.Submitters, PrevSubmitters: rec.PrevSubmitters}
+			Submitters: rec.Submitters, PrevSubmitters: rec.PrevSubmitters, Evidence: rec.Evidence, Committed: out}
 		for _, n := range rec.Result.Invalid {
 			sum.Submissions += n
 		}

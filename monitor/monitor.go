@@ -79,6 +79,7 @@ type Monitor struct {
 	batchTime    prometheus.Histogram
 	verifyTime   prometheus.Histogram
 	submissions  *prometheus.CounterVec
+	invalidClass *prometheus.CounterVec
 	points       prometheus.Counter
 	scored       prometheus.Gauge
 	workersStart *prometheus.CounterVec
@@ -118,6 +119,8 @@ func New(opts Options) *Monitor {
 		Help: "Time the verifiers took on a committed batch.", Buckets: durationBuckets})
 	m.submissions = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_submissions_total",
 		Help: "Submissions of committed batches by outcome: valid, invalid_<reason>, or off_chain (valid, but not on the consensus chain; a subset of valid)."}, []string{"outcome"})
+	m.invalidClass = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_submissions_invalid_total",
+		Help: "Submissions of committed batches that failed verification, by verifier error class (see the README's error classes)."}, []string{"class"})
 	m.points = f.NewCounter(prometheus.CounterOpts{Name: "coordinator_points_awarded_total", Help: "Points awarded."})
 	m.scored = f.NewGauge(prometheus.GaugeOpts{Name: "coordinator_producers_scored", Help: "Block producers with a score after the last committed batch."})
 	m.workersStart = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_started_total", Help: "Verifier workers started."}, []string{"mode"})
@@ -136,6 +139,9 @@ func New(opts Options) *Monitor {
 		invalid(coordinator.ReasonUnverified), invalid(coordinator.ReasonRejected),
 		invalid(coordinator.ReasonValidationError), invalid(coordinator.ReasonNoStateHash), invalid(coordinator.ReasonMalformed)} {
 		m.submissions.WithLabelValues(outcome)
+	}
+	for _, class := range coordinator.ClassNames {
+		m.invalidClass.WithLabelValues(class)
 	}
 	for _, mode := range []string{ModeProcess, ModeKubernetes} {
 		m.workersStart.WithLabelValues(mode)
@@ -172,6 +178,11 @@ func (m *Monitor) AfterBatch(_ context.Context, s *coordinator.Summary) {
 			m.submissions.WithLabelValues(invalid(reason)).Add(float64(n))
 		}
 		m.points.Add(float64(len(r.Points)))
+	}
+	if ev := s.Evidence; ev != nil {
+		for _, c := range ev.Classes {
+			m.invalidClass.WithLabelValues(c.Class).Add(float64(c.Submissions))
+		}
 	}
 	m.scored.Set(float64(s.Committed.Scoreboard.Scored))
 	m.mu.Lock()

@@ -167,6 +167,30 @@ func check(t *testing.T, got map[string]float64, want map[string]float64) {
 	}
 }
 
+func TestInvalidByClassMetric(t *testing.T) {
+	t.Parallel()
+	m := monitor.New(monitor.Options{})
+	base := serve(t, m)
+	zero := map[string]float64{}
+	for _, class := range []string{"snark_invalid", "sok_digest_mismatch", "block_missing", "block_malformed",
+		"signature_invalid", "timeout", "no_state_hash", "other"} {
+		zero["coordinator_submissions_invalid_total{class="+class+"}"] = 0
+	}
+	check(t, scrape(t, base), zero)
+	ctx := context.Background()
+	s := summary(t0, 10, 7, nil, 42)
+	s.Evidence = &coordinator.BatchEvidence{Classes: []coordinator.ClassCount{
+		{Class: "sok_digest_mismatch", Submissions: 23, Producers: 9}, {Class: "timeout", Submissions: 2, Producers: 1}}}
+	m.AfterBatch(ctx, s)
+	s.Evidence = &coordinator.BatchEvidence{Classes: []coordinator.ClassCount{{Class: "sok_digest_mismatch", Submissions: 4, Producers: 2}}}
+	m.AfterBatch(ctx, s)
+	check(t, scrape(t, base), map[string]float64{
+		"coordinator_submissions_invalid_total{class=sok_digest_mismatch}": 27,
+		"coordinator_submissions_invalid_total{class=timeout}":             2,
+		"coordinator_submissions_invalid_total{class=snark_invalid}":       0,
+	})
+}
+
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: t0}
