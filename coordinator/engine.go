@@ -24,6 +24,12 @@ type Engine struct {
 	// unverified after it finished, the attempt fails (and is retried):
 	// a verifier that verifies nothing must not cost every producer a point.
 	MaxUnverifiedPercent float64
+	// CatchUpAfter turns on catch-up mode: when more than this many
+	// windows are already closed, up to CatchUpChunk of them are verified,
+	// scored in order and committed in one transaction (with a RangeStore).
+	// 0 keeps one transaction per batch always.
+	CatchUpAfter int
+	CatchUpChunk int // default 72
 	// CopySubmissions copies every submission of a batch into the Postgres
 	// submissions table (Cassandra is the primary store).
 	CopySubmissions bool
@@ -87,10 +93,23 @@ func (e *Engine) log() *slog.Logger {
 // fails after its retries (returning that error), or, when maxBatches > 0,
 // maxBatches batches are committed (returning nil).
 func (e *Engine) Run(ctx context.Context, maxBatches int) error {
-	for n := 0; maxBatches <= 0 || n < maxBatches; n++ {
+	for n := 0; maxBatches <= 0 || n < maxBatches; {
+		size, err := e.catchUpSize(ctx, maxBatches-n)
+		if err != nil {
+			return err
+		}
+		if size > 0 {
+			s, err := e.RunRange(ctx, size)
+			if err != nil {
+				return err
+			}
+			n += len(s)
+			continue
+		}
 		if _, err := e.RunBatch(ctx); err != nil {
 			return err
 		}
+		n++
 	}
 	return nil
 }

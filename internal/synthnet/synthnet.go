@@ -6,6 +6,7 @@
 package synthnet
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"time"
@@ -374,3 +375,33 @@ func producerKey(rng *rand.Rand, i int) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Adversarial reshapes verified submissions so that batches of the given
+// interval after start exercise the hard cases of scoring: windows 10-12 and
+// 50 are empty; in windows 30 and 31 every submission names a hash of its
+// own (no hash reaches 5%); in window 70 every other submission names a
+// parent nobody knows; in window 90 some verified submissions have no state
+// hash and some were never verified.
+func Adversarial(subs []coordinator.Submission, start time.Time, interval time.Duration) []coordinator.Submission {
+	var out []coordinator.Submission
+	for i, s := range subs {
+		switch b := int(s.SubmittedAt.Sub(start) / interval); {
+		case b >= 10 && b <= 12, b == 50:
+			continue
+		case b == 30 || b == 31:
+			if s.StateHash != nil {
+				s.StateHash = ptr(fmt.Sprintf("3Nsolo%s%d", s.Submitter[4:24], s.SubmittedAt.UnixMicro()))
+			}
+		case b == 70 && i%2 == 0:
+			if s.Parent != nil {
+				s.Parent = ptr(fmt.Sprintf("3Nunknown%s%d", s.Submitter[4:24], s.SubmittedAt.UnixMicro()))
+			}
+		case b == 90 && i%5 == 0:
+			s.StateHash = ptr("")
+		case b == 90 && i%5 == 1:
+			s.Verified, s.StateHash, s.Parent, s.Height, s.Slot = nil, nil, nil, nil, nil
+		}
+		out = append(out, s)
+	}
+	return out
+}

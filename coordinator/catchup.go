@@ -1,0 +1,209 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// RangeCommitted is what a committed range of batches reports.
+type RangeCommitted struct {
+	BotLogIDs   []int64      // one per batch, in window order
+	NewNodes    int64        // over the whole range
+	Scoreboards []Scoreboard // one per batch
+}
+
+// RangeStore is a Store that can also commit many consecutive batches in
+// one transaction: the catch-up path.
+type RangeStore interface {
+	Store
+	// CommitRange checks that last is still the latest batch, reads its
+	// shortlist, calls build with it and writes every record build returns
+	// (consecutive windows after last, in order) with the same rows as
+	// CommitBatch would write one after the other. Nothing is written when
+	// any step fails.
+	CommitRange(ctx context.Context, last LastBatch, build func(prev []ShortlistedHash) ([]*Record, error)) (RangeCommitted, error)
+}
+
+// ScoreRange scores consecutive batches in window order, each from the
+// previous one's shortlist, exactly as the loop does batch after batch: subs
+// are every batch's submissions (any order), split by window.
+func ScoreRange(prev []ShortlistedHash, windows []Window, subs []Submission) []*Result {
+	subs = slices.Clone(subs)
+	sort.SliceStable(subs, func(i, j int) bool { return subs[i].SubmittedAt.Before(subs[j].SubmittedAt) })
+	out := make([]*Result, len(windows))
+	for i, w := range windows {
+		lo := sort.Search(len(subs), func(k int) bool { return !subs[k].SubmittedAt.Before(w.Start) })
+		hi := sort.Search(len(subs), func(k int) bool { return !subs[k].SubmittedAt.Before(w.End) })
+		out[i] = Score(subs[lo:hi], prev)
+		prev = out[i].Shortlist
+	}
+	return out
+}
+
+// behind returns how many whole windows after last are already closed.
+func (e *Engine) behind(last LastBatch) int {
+	closed := e.now().Add(-e.Grace).Sub(last.End)
+	if closed <= 0 || e.Interval <= 0 {
+		return 0
+	}
+	return int(closed / e.Interval)
+}
+
+// catchUpSize returns how many batches the next step should commit at once
+// (0: the ordinary one-batch path).
+func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
+	if e.CatchUpAfter <= 0 {
+		return 0, nil
+	}
+	if _, ok := e.Store.(RangeStore); !ok {
+		return 0, nil
+	}
+	last, err := e.Store.LastBatch(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the latest batch: %w", err)
+	}
+	n := e.behind(last)
+	if n <= e.CatchUpAfter {
+		return 0, nil
+	}
+	chunk := e.CatchUpChunk
+	if chunk <= 0 {
+		chunk = 72
+	}
+	n = min(n, chunk)
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	if n < 2 {
+		return 0, nil
+	}
+	return n, nil
+}
+
+// RunRange catches up n batches in one transaction, retrying like RunBatch.
+func (e *Engine) RunRange(ctx context.Context, n int) ([]*Summary, error) {
+	delay := e.Backoff
+	for attempt := 0; ; attempt++ {
+		s, w, err := e.attemptRange(ctx, n, attempt)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		final := attempt >= e.Retries
+		if e.OnFailure != nil {
+			e.OnFailure(ctx, w, attempt, err, final)
+		}
+		if final {
+			return nil, fmt.Errorf("catch-up %s: giving up after %d attempts: %w", fmtWindow(w), attempt+1, err)
+		}
+		e.log().Error("catch-up failed; retrying", "window_start", w.Start, "window_end", w.End,
+			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)
+		if err := sleep(ctx, delay); err != nil {
+			return nil, err
+		}
+		delay = min(delay*2, max(e.MaxBackoff, e.Backoff))
+	}
+}
+
+func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, Window, error) {
+	rs := e.Store.(RangeStore)
+	last, err := e.Store.LastBatch(ctx)
+	if err != nil {
+		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
+	}
+	windows := make([]Window, n)
+	for i := range windows {
+		windows[i] = Window{Start: last.End.Add(time.Duration(i) * e.Interval), End: last.End.Add(time.Duration(i+1) * e.Interval)}
+	}
+	span := Window{Start: windows[0].Start, End: windows[n-1].End}
+	if e.BeforeBatch != nil {
+		if err := e.BeforeBatch(ctx); err != nil {
+			e.log().Error("pre-batch step failed; continuing with the batch", "error", err)
+		}
+	}
+	began := e.now()
+	e.log().Info("catching up", "batches", n, "window_start", span.Start, "window_end", span.End)
+	Checkpoint(ctx, "verify")
+	verification := make([]time.Duration, n)
+	if e.Verifier != nil {
+		for i, w := range windows {
+			t := e.now()
+			if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
+				return nil, w, fmt.Errorf("verifying submissions of %s: %w", fmtWindow(w), err)
+			}
+			verification[i] = e.now().Sub(t)
+		}
+	}
+	Checkpoint(ctx, "load")
+	subs, err := e.Source.Submissions(ctx, span)
+	if err != nil {
+		return nil, span, fmt.Errorf("loading submissions: %w", err)
+	}
+	var results []*Result
+	var counts []int
+	committed, err := rs.CommitRange(ctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
+		results = ScoreRange(prev, windows, subs)
+		counts = make([]int, n)
+		recs := make([]*Record, n)
+		now := e.now()
+		var copies [][]Submission
+		if e.CopySubmissions {
+			copies = splitByWindow(subs, windows)
+		}
+		for i, r := range results {
+			recs[i] = &Record{Window: windows[i], ProcessingTime: verification[i], Result: r, UptimeDays: e.UptimeDays, Now: now}
+			counts[i] = len(r.Valid) + sumInvalid(r.Invalid)
+			if e.CopySubmissions {
+				recs[i].Copy = copies[i]
+			}
+		}
+		return recs, nil
+	})
+	if err != nil {
+		return nil, span, fmt.Errorf("committing the catch-up: %w", err)
+	}
+	Checkpoint(ctx, "committed")
+	took := e.now().Sub(began)
+	out := make([]*Summary, n)
+	for i := range out {
+		c := Committed{BotLogID: committed.BotLogIDs[i]}
+		if i < len(committed.Scoreboards) {
+			c.Scoreboard = committed.Scoreboards[i]
+		}
+		if i == 0 {
+			c.NewNodes = committed.NewNodes
+		}
+		out[i] = &Summary{Window: windows[i], Submissions: counts[i], Result: results[i], Committed: c,
+			Verification: verification[i], Duration: took / time.Duration(n), Attempt: attempt}
+		e.logSummary(out[i])
+		if e.AfterBatch != nil {
+			e.AfterBatch(ctx, out[i])
+		}
+	}
+	e.log().Info("caught up", "batches", n, "window_start", span.Start, "window_end", span.End, "seconds", took.Seconds())
+	return out, span, nil
+}
+
+func sumInvalid(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func splitByWindow(subs []Submission, windows []Window) [][]Submission {
+	out := make([][]Submission, len(windows))
+	for _, s := range subs {
+		i := sort.Search(len(windows), func(k int) bool { return windows[k].End.After(s.SubmittedAt) })
+		if i < len(windows) && !s.SubmittedAt.Before(windows[i].Start) {
+			out[i] = append(out[i], s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+)
+
+var _ coordinator.RangeStore = (*Store)(nil)
+
+// CommitRange writes many consecutive batches in one transaction (the
+// catch-up path); see coordinator.RangeStore. The rows are the same as
+// CommitBatch would write batch after batch; they are written set-based for
+// the whole range: one statement or COPY per table.
+func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) ([]*coordinator.Record, error)) (coordinator.RangeCommitted, error) {
+	var out coordinator.RangeCommitted
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
+			return fmt.Errorf("taking the batch lock: %w", err)
+		}
+		latest, err := lastBatch(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if latest != last {
+			return fmt.Errorf("%w: expected bot_logs %d ending %s, found %d ending %s", coordinator.ErrConcurrentBatch,
+				last.ID, last.End.Format(time.DateTime), latest.ID, latest.End.Format(time.DateTime))
+		}
+		prev, err := shortlist(ctx, tx, last.ID)
+		if err != nil {
+			return err
+		}
+		recs, err := build(prev)
+		if err != nil {
+			return err
+		}
+		out, err = writeRange(ctx, tx, recs, s.BulkPoints)
+		return err
+	})
+	return out, err
+}
+
+func writeRange(ctx context.Context, tx pgx.Tx, recs []*coordinator.Record, bulk bool) (coordinator.RangeCommitted, error) {
+	var out coordinator.RangeCommitted
+	if len(recs) == 0 {
+		return out, nil
+	}
+	now := recs[0].Now
+	days := recs[0].UptimeDays
+	coordinator.Checkpoint(ctx, "tx_begin")
+	var copies []coordinator.Submission
+	var allHashes, allProducers []string
+	for _, r := range recs {
+		copies = append(copies, r.Copy...)
+		allHashes = append(allHashes, r.StateHashes()...)
+		allProducers = append(allProducers, r.Producers()...)
+	}
+	if len(copies) > 0 {
+		if err := copySubmissions(ctx, tx, copies); err != nil {
+			return out, err
+		}
+		coordinator.Checkpoint(ctx, "tx_copied")
+	}
+	hashes, nodes := newKeyIDs(), newKeyIDs()
+	if err := hashes.ensureHashes(ctx, tx, dedupe(allHashes)); err != nil {
+		return out, err
+	}
+	coordinator.Checkpoint(ctx, "tx_statehash")
+	if err := nodes.loadNodes(ctx, tx); err != nil {
+		return out, err
+	}
+	var err error
+	if out.NewNodes, err = nodes.ensureNodes(ctx, tx, dedupe(allProducers), now); err != nil {
+		return out, err
+	}
+	coordinator.Checkpoint(ctx, "tx_nodes")
+
+	n := len(recs)
+	files, starts, ends := make([]int32, n), make([]int64, n), make([]int64, n)
+	ts, ptime := make([]time.Time, n), make([]float64, n)
+	for i, r := range recs {
+		files[i], ts[i], ptime[i] = int32(r.FilesProcessed()), r.FileTimestamp().UTC(), r.ProcessingTime.Seconds()
+		starts[i], ends[i] = r.Window.Start.Unix(), r.Window.End.Unix()
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO bot_logs (files_processed, file_timestamps, batch_start_epoch, batch_end_epoch, processing_time)
+		SELECT f, t, s, e, p FROM unnest($1::int4[], $2::timestamptz[], $3::int8[], $4::int8[], $5::float8[]) WITH ORDINALITY AS u(f, t, s, e, p, o)
+		ORDER BY o RETURNING id`, files, ts, starts, ends, ptime)
+	if err != nil {
+		return out, fmt.Errorf("inserting bot_logs: %w", err)
+	}
+	if out.BotLogIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+		return out, fmt.Errorf("inserting bot_logs: %w", err)
+	}
+	if len(out.BotLogIDs) != n {
+		return out, fmt.Errorf("inserting bot_logs: %d of %d rows", len(out.BotLogIDs), n)
+	}
+	coordinator.Checkpoint(ctx, "tx_bot_logs")
+
+	ex := &existingRows{short: map[int64][]shortRow{}, files: map[int64]int{}, fileTS: map[int64]int64{}}
+	d := &rangeDiff{}
+	overlay := map[int64][]int64{}
+	for i, r := range recs {
+		id := out.BotLogIDs[i]
+		nb := toRows(r, hashes, nodes)
+		ex.files[id], ex.fileTS[id] = nb.Files, nb.FileTS // just inserted
+		d.diffBatch(id, nb, ex)
+		overlay[id] = nb.Summary
+	}
+	if err := d.apply(ctx, tx, now, bulk); err != nil {
+		return out, err
+	}
+
+	logs, err := readBotLogs(ctx, tx)
+	if err != nil {
+		return out, err
+	}
+	from := -1
+	for i, b := range logs {
+		if b.ID == out.BotLogIDs[0] {
+			from = i
+		}
+	}
+	if from != len(logs)-n {
+		return out, fmt.Errorf("the new batches are not the latest in bot_logs")
+	}
+	hd := &historyDiff{}
+	var atEnds []time.Time
+	out.Scoreboards = make([]coordinator.Scoreboard, 0, n)
+	final, err := scoreTimeline(ctx, tx, logs, from, days, baseNodes, overlay,
+		func(b botLog, surveys int, scores map[int64]score) error {
+			at := time.Unix(b.End, 0).UTC()
+			atEnds = append(atEnds, at)
+			for node, s := range scores {
+				hd.ins = append(hd.ins, historyRow{Node: node, At: at, score: s})
+			}
+			out.Scoreboards = append(out.Scoreboards, coordinator.Scoreboard{Surveys: int64(surveys), Scored: int64(len(scores))})
+			return nil
+		})
+	if err != nil {
+		return out, err
+	}
+	cur, err := nodeScores(ctx, tx)
+	if err != nil {
+		return out, err
+	}
+	changed, err := writeNodeScores(ctx, tx, cur, final)
+	if err != nil {
+		return out, err
+	}
+	out.Scoreboards[n-1].Changed = changed
+	coordinator.Checkpoint(ctx, "tx_scores")
+	// A re-run replaces rather than fails on the unique (node_id, score_at).
+	if _, err := tx.Exec(ctx, `DELETE FROM score_history WHERE score_at = ANY($1::timestamp[])`, atEnds); err != nil {
+		return out, fmt.Errorf("replacing score history: %w", err)
+	}
+	if err := writeHistory(ctx, tx, hd, bulk); err != nil {
+		return out, err
+	}
+	if err := setScoreboardState(ctx, tx, ends[n-1], days); err != nil {
+		return out, err
+	}
+	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	return out, nil
+}

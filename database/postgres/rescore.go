@@ -1,0 +1,543 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/coordinator"
+)
+
+// ErrOverlapsLoop is returned when a range reaches into the window the loop
+// is working on.
+var ErrOverlapsLoop = errors.New("the range reaches into the window the survey loop is working on")
+
+// RescoreOptions select and shape a rescore.
+type RescoreOptions struct {
+	// From and To select the committed batches whose window end lies in
+	// [From, To).
+	From, To time.Time
+	// Interval is SURVEY_INTERVAL_MINUTES: the loop works on the window
+	// ending one interval after the latest batch, and To may not pass it.
+	Interval   time.Duration
+	UptimeDays int
+	DryRun     bool
+	// Bulk writes points with the fast path (see CanBulkWritePoints).
+	Bulk bool
+	// Now is created_at of new points and updated_at of new nodes.
+	Now time.Time
+	// ChunkBatches is how many batches are read and scored at a time
+	// (memory); default 72, a day of 20-minute batches.
+	ChunkBatches int
+}
+
+// ProducerChange is how a rescore changes one producer's outcome.
+type ProducerChange struct {
+	Producer string `json:"producer"`
+	// PointsBefore and PointsAfter count the batches of the range in which
+	// the producer has a point (points_summary rows: what the score counts).
+	PointsBefore int `json:"points_before"`
+	PointsAfter  int `json:"points_after"`
+	// ScorePercentBefore is nodes.score_percent now; ScorePercentAfter what
+	// it becomes (null: no score).
+	ScorePercentBefore *string `json:"score_percent_before"`
+	ScorePercentAfter  *string `json:"score_percent_after"`
+	// BatchesGained and BatchesLost are the window ends of the batches in
+	// which the producer gains or loses its point.
+	BatchesGained []time.Time `json:"batches_gained"`
+	BatchesLost   []time.Time `json:"batches_lost"`
+}
+
+// RescoreReport summarises a rescore (or what a dry run would do).
+type RescoreReport struct {
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	DryRun bool      `json:"dry_run"`
+	// Batches is the number of batches re-scored: those of the range, plus
+	// the following ones re-scored because the shortlist they start from
+	// changed.
+	Batches       int       `json:"batches"`
+	Extended      int       `json:"extended_batches"`
+	FirstBatchEnd time.Time `json:"first_batch_end"`
+	LastBatchEnd  time.Time `json:"last_batch_end"`
+
+	PointsAdded        int   `json:"points_added"`
+	PointsRemoved      int   `json:"points_removed"`
+	SummaryAdded       int   `json:"points_summary_added"`
+	SummaryRemoved     int   `json:"points_summary_removed"`
+	ShortlistsReplaced int   `json:"shortlists_replaced"`
+	BotLogsUpdated     int   `json:"bot_logs_updated"`
+	HistoryDeleted     int   `json:"score_history_deleted"`
+	HistoryInserted    int   `json:"score_history_inserted"`
+	ScoresChanged      int64 `json:"scores_changed"`
+	NodesRemoved       int64 `json:"nodes_removed"`
+	StateHashesRemoved int64 `json:"statehash_removed"`
+
+	Producers []ProducerChange `json:"producers"`
+}
+
+// Changed reports whether the rescore changes (or changed) anything.
+func (r *RescoreReport) Changed() bool {
+	return r.PointsAdded+r.PointsRemoved+r.SummaryAdded+r.SummaryRemoved+r.ShortlistsReplaced+r.BotLogsUpdated+
+		r.HistoryDeleted+r.HistoryInserted > 0 || r.ScoresChanged+r.NodesRemoved+r.StateHashesRemoved > 0 || len(r.Producers) > 0
+}
+
+// Rescore re-scores the committed batches whose window end lies in
+// [From, To) from the submissions as they are now, in window order,
+// carrying each batch's shortlist into the next exactly as the loop does,
+// and writes only what differs: points, points_summary, bot_logs_statehash,
+// bot_logs.files_processed / file_timestamps. When the last batch's
+// shortlist changed, the following batches are re-scored too until one's is
+// unchanged (their input changed). Then score_history is recomputed for
+// every batch from the first re-scored one to the latest, and nodes' scores;
+// state hashes and nodes that a scratch run would not have created any more
+// are removed. All in one transaction, under the batch lock, so the loop
+// waits and a crash leaves the old result. With DryRun nothing is written.
+func Rescore(ctx context.Context, pool *pgxpool.Pool, opts RescoreOptions) (*RescoreReport, error) {
+	if opts.ChunkBatches <= 0 {
+		opts.ChunkBatches = 72
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	rep := &RescoreReport{From: opts.From.UTC(), To: opts.To.UTC(), DryRun: opts.DryRun}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		*rep = RescoreReport{From: opts.From.UTC(), To: opts.To.UTC(), DryRun: opts.DryRun}
+		return rescore(ctx, tx, opts, rep)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+type producerTally struct {
+	before, after int
+	gained, lost  []time.Time
+}
+
+func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreReport) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
+		return fmt.Errorf("taking the batch lock: %w", err)
+	}
+	logs, err := readBotLogs(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if len(logs) == 0 {
+		return coordinator.ErrNoBatch
+	}
+	latest := logs[len(logs)-1]
+	working := time.Unix(latest.End, 0).Add(opts.Interval).UTC()
+	if opts.To.After(working) {
+		return fmt.Errorf("%w: --to %s is after %s, the end of the window being worked on (the latest batch ends %s)",
+			ErrOverlapsLoop, opts.To.UTC().Format(time.DateTime), working.Format(time.DateTime), time.Unix(latest.End, 0).UTC().Format(time.DateTime))
+	}
+	first, last := -1, -1
+	for i, b := range logs {
+		if b.End >= opts.From.Unix() && b.End < opts.To.Unix() && b.Files > -1 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	var prev []coordinator.ShortlistedHash
+	if first > 0 {
+		if prev, err = shortlist(ctx, tx, logs[first-1].ID); err != nil {
+			return err
+		}
+	}
+	coordinator.Checkpoint(ctx, "tx_begin")
+	nodes, hashes := newKeyIDs(), newKeyIDs()
+	if err := nodes.loadNodes(ctx, tx); err != nil {
+		return err
+	}
+	cur, err := nodeScores(ctx, tx)
+	if err != nil {
+		return err
+	}
+	overlay := map[int64][]int64{}
+	tally := map[int64]*producerTally{}
+	oldHashes, oldNodes := map[int64]bool{}, map[int64]bool{}
+	newHashes, newNodes := map[string]bool{}, map[string]bool{}
+	var submitters, named []string
+
+	// scoreChunk re-scores logs[i:j] and reports whether the last one's
+	// shortlist changed.
+	scoreChunk := func(i, j int) (bool, error) {
+		span := coordinator.Window{Start: time.Unix(logs[i].Start, 0).UTC(), End: time.Unix(logs[j-1].End, 0).UTC()}
+		subs, err := loadSpan(ctx, tx, span)
+		if err != nil {
+			return false, err
+		}
+		coordinator.Checkpoint(ctx, "load")
+		type scored struct {
+			log botLog
+			rec *coordinator.Record
+		}
+		var batch []scored
+		var allHashes, allProducers []string
+		for _, b := range logs[i:j] {
+			if b.Files < 0 { // a starting row: the next batch starts afresh
+				prev = nil
+				continue
+			}
+			w := coordinator.Window{Start: time.Unix(b.Start, 0).UTC(), End: time.Unix(b.End, 0).UTC()}
+			lo := sort.Search(len(subs), func(k int) bool { return !subs[k].SubmittedAt.Before(w.Start) })
+			hi := sort.Search(len(subs), func(k int) bool { return !subs[k].SubmittedAt.Before(w.End) })
+			res := coordinator.Score(subs[lo:hi], prev)
+			prev = res.Shortlist
+			rec := &coordinator.Record{Window: w, Result: res, UptimeDays: opts.UptimeDays, Now: opts.Now}
+			batch = append(batch, scored{b, rec})
+			allHashes = append(allHashes, rec.StateHashes()...)
+			allProducers = append(allProducers, rec.Producers()...)
+			for _, s := range subs[lo:hi] {
+				submitters = append(submitters, s.Submitter)
+				if s.StateHash != nil && *s.StateHash != "" {
+					named = append(named, *s.StateHash)
+				}
+				if s.Parent != nil && *s.Parent != "" {
+					named = append(named, *s.Parent)
+				}
+			}
+		}
+		slices.Sort(allHashes)
+		allHashes = slices.Compact(allHashes)
+		slices.Sort(allProducers)
+		allProducers = slices.Compact(allProducers)
+		for _, h := range allHashes {
+			newHashes[h] = true
+		}
+		for _, p := range allProducers {
+			newNodes[p] = true
+		}
+		if opts.DryRun {
+			if err := hashes.loadHashes(ctx, tx, allHashes); err != nil {
+				return false, err
+			}
+			hashes.invent(allHashes)
+			nodes.invent(allProducers)
+		} else {
+			if err := hashes.ensureHashes(ctx, tx, allHashes); err != nil {
+				return false, err
+			}
+			coordinator.Checkpoint(ctx, "tx_statehash")
+			if _, err := nodes.ensureNodes(ctx, tx, allProducers, opts.Now); err != nil {
+				return false, err
+			}
+			coordinator.Checkpoint(ctx, "tx_nodes")
+		}
+		ids := make([]int64, len(batch))
+		for k, b := range batch {
+			ids[k] = b.log.ID
+		}
+		ex, err := readExisting(ctx, tx, ids)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range ex.points {
+			for p := range m {
+				oldHashes[p.Hash], oldNodes[p.Node] = true, true
+			}
+		}
+		for _, v := range ex.short {
+			for _, s := range v {
+				oldHashes[s.Hash], oldHashes[s.Parent] = true, true
+			}
+		}
+		for _, v := range ex.summary {
+			for _, n := range v {
+				oldNodes[n] = true
+			}
+		}
+		d := &rangeDiff{}
+		for _, b := range batch {
+			nb := toRows(b.rec, hashes, nodes)
+			d.diffBatch(b.log.ID, nb, ex)
+			overlay[b.log.ID] = nb.Summary
+			end := time.Unix(b.log.End, 0).UTC()
+			was := ex.summary[b.log.ID]
+			for _, n := range was {
+				t := tallyOf(tally, n)
+				t.before++
+				if _, ok := slices.BinarySearch(nb.Summary, n); !ok {
+					t.lost = append(t.lost, end)
+				}
+			}
+			for _, n := range nb.Summary {
+				t := tallyOf(tally, n)
+				t.after++
+				if _, ok := slices.BinarySearch(was, n); !ok {
+					t.gained = append(t.gained, end)
+				}
+			}
+		}
+		rep.Batches += len(batch)
+		rep.PointsAdded += len(d.insPoints)
+		rep.PointsRemoved += len(d.delPoints)
+		rep.SummaryAdded += len(d.insSummary)
+		rep.SummaryRemoved += len(d.delSummary)
+		rep.ShortlistsReplaced += len(d.shortBatch)
+		rep.BotLogsUpdated += len(d.updBatch)
+		changed := len(batch) > 0 && slices.Contains(d.shortBatch, batch[len(batch)-1].log.ID)
+		if !opts.DryRun && !d.empty() {
+			if err := d.apply(ctx, tx, opts.Now, opts.Bulk); err != nil {
+				return false, err
+			}
+		}
+		return changed, nil
+	}
+
+	changed := false
+	for i := first; i <= last; i += opts.ChunkBatches {
+		if changed, err = scoreChunk(i, min(i+opts.ChunkBatches, last+1)); err != nil {
+			return err
+		}
+	}
+	// The batches after the range start from the last one's shortlist: when
+	// it changed, so did their input.
+	for k := last + 1; changed && k < len(logs) && logs[k].Files > -1; k++ {
+		if changed, err = scoreChunk(k, k+1); err != nil {
+			return err
+		}
+		last = k
+		rep.Extended++
+	}
+	rep.FirstBatchEnd = time.Unix(logs[first].End, 0).UTC()
+	rep.LastBatchEnd = time.Unix(logs[last].End, 0).UTC()
+
+	// The score history from the first re-scored batch to the latest.
+	var existing []historyRow
+	if !opts.DryRun {
+		if existing, err = readHistory(ctx, tx, time.Unix(logs[first].End, 0).UTC()); err != nil {
+			return err
+		}
+	}
+	hd := &historyDiff{}
+	pos := 0
+	final, err := scoreTimeline(ctx, tx, logs, first, opts.UptimeDays, baseHistory, overlay,
+		func(b botLog, _ int, scores map[int64]score) error {
+			if opts.DryRun {
+				return nil
+			}
+			at := time.Unix(b.End, 0).UTC()
+			for pos < len(existing) && existing[pos].At.Before(at) {
+				hd.del = append(hd.del, existing[pos]) // a score_at that is no batch end any more
+				pos++
+			}
+			have := map[int64]score{}
+			for ; pos < len(existing) && existing[pos].At.Equal(at); pos++ {
+				have[existing[pos].Node] = existing[pos].score
+			}
+			for n, s := range scores {
+				if h, ok := have[n]; ok && h == s {
+					continue
+				} else if ok {
+					hd.del = append(hd.del, historyRow{Node: n, At: at})
+				}
+				hd.ins = append(hd.ins, historyRow{Node: n, At: at, score: s})
+			}
+			for n := range have {
+				if _, ok := scores[n]; !ok {
+					hd.del = append(hd.del, historyRow{Node: n, At: at})
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	rep.HistoryDeleted, rep.HistoryInserted = len(hd.del), len(hd.ins)
+
+	// Producers whose outcome changes.
+	for n, t := range tally {
+		if len(t.gained) == 0 && len(t.lost) == 0 {
+			delete(tally, n)
+		}
+	}
+	for n, s := range final {
+		if c, ok := cur[n]; !ok || c != s {
+			tallyOf(tally, n)
+		}
+	}
+	for n := range cur {
+		if _, ok := final[n]; !ok {
+			tallyOf(tally, n)
+		}
+	}
+	for n, t := range tally {
+		pc := ProducerChange{Producer: nodes.keys[n], PointsBefore: t.before, PointsAfter: t.after,
+			BatchesGained: t.gained, BatchesLost: t.lost}
+		if c, ok := cur[n]; ok && c.Valid {
+			v := formatPercent(c.Percent)
+			pc.ScorePercentBefore = &v
+		}
+		if f, ok := final[n]; ok && f.Valid {
+			v := formatPercent(f.Percent)
+			pc.ScorePercentAfter = &v
+		}
+		if pc.BatchesGained == nil {
+			pc.BatchesGained = []time.Time{}
+		}
+		if pc.BatchesLost == nil {
+			pc.BatchesLost = []time.Time{}
+		}
+		rep.Producers = append(rep.Producers, pc)
+	}
+	slices.SortFunc(rep.Producers, func(a, b ProducerChange) int { return strings.Compare(a.Producer, b.Producer) })
+	if opts.DryRun {
+		return nil
+	}
+
+	if err := writeHistory(ctx, tx, hd, opts.Bulk); err != nil {
+		return err
+	}
+	if rep.ScoresChanged, err = writeNodeScores(ctx, tx, cur, final); err != nil {
+		return err
+	}
+	coordinator.Checkpoint(ctx, "tx_scores")
+
+	// What a scratch run would not have created: state hashes and nodes that
+	// only the old results needed.
+	if err := hashes.loadHashes(ctx, tx, dedupe(named)); err != nil {
+		return err
+	}
+	for _, h := range named {
+		if id, ok := hashes.ids[h]; ok && id > 0 {
+			oldHashes[id] = true
+		}
+	}
+	for _, p := range dedupe(submitters) {
+		if id, ok := nodes.ids[p]; ok {
+			oldNodes[id] = true
+		}
+	}
+	span := coordinator.Window{Start: time.Unix(firstReal(logs).Start, 0).UTC(), End: time.Unix(latest.End, 0).UTC()}
+	if rep.StateHashesRemoved, err = removeUnneededHashes(ctx, tx, oldHashes, newHashes, hashes, span); err != nil {
+		return err
+	}
+	if rep.NodesRemoved, err = removeUnneededNodes(ctx, tx, oldNodes, newNodes, nodes, span); err != nil {
+		return err
+	}
+	if err := setScoreboardState(ctx, tx, latest.End, opts.UptimeDays); err != nil {
+		return err
+	}
+	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	return nil
+}
+
+func tallyOf(m map[int64]*producerTally, n int64) *producerTally {
+	t := m[n]
+	if t == nil {
+		t = &producerTally{}
+		m[n] = t
+	}
+	return t
+}
+
+func dedupe(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+func firstReal(logs []botLog) botLog {
+	for _, b := range logs {
+		if b.Files > -1 {
+			return b
+		}
+	}
+	return logs[0]
+}
+
+// readHistory reads the score_history rows at or after from, ordered by
+// score_at.
+func readHistory(ctx context.Context, tx pgx.Tx, from time.Time) ([]historyRow, error) {
+	rows, err := tx.Query(ctx, `SELECT node_id, score_at, coalesce(score, 0), score_percent FROM score_history
+		WHERE score_at >= $1 ORDER BY score_at, node_id`, from)
+	if err != nil {
+		return nil, fmt.Errorf("reading score history: %w", err)
+	}
+	defer rows.Close()
+	var out []historyRow
+	var r historyRow
+	var sc int32
+	var pct pgtype.Numeric
+	if _, err := pgx.ForEachRow(rows, []any{&r.Node, &r.At, &sc, &pct}, func() error {
+		r.Score = int(sc)
+		r.Percent, r.Valid = hundredths(pct)
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading score history: %w", err)
+	}
+	return out, nil
+}
+
+// removeUnneededHashes deletes the candidate state hashes (ids in old, not
+// needed by the new results) that nothing references and that no valid
+// submission of a committed window names: a scratch run would not have
+// created them.
+func removeUnneededHashes(ctx context.Context, tx pgx.Tx, old map[int64]bool, needed map[string]bool, ids *keyIDs, span coordinator.Window) (int64, error) {
+	var cand []int64
+	for id := range old {
+		if id > 0 && !needed[ids.keys[id]] {
+			cand = append(cand, id)
+		}
+	}
+	if len(cand) == 0 {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM statehash s WHERE s.id = ANY($1::int8[])
+		AND NOT EXISTS (SELECT 1 FROM bot_logs_statehash b WHERE b.statehash_id = s.id)
+		AND NOT EXISTS (SELECT 1 FROM bot_logs_statehash b WHERE b.parent_statehash_id = s.id)
+		AND NOT EXISTS (SELECT 1 FROM points p WHERE p.statehash_id = s.id)
+		AND NOT EXISTS (SELECT 1 FROM submissions x WHERE x.state_hash = s.value AND x.verified
+			AND coalesce(x.validation_error, '') = '' AND x.submitted_at >= $2 AND x.submitted_at < $3)
+		AND NOT EXISTS (SELECT 1 FROM submissions x WHERE x.parent = s.value AND x.verified
+			AND coalesce(x.validation_error, '') = '' AND coalesce(x.state_hash, '') <> '' AND x.submitted_at >= $2 AND x.submitted_at < $3)`,
+		cand, span.Start, span.End)
+	if err != nil {
+		return 0, fmt.Errorf("removing state hashes no batch needs any more: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// removeUnneededNodes deletes the candidate nodes (ids in old, not needed
+// by the new results) that nothing references, that carry no application
+// data and that have no valid submission in a committed window.
+func removeUnneededNodes(ctx context.Context, tx pgx.Tx, old map[int64]bool, needed map[string]bool, ids *keyIDs, span coordinator.Window) (int64, error) {
+	var cand []int64
+	for id := range old {
+		if id > 0 && !needed[ids.keys[id]] {
+			cand = append(cand, id)
+		}
+	}
+	if len(cand) == 0 {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM nodes n WHERE n.id = ANY($1::int8[])
+		AND n.discord_id IS NULL AND n.email_id IS NULL AND n.application_status IS NULL AND n.score IS NULL
+		AND NOT EXISTS (SELECT 1 FROM points p WHERE p.node_id = n.id)
+		AND NOT EXISTS (SELECT 1 FROM points_summary ps WHERE ps.node_id = n.id)
+		AND NOT EXISTS (SELECT 1 FROM score_history h WHERE h.node_id = n.id)
+		AND NOT EXISTS (SELECT 1 FROM submissions x WHERE x.submitter = n.block_producer_key AND x.verified
+			AND coalesce(x.validation_error, '') = '' AND coalesce(x.state_hash, '') <> '' AND x.submitted_at >= $2 AND x.submitted_at < $3)`,
+		cand, span.Start, span.End)
+	if err != nil {
+		return 0, fmt.Errorf("removing nodes no batch needs any more: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
