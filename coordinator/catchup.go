@@ -13,6 +13,9 @@ type RangeCommitted struct {
 	BotLogIDs   []int64      // one per batch, in window order
 	NewNodes    int64        // over the whole range
 	Scoreboards []Scoreboard // one per batch
+	// PreviousShares are, per batch, the previous batch's error-class
+	// counts (nil where it has no evidence).
+	PreviousShares []*ClassShares
 }
 
 // RangeStore is a Store that can also commit many consecutive batches in
@@ -31,13 +34,13 @@ type RangeStore interface {
 // previous one's shortlist, exactly as the loop does batch after batch: subs
 // are every batch's submissions (any order), split by window.
 func ScoreRange(prev []ShortlistedHash, windows []Window, subs []Submission) []*Result {
-	subs = slices.Clone(subs)
-	sort.SliceStable(subs, func(i, j int) bool { return subs[i].SubmittedAt.Before(subs[j].SubmittedAt) })
-	out := make([]*Result, len(windows))
-	for i, w := range windows {
-		lo := sort.Search(len(subs), func(k int) bool { return !subs[k].SubmittedAt.Before(w.Start) })
-		hi := sort.Search(len(subs), func(k int) bool { return !subs[k].SubmittedAt.Before(w.End) })
-		out[i] = Score(subs[lo:hi], prev)
+	return scoreSplit(prev, splitByWindow(subs, windows))
+}
+
+func scoreSplit(prev []ShortlistedHash, subs [][]Submission) []*Result {
+	out := make([]*Result, len(subs))
+	for i := range subs {
+		out[i] = Score(subs[i], prev)
 		prev = out[i].Shortlist
 	}
 	return out
@@ -145,21 +148,20 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		return nil, span, fmt.Errorf("loading submissions: %w", err)
 	}
 	var results []*Result
-	var counts []int
+	evidence := make([]*BatchEvidence, n)
+	split := splitByWindow(subs, windows)
 	committed, err := rs.CommitRange(ctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
-		results = ScoreRange(prev, windows, subs)
-		counts = make([]int, n)
+		results = scoreSplit(prev, split)
 		recs := make([]*Record, n)
 		now := e.now()
-		var copies [][]Submission
-		if e.CopySubmissions {
-			copies = splitByWindow(subs, windows)
-		}
 		for i, r := range results {
 			recs[i] = &Record{Window: windows[i], ProcessingTime: verification[i], Result: r, UptimeDays: e.UptimeDays, Now: now}
-			counts[i] = len(r.Valid) + sumInvalid(r.Invalid)
 			if e.CopySubmissions {
-				recs[i].Copy = copies[i]
+				recs[i].Copy = split[i]
+			}
+			if !e.NoEvidence {
+				evidence[i] = Evidence(split[i], r)
+				recs[i].Evidence = evidence[i]
 			}
 		}
 		return recs, nil
@@ -175,10 +177,13 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		if i < len(committed.Scoreboards) {
 			c.Scoreboard = committed.Scoreboards[i]
 		}
+		if i < len(committed.PreviousShares) {
+			c.PreviousShares = committed.PreviousShares[i]
+		}
 		if i == 0 {
 			c.NewNodes = committed.NewNodes
 		}
-		out[i] = &Summary{Window: windows[i], Submissions: counts[i], Result: results[i], Committed: c,
+		out[i] = &Summary{Window: windows[i], Submissions: len(split[i]), Result: results[i], Committed: c, Evidence: evidence[i],
 			Verification: verification[i], Duration: took / time.Duration(n), Attempt: attempt}
 		e.logSummary(out[i])
 		if e.AfterBatch != nil {
@@ -189,15 +194,11 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	return out, span, nil
 }
 
-func sumInvalid(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
+// splitByWindow returns each window's submissions, each sorted by
+// submitted_at (stably: the source's order is kept among equal times).
 func splitByWindow(subs []Submission, windows []Window) [][]Submission {
+	subs = slices.Clone(subs)
+	sort.SliceStable(subs, func(i, j int) bool { return subs[i].SubmittedAt.Before(subs[j].SubmittedAt) })
 	out := make([][]Submission, len(windows))
 	for _, s := range subs {
 		i := sort.Search(len(windows), func(k int) bool { return windows[k].End.After(s.SubmittedAt) })

@@ -38,13 +38,13 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 		if err != nil {
 			return err
 		}
-		out, err = writeRange(ctx, tx, recs, s.BulkPoints)
+		out, err = writeRange(ctx, tx, last.ID, recs, s.BulkPoints)
 		return err
 	})
 	return out, err
 }
 
-func writeRange(ctx context.Context, tx pgx.Tx, recs []*coordinator.Record, bulk bool) (coordinator.RangeCommitted, error) {
+func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinator.Record, bulk bool) (coordinator.RangeCommitted, error) {
 	var out coordinator.RangeCommitted
 	if len(recs) == 0 {
 		return out, nil
@@ -113,6 +113,22 @@ func writeRange(ctx context.Context, tx pgx.Tx, recs []*coordinator.Record, bulk
 	if err := d.apply(ctx, tx, now, bulk); err != nil {
 		return out, err
 	}
+	evs := make([]*coordinator.BatchEvidence, n)
+	var prevShares *coordinator.ClassShares
+	for i, r := range recs {
+		evs[i] = r.Evidence
+		if i == 0 {
+			if prevShares, err = readClassShares(ctx, tx, prevID); err != nil {
+				return out, err
+			}
+		} else {
+			prevShares = shares(out.BotLogIDs[i-1], recs[i-1].Evidence)
+		}
+		out.PreviousShares = append(out.PreviousShares, prevShares)
+	}
+	if err := writeEvidenceRange(ctx, tx, out.BotLogIDs, evs, false); err != nil {
+		return out, err
+	}
 
 	logs, err := readBotLogs(ctx, tx)
 	if err != nil {
@@ -165,4 +181,17 @@ func writeRange(ctx context.Context, tx pgx.Tx, recs []*coordinator.Record, bulk
 	}
 	coordinator.Checkpoint(ctx, "tx_scoreboard")
 	return out, nil
+}
+
+// shares is a batch's error-class counts, as readClassShares reads them
+// back (nil without evidence).
+func shares(botLogID int64, ev *coordinator.BatchEvidence) *coordinator.ClassShares {
+	if ev == nil {
+		return nil
+	}
+	c := &coordinator.ClassShares{BotLogID: botLogID, Submissions: ev.Submissions, ByClass: map[string]int{}}
+	for _, k := range ev.Classes {
+		c.ByClass[k.Class] = k.Submissions
+	}
+	return c
 }

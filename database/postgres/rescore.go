@@ -186,6 +186,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 		type scored struct {
 			log botLog
 			rec *coordinator.Record
+			ev  *coordinator.BatchEvidence
 		}
 		var batch []scored
 		var allHashes, allProducers []string
@@ -200,7 +201,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 			res := coordinator.Score(subs[lo:hi], prev)
 			prev = res.Shortlist
 			rec := &coordinator.Record{Window: w, Result: res, UptimeDays: opts.UptimeDays, Now: opts.Now}
-			batch = append(batch, scored{b, rec})
+			batch = append(batch, scored{b, rec, coordinator.Evidence(subs[lo:hi], res)})
 			allHashes = append(allHashes, rec.StateHashes()...)
 			allProducers = append(allProducers, rec.Producers()...)
 			for _, s := range subs[lo:hi] {
@@ -292,8 +293,17 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 		rep.ShortlistsReplaced += len(d.shortBatch)
 		rep.BotLogsUpdated += len(d.updBatch)
 		changed := len(batch) > 0 && slices.Contains(d.shortBatch, batch[len(batch)-1].log.ID)
-		if !opts.DryRun && !d.empty() {
-			if err := d.apply(ctx, tx, opts.Now, opts.Bulk); err != nil {
+		if !opts.DryRun {
+			if !d.empty() {
+				if err := d.apply(ctx, tx, opts.Now, opts.Bulk); err != nil {
+					return false, err
+				}
+			}
+			evs := make([]*coordinator.BatchEvidence, len(batch))
+			for k, b := range batch {
+				evs[k] = b.ev
+			}
+			if err := writeEvidenceRange(ctx, tx, ids, evs, true); err != nil {
 				return false, err
 			}
 		}
