@@ -147,9 +147,16 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	if err != nil {
 		return nil, span, fmt.Errorf("loading submissions: %w", err)
 	}
+	split := splitByWindow(subs, windows)
+	if e.Verifier != nil {
+		for i, w := range windows {
+			if err := checkVerified(split[i], e.MaxUnverifiedPercent); err != nil {
+				return nil, w, err
+			}
+		}
+	}
 	var results []*Result
 	evidence := make([]*BatchEvidence, n)
-	split := splitByWindow(subs, windows)
 	committed, err := rs.CommitRange(ctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
 		results = scoreSplit(prev, split)
 		recs := make([]*Record, n)
@@ -186,6 +193,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		out[i] = &Summary{Window: windows[i], Submissions: len(split[i]), Result: results[i], Committed: c, Evidence: evidence[i],
 			Verification: verification[i], Duration: took / time.Duration(n), Attempt: attempt}
 		e.logSummary(out[i])
+		e.logMalformed(out[i])
 		if e.AfterBatch != nil {
 			e.AfterBatch(ctx, out[i])
 		}

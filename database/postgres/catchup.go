@@ -38,8 +38,23 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 		if err != nil {
 			return err
 		}
-		out, err = writeRange(ctx, tx, last.ID, recs, s.BulkPoints)
-		return err
+		if out, err = writeRange(ctx, tx, last.ID, recs, s.BulkPoints); err != nil {
+			return err
+		}
+		// The contributed steps (alert rules) batch after batch, each seeing
+		// the rows of its batch and those before. Unlike batch after batch,
+		// they also see the nodes rows of producers first seen later in the
+		// range (created up front for the whole range).
+		for i, rec := range recs {
+			c := coordinator.Committed{BotLogID: out.BotLogIDs[i], Scoreboard: out.Scoreboards[i], PreviousShares: out.PreviousShares[i]}
+			for _, step := range s.Steps {
+				if err := step.Run(ctx, tx, rec, c); err != nil {
+					return fmt.Errorf("%s: %w", step.Name, err)
+				}
+				coordinator.Checkpoint(ctx, "tx_"+step.Name)
+			}
+		}
+		return nil
 	})
 	return out, err
 }

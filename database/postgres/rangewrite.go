@@ -462,100 +462,20 @@ func loadSpan(ctx context.Context, tx pgx.Tx, w coordinator.Window) ([]coordinat
 	return subs, nil
 }
 
-// writeEvidenceRange replaces the evidence of many batches set-based: one
-// DELETE per table, one statement for the producer ids, one COPY and two
-// inserts (the rows writeEvidence writes batch by batch). evs[i] is the
-// evidence of batch ids[i]; nil entries are skipped.
+
+// writeEvidenceRange writes the evidence of many batches (evs[i] of batch
+// ids[i]; nil entries are skipped), replacing what they had with replace.
 func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coordinator.BatchEvidence, replace bool) error {
-	if replace {
-		for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
-			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE bot_log_id = ANY($1::int8[])`, ids); err != nil {
-				return fmt.Errorf("replacing %s: %w", table, err)
-			}
-		}
-	}
-	var keys []string
-	for _, ev := range evs {
-		if ev == nil {
-			continue
-		}
-		for _, p := range ev.Producers {
-			keys = append(keys, p.Producer)
-		}
-	}
-	keys = dedupe(keys)
-	if len(keys) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO evidence_producers (block_producer_key)
-			SELECT k FROM unnest($1::text[]) AS u(k) WHERE NOT EXISTS (SELECT 1 FROM evidence_producers p WHERE p.block_producer_key = u.k)
-			ORDER BY k ON CONFLICT (block_producer_key) DO NOTHING`, keys); err != nil {
-			return fmt.Errorf("recording evidence producers: %w", err)
-		}
-	}
-	pids, err := idMap(ctx, tx, `SELECT block_producer_key, id FROM evidence_producers WHERE block_producer_key = ANY($1::text[])`, keys)
-	if err != nil {
-		return fmt.Errorf("reading evidence producers: %w", err)
-	}
-	type row struct {
-		batch int64
-		p     *coordinator.ProducerEvidence
-	}
-	var rows []row
-	var sIDs []int64
-	var sSubs, sValid, sUnver, sInvalid, sProducers, sPoint, sOff, sInv, sUnv []int32
-	var cIDs []int64
-	var cClass, cExample []string
-	var cSubs, cProducers []int32
 	for i, ev := range evs {
-		if ev == nil {
-			continue
+		var err error
+		switch {
+		case replace:
+			err = ReplaceEvidence(ctx, tx, ids[i], ev)
+		case ev != nil:
+			_, err = writeEvidence(ctx, tx, 0, ids[i], ev)
 		}
-		for k := range ev.Producers {
-			rows = append(rows, row{ids[i], &ev.Producers[k]})
-		}
-		o := ev.ByOutcome
-		sIDs = append(sIDs, ids[i])
-		sSubs, sValid, sUnver, sInvalid = append(sSubs, int32(ev.Submissions)), append(sValid, int32(ev.Valid)), append(sUnver, int32(ev.Unverified)), append(sInvalid, int32(ev.Invalid()))
-		sProducers = append(sProducers, int32(len(ev.Producers)))
-		sPoint, sOff = append(sPoint, int32(o[coordinator.OutcomePoint])), append(sOff, int32(o[coordinator.OutcomeOffChain]))
-		sInv, sUnv = append(sInv, int32(o[coordinator.OutcomeInvalid])), append(sUnv, int32(o[coordinator.OutcomeUnverified]))
-		for _, c := range ev.Classes {
-			cIDs, cClass, cExample = append(cIDs, ids[i]), append(cClass, c.Class), append(cExample, c.Example)
-			cSubs, cProducers = append(cSubs, int32(c.Submissions)), append(cProducers, int32(c.Producers))
-		}
-	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{"batch_evidence"},
-		[]string{"producer_id", "bot_log_id", "outcome", "submissions", "valid", "unverified", "invalid_by_class", "error_examples", "state_hashes"},
-		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-			p := rows[i].p
-			var byClass, examples any
-			if p.InvalidByClass != nil {
-				byClass, examples = p.InvalidByClass, p.Examples
-			}
-			var hashes any
-			if p.StateHashes != nil {
-				hashes = p.StateHashes
-			}
-			return []any{int32(pids[p.Producer]), int32(rows[i].batch), p.Outcome, int32(p.Submissions), int32(p.Valid), int32(p.Unverified),
-				byClass, examples, hashes}, nil
-		}))
-	if err != nil {
-		return fmt.Errorf("inserting batch_evidence: %w", err)
-	}
-	if int(n) != len(rows) {
-		return fmt.Errorf("inserting batch_evidence: copied %d of %d rows", n, len(rows))
-	}
-	if len(sIDs) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO batch_evidence_summary (bot_log_id, submissions, valid, unverified, invalid, producers,
-			point_producers, off_chain_producers, invalid_producers, unverified_producers)
-			SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::int4[], $10::int4[])`,
-			sIDs, sSubs, sValid, sUnver, sInvalid, sProducers, sPoint, sOff, sInv, sUnv); err != nil {
-			return fmt.Errorf("inserting batch_evidence_summary: %w", err)
-		}
-	}
-	if len(cIDs) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO batch_error_classes (bot_log_id, class, submissions, producers, example)
-			SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::text[])`, cIDs, cClass, cSubs, cProducers, cExample); err != nil {
-			return fmt.Errorf("inserting batch_error_classes: %w", err)
+		if err != nil {
+			return err
 		}
 	}
 	coordinator.Checkpoint(ctx, "tx_evidence")

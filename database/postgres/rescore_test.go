@@ -45,7 +45,7 @@ func flippedNet(batches, producers, from, to int) (orig, flipped []coordinator.S
 		l := *model
 		l.Submitter, l.SubmittedAt, l.CreatedAt = lonely, at, ptr(at.Add(-time.Second))
 		if b == from+4 { // a fork only it names
-			l.StateHash = ptr("3NLONELYFORKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+			l.StateHash = ptr("3NLxneLyFxrkxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
 			l.Parent = model.StateHash
 		}
 		late := l

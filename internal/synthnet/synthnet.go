@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
@@ -390,11 +391,11 @@ func Adversarial(subs []coordinator.Submission, start time.Time, interval time.D
 			continue
 		case b == 30 || b == 31:
 			if s.StateHash != nil {
-				s.StateHash = ptr(fmt.Sprintf("3Nsolo%s%d", s.Submitter[4:24], s.SubmittedAt.UnixMicro()))
+				s.StateHash = ptr(b58("3NsxLx" + s.Submitter[4:24] + fmt.Sprint(s.SubmittedAt.UnixMicro())))
 			}
 		case b == 70 && i%2 == 0:
 			if s.Parent != nil {
-				s.Parent = ptr(fmt.Sprintf("3Nunknown%s%d", s.Submitter[4:24], s.SubmittedAt.UnixMicro()))
+				s.Parent = ptr(b58("3Nunknown" + s.Submitter[4:24] + fmt.Sprint(s.SubmittedAt.UnixMicro())))
 			}
 		case b == 90 && i%5 == 0:
 			s.StateHash = ptr("")
@@ -405,3 +406,7 @@ func Adversarial(subs []coordinator.Submission, start time.Time, interval time.D
 	}
 	return out
 }
+
+// b58 replaces the digit 0, which base58 lacks, so that made-up hashes
+// have the shape of real ones.
+func b58(s string) string { return strings.ReplaceAll(s, "0", "z") }
