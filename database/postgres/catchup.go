@@ -195,6 +195,10 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 		return out, err
 	}
 	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	// Readers (coordinator serve) learn of each batch when the range commits.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, id::text) FROM unnest($2::int8[]) AS id`, BatchChannel, out.BotLogIDs); err != nil {
+		return out, fmt.Errorf("notifying %s: %w", BatchChannel, err)
+	}
 	return out, nil
 }
 

@@ -159,7 +159,7 @@ func toRows(rec *coordinator.Record, hashes, nodes *keyIDs) batchRows {
 	seen := map[int64]bool{}
 	for _, p := range r.Points {
 		s := p.Submission
-		row := pointRow{Node: nodes.ids[s.Submitter], Hash: hashes.ids[p.StateHash], File: coordinator.FileName(s),
+		row := pointRow{Node: nodes.ids[s.Submitter], Hash: hashes.ids[p.StateHash], File: p.FileName,
 			At: s.SubmittedAt.UnixMicro(), Epoch: -1, Height: -1, Amount: 1}
 		if e := coordinator.BlockchainEpoch(s); e != nil {
 			row.Epoch = *e
@@ -461,7 +461,6 @@ func loadSpan(ctx context.Context, tx pgx.Tx, w coordinator.Window) ([]coordinat
 	}
 	return subs, nil
 }
-
 
 // writeEvidenceRange writes the evidence of many batches (evs[i] of batch
 // ids[i]; nil entries are skipped), replacing what they had with replace.
