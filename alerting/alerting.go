@@ -135,8 +135,10 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 // failure to queue is logged.
 func (e *Evaluator) OnFailure(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
 	var msgs []queue.Outgoing
+	// Each abandonment is news, even of a window abandoned before.
+	now := time.Now().UnixNano()
 	for i, m := range e.Operator.Abandoned(w, attempt, err, final) {
-		msgs = append(msgs, operatorMessage(m, 0, w, i))
+		msgs = append(msgs, operatorMessage(m, 0, w, i, now))
 	}
 	if len(msgs) == 0 {
 		return
@@ -153,9 +155,11 @@ func (e *Evaluator) log() *slog.Logger {
 	return slog.Default()
 }
 
-func operatorMessage(m alert.Message, botLogID int64, w coordinator.Window, i int) queue.Outgoing {
+// operatorMessage wraps an operator alert; key identifies it (a batch's
+// alerts are identified by the batch window and their place).
+func operatorMessage(m alert.Message, botLogID int64, w coordinator.Window, key ...any) queue.Outgoing {
 	return queue.Outgoing{BotLogID: botLogID, Message: channels.Message{
-		ID:          queue.Key("operator", m.Kind, w.Start.Unix(), w.End.Unix(), botLogID, i),
+		ID:          queue.Key(append([]any{"operator", m.Kind, w.Start.Unix(), w.End.Unix()}, key...)...),
 		Event:       channels.Operator,
 		BotLogID:    botLogID,
 		WindowStart: stamp(w.Start),
@@ -343,7 +347,7 @@ func saveState(ctx context.Context, tx pgx.Tx, fired, resolved []stateKey, botLo
 func (e *Evaluator) message(sub int64, r rules.Rule, tr rules.Transition, o rules.Outcome, botLogID int64, w coordinator.Window) channels.Message {
 	rule := r
 	m := channels.Message{
-		ID:          queue.Key("rule", sub, r.Key(), o.Producer, string(tr), botLogID),
+		ID:          queue.Key("rule", sub, r.Key(), o.Producer, string(tr), w.End.Unix()),
 		Event:       string(tr),
 		Producer:    o.Producer,
 		Rule:        &rule,

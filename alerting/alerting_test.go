@@ -2,21 +2,11 @@ package alerting_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/delegation-program/uptime-coordinator/alerting"
-	"github.com/delegation-program/uptime-coordinator/alerting/channels"
+	"github.com/delegation-program/uptime-coordinator/alerting/alertingtest"
 	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
 	"github.com/delegation-program/uptime-coordinator/alerting/queue"
 	"github.com/delegation-program/uptime-coordinator/alerting/rules"
@@ -39,186 +29,10 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 const adminToken = "admin-token-for-tests-0123456789"
 
-// receiver is an HTTPS webhook receiver. It checks every generic webhook's
-// signature with the secret registered for its path, and counts deliveries
-// per idempotency key. While failing is set it answers 503.
-type receiver struct {
-	t       *testing.T
-	srv     *httptest.Server
-	failing atomic.Bool
-	refused atomic.Int64
-
-	mu      sync.Mutex
-	secrets map[string]string
-	got     map[string][]channels.Message // by id
-	texts   map[string][]string           // slack texts by path
-}
-
-func newReceiver(t *testing.T) *receiver {
-	r := &receiver{t: t, secrets: map[string]string{}, got: map[string][]channels.Message{}, texts: map[string][]string{}}
-	r.srv = httptest.NewTLSServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		r.t.Errorf("reading a delivery: %v", err)
-	}
-	if r.failing.Load() {
-		r.refused.Add(1)
-		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if strings.HasPrefix(req.URL.Path, "/slack") {
-		var m struct{ Text string }
-		if err := json.Unmarshal(body, &m); err != nil || m.Text == "" {
-			r.t.Errorf("slack delivery %q is not {\"text\": ...}", body)
-		}
-		r.texts[req.URL.Path] = append(r.texts[req.URL.Path], m.Text)
-		return
-	}
-	secret, ok := r.secrets[req.URL.Path]
-	if !ok {
-		r.t.Errorf("delivery to unknown path %s", req.URL.Path)
-		return
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	if want := "sha256=" + hex.EncodeToString(mac.Sum(nil)); req.Header.Get("X-Signature-256") != want {
-		r.t.Errorf("bad signature %q on %s", req.Header.Get("X-Signature-256"), body)
-	}
-	var m channels.Message
-	if err := json.Unmarshal(body, &m); err != nil {
-		r.t.Errorf("webhook body is not a message: %v", err)
-	}
-	if ts := req.Header.Get("X-Signature-Timestamp"); ts != strconv.FormatInt(m.Timestamp, 10) || m.Timestamp == 0 {
-		r.t.Errorf("timestamp header %q, body timestamp %d", ts, m.Timestamp)
-	}
-	r.got[m.ID] = append(r.got[m.ID], m)
-}
-
-func (r *receiver) transport() *http.Transport {
-	return r.srv.Client().Transport.(*http.Transport).Clone()
-}
-
-// event is what the model expects: one fired or resolved message.
-type event struct {
-	Event, Producer, Rule string
-	BotLogID              int64
-}
-
-func (e event) String() string {
-	return fmt.Sprintf("%s %s %s @%d", e.Event, e.Producer[:12], e.Rule, e.BotLogID)
-}
-
-type batch struct {
-	id         int64
-	start, end int64
-}
-
-// model computes, independently of the alerting code, the messages a
-// missed_batches(count) and a score_below(window, percent) rule send for
-// each producer, from what the coordinator wrote (bot_logs, points_summary)
-// and from when each producer first had a valid submission.
-func model(t *testing.T, pool *pgxpool.Pool, net *synthnet.Network, producers []string, count int, window time.Duration, percent float64) []event {
-	ctx := context.Background()
-	rows, _ := pool.Query(ctx, `SELECT id, batch_start_epoch, batch_end_epoch FROM bot_logs WHERE files_processed > -1 ORDER BY batch_end_epoch`)
-	batches, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (batch, error) {
-		var b batch
-		return b, r.Scan(&b.id, &b.start, &b.end)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, _ = pool.Query(ctx, `SELECT ps.bot_log_id, n.block_producer_key FROM points_summary ps JOIN nodes n ON n.id = ps.node_id`)
-	type pk struct {
-		id int64
-		p  string
-	}
-	points := map[pk]bool{}
-	var id int64
-	var p string
-	if _, err := pgx.ForEachRow(rows, []any{&id, &p}, func() error { points[pk{id, p}] = true; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	first := map[string]int64{} // first batch end with a valid submission
-	for _, s := range net.Submissions {
-		if s.Invalid != "" {
-			continue
-		}
-		for _, b := range batches {
-			if s.SubmittedAt.Unix() >= b.start && s.SubmittedAt.Unix() < b.end {
-				if _, ok := first[s.Submitter]; !ok {
-					first[s.Submitter] = b.end
-				}
-			}
-		}
-	}
-	var out []event
-	missKey, scoreKey := fmt.Sprintf("missed_batches:%d", count), fmt.Sprintf("score_below:24h:%g", percent)
-	for _, p := range producers {
-		f, ok := first[p]
-		if !ok {
-			continue
-		}
-		misses, missActive, scoreActive := 0, false, false
-		for _, b := range batches {
-			if b.end < f {
-				continue
-			}
-			if points[pk{b.id, p}] {
-				misses = 0
-			} else {
-				misses++
-			}
-			if !missActive && misses >= count {
-				missActive = true
-				out = append(out, event{"fired", p, missKey, b.id})
-			} else if missActive && misses == 0 {
-				missActive = false
-				out = append(out, event{"resolved", p, missKey, b.id})
-			}
-			if percent > 0 {
-				var n, surveys int64
-				for _, c := range batches {
-					if c.start >= b.end-int64(window/time.Second) && c.end <= b.end {
-						surveys++
-						if points[pk{c.id, p}] {
-							n++
-						}
-					}
-				}
-				score := float64(n*10000/surveys) / 100
-				if !scoreActive && score < percent {
-					scoreActive = true
-					out = append(out, event{"fired", p, scoreKey, b.id})
-				} else if scoreActive && score >= percent {
-					scoreActive = false
-					out = append(out, event{"resolved", p, scoreKey, b.id})
-				}
-			}
-		}
-	}
-	return out
-}
-
-func sortedStrings[T fmt.Stringer](xs []T) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = x.String()
-	}
-	slices.Sort(out)
-	return out
-}
-
 type setup struct {
 	pool  *pgxpool.Pool
 	net   *synthnet.Network
-	recv  *receiver
+	recv  *alertingtest.Receiver
 	queue *queue.Queue
 	subs  *subscriptions.Store
 	eng   *coordinator.Engine
@@ -238,9 +52,9 @@ func newSetup(t *testing.T, batches int) *setup {
 	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
-	recv := newReceiver(t)
+	recv := alertingtest.NewReceiver(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	q, err := queue.New(pool, true, queue.Options{Policy: outbound.Policy{AllowPrivate: true}, Transport: recv.transport(),
+	q, err := queue.New(pool, true, queue.Options{Policy: outbound.Policy{AllowPrivate: true}, Transport: recv.Transport(),
 		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 		RatePerMinute: 60000, Burst: 1000, Logger: log})
 	if err != nil {
@@ -265,14 +79,12 @@ func newSetup(t *testing.T, batches int) *setup {
 
 func (s *setup) subscribe(t *testing.T, path string, spec subscriptions.Spec) subscriptions.Created {
 	t.Helper()
-	spec.URL = s.recv.srv.URL + path
+	spec.URL = s.recv.Server.URL + path
 	c, err := s.subs.Create(context.Background(), spec, adminToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.recv.mu.Lock()
-	s.recv.secrets[path] = c.Secret
-	s.recv.mu.Unlock()
+	s.recv.Register(path, c.Secret)
 	return c
 }
 
@@ -302,7 +114,7 @@ func TestProducersOfflineAndBack(t *testing.T) {
 		t.Fatalf("drain: %d left, %v", left, err)
 	}
 
-	want := model(t, s.pool, s.net, s.net.Producers, 3, 24*time.Hour, 80)
+	want := alertingtest.Model(t, s.pool, s.net, s.net.Producers, 3, 24*time.Hour, 80, "score_below:24h:80")
 	var fired, resolved int
 	for _, e := range want {
 		if e.Event == "fired" {
@@ -315,29 +127,24 @@ func TestProducersOfflineAndBack(t *testing.T) {
 		t.Fatalf("the network gives %d fired and %d resolved alerts: too few to test anything", fired, resolved)
 	}
 	t.Logf("model: %d fired, %d resolved", fired, resolved)
-	s.recv.mu.Lock()
-	var got []event
-	for id, ms := range s.recv.got {
+	var got []alertingtest.Event
+	for id, ms := range s.recv.Messages() {
 		if len(ms) != 1 {
 			t.Errorf("message %s delivered %d times", id, len(ms))
 		}
 		m := ms[0]
-		if m.Rule == nil {
-			t.Fatalf("message %s without a rule: %+v", id, m)
-		}
-		got = append(got, event{m.Event, m.Producer, m.Rule.Key(), m.BotLogID})
+		got = append(got, alertingtest.Of(t, m))
 		if !strings.Contains(m.Text, m.Producer) || !strings.Contains(m.Text, "https://uptime.example.org/producers/"+m.Producer) {
 			t.Errorf("message text %q does not name and link the producer", m.Text)
 		}
 		if m.Event == "fired" && m.Rule.Kind == rules.MissedBatches && !strings.Contains(m.Text, "no point in the last 3 consecutive batches; this batch: ") {
 			t.Errorf("fired missed_batches text %q lacks the reason", m.Text)
 		}
-		if !strings.HasSuffix(m.WindowEnd, "Z") {
-			t.Errorf("window_end %q is not UTC RFC 3339", m.WindowEnd)
+		if m.BotLogID == 0 || !strings.HasSuffix(m.WindowEnd, "Z") {
+			t.Errorf("message %+v: want a bot_log_id and a UTC window_end", m)
 		}
 	}
-	s.recv.mu.Unlock()
-	if g, w := sortedStrings(got), sortedStrings(want); !slices.Equal(g, w) {
+	if g, w := alertingtest.Strings(got), alertingtest.Strings(want); !slices.Equal(g, w) {
 		t.Fatalf("received %d messages, model expects %d:\nreceived %v\nexpected %v", len(g), len(w), g, w)
 	}
 

@@ -89,7 +89,7 @@ var Vars = []Var{
 	{Name: "ALERT_SUBSCRIPTIONS_FILE", Group: groupAlerts, Doc: "New. YAML file of per-producer alert subscriptions, reconciled into the database at start (see Alerts)."},
 	{Name: "ALERT_ALLOW_PRIVATE_NETWORKS", Group: groupAlerts, Doc: "New. Truthy: alert webhooks may point at private and loopback addresses, and use plain http to loopback (tests, closed networks). Link-local stays refused."},
 	{Name: "ALERT_DRAIN_TIMEOUT", Default: "30s", Group: groupAlerts, Doc: "New. run --batches N: how long to wait at exit for the queued alerts to be delivered (Go duration)."},
-	{Name: "ALERT_RETRY_BASE", Default: "5s", Group: groupAlerts, Doc: "New. First retry delay of a failed alert delivery; it doubles up to 30 minutes, over 25 attempts (about 9 hours with the default)."},
+	{Name: "ALERT_RETRY_BASE", Default: "5s", Group: groupAlerts, Doc: "New. First retry delay of a failed alert delivery; it doubles up to 360 times this (30 minutes with the default), over 25 attempts (about 8 hours with the default)."},
 	{Name: "ALERT_RATE_PER_MINUTE", Default: "60", Group: groupAlerts, Doc: "New. Most messages a minute to one webhook URL (bursts of 5); the rest wait."},
 	{Name: "PUBLIC_URL", Group: groupAlerts, Doc: "New. Base URL of coordinator serve; alert messages link to the producer's page there."},
 	{Name: "ADMIN_API_TOKEN", Secret: true, Group: groupAlerts, Doc: "New. Bearer token allowed to create subscriptions for every producer (\"*\")."},

@@ -40,9 +40,9 @@ func (DeliverArgs) Kind() string { return Kind }
 
 // Defaults of Options.
 const (
-	DefaultMaxAttempts  = 25               // with the default backoff, about 9 hours of retries
+	DefaultMaxAttempts  = 25               // with the default backoff, about 8 hours of retries
 	DefaultRetryBase    = 5 * time.Second  // first retry delay; doubles with each retry
-	DefaultRetryMax     = 30 * time.Minute // cap of the retry delay
+	DefaultRetryMax     = 30 * time.Minute // cap of the retry delay: 360 × the first delay
 	DefaultJobTimeout   = 30 * time.Second // one delivery attempt
 	DefaultRatePerMin   = 60               // per destination
 	DefaultBurst        = 5
@@ -62,7 +62,9 @@ type Options struct {
 	// configuration, so the outbound policy does not apply to it.
 	OperatorURL string
 
-	MaxAttempts          int
+	MaxAttempts int
+	// RetryBase is the first retry delay; it doubles with each retry up to
+	// RetryMax (default 360 × RetryBase: 30 minutes after 5 s).
 	RetryBase, RetryMax  time.Duration
 	JobTimeout           time.Duration
 	RatePerMinute, Burst int
@@ -81,7 +83,7 @@ func (o *Options) defaults() {
 		o.RetryBase = DefaultRetryBase
 	}
 	if o.RetryMax < o.RetryBase {
-		o.RetryMax = max(DefaultRetryMax, o.RetryBase)
+		o.RetryMax = o.RetryBase * (DefaultRetryMax / DefaultRetryBase)
 	}
 	if o.JobTimeout <= 0 {
 		o.JobTimeout = DefaultJobTimeout

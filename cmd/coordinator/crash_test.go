@@ -56,6 +56,12 @@ func seeded(t *testing.T) config.Postgres {
 	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
 		t.Fatal(err)
 	}
+	// Alerts for every producer missing a batch, to a URL refused at
+	// delivery: the alert state and outbox are compared, nothing is sent.
+	if _, err := pool.Exec(ctx, `INSERT INTO alert_subscriptions (all_producers, channel, url, secret, rules)
+		VALUES (true, 'webhook', 'http://192.0.2.1/hook', 'secret', '[{"kind": "missed_batches", "count": 1}]')`); err != nil {
+		t.Fatal(err)
+	}
 	return cfg
 }
 
@@ -93,7 +99,7 @@ func reference(t *testing.T) pgtest.Snapshot {
 		t.Fatalf("uninterrupted run committed %d batches, want %d", n, batches)
 	}
 	snap := pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
-	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
+	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes", "alert_producer_misses", "alert_state", "alert_outbox"} {
 		if len(snap[table]) == 0 {
 			t.Fatalf("the uninterrupted run wrote no %s rows: the crash tests would not compare them", table)
 		}
@@ -144,7 +150,7 @@ func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
 func TestCrashSafety(t *testing.T) {
 	want := reference(t)
 	points := []string{"verify", "load", "tx_begin", "tx_statehash", "tx_nodes", "tx_bot_logs", "tx_shortlist",
-		"tx_points", "tx_scores", "tx_scoreboard", "tx_evidence", "committed"}
+		"tx_points", "tx_scores", "tx_scoreboard", "tx_evidence", "tx_alerts", "committed"}
 	for _, name := range points {
 		for _, nth := range []int{1, 3} {
 			point := fmt.Sprintf("%s#%d", name, nth)

@@ -39,6 +39,12 @@ var snapshotQueries = map[string]string{
 	"batch_error_classes": `SELECT concat_ws('|', b.batch_end_epoch, c.class, c.submissions, c.producers, c.example)
 		FROM batch_error_classes c JOIN bot_logs b ON b.id = c.bot_log_id`,
 	"evidence_producers": `SELECT block_producer_key FROM evidence_producers`,
+	"alert_producer_misses": `SELECT concat_ws('|', m.producer, m.misses, b.batch_end_epoch)
+		FROM alert_producer_misses m JOIN bot_logs b ON b.id = m.bot_log_id`,
+	"alert_state": `SELECT concat_ws('|', a.subscription_id, a.rule_key, a.producer, b.batch_end_epoch)
+		FROM alert_state a JOIN bot_logs b ON b.id = a.fired_bot_log_id`,
+	"alert_outbox": `SELECT concat_ws('|', o.id, o.subscription_id, o.event, b.batch_end_epoch, o.payload - 'bot_log_id')
+		FROM alert_outbox o LEFT JOIN bot_logs b ON b.id = o.bot_log_id`,
 	"submissions": `SELECT concat_ws('|', submitted_at_date, submitted_at, submitter, created_at, block_hash, remote_addr,
 		peer_id, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot, validation_error, verified)
 		FROM submissions`,

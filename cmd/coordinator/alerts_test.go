@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/delegation-program/uptime-coordinator/alerting/alertingtest"
+	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
+	"github.com/delegation-program/uptime-coordinator/alerting/queue"
+	"github.com/delegation-program/uptime-coordinator/alerting/rules"
+	"github.com/delegation-program/uptime-coordinator/alerting/subscriptions"
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
+)
+
+// killAt runs the coordinator until it halts at point, then kills it with
+// SIGKILL.
+func killAt(t *testing.T, cfg config.Postgres, env []string, point string, args ...string) {
+	t.Helper()
+	cmd := coordinatorCmd(cfg, append(env, "COORDINATOR_HALT_AT="+point), args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	halted := make(chan bool, 2)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "HALT ") {
+				halted <- true
+			}
+		}
+		halted <- false
+	}()
+	select {
+	case ok := <-halted:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("coordinator never reached %s:\n%s", point, stdout.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("coordinator did not reach %s within 60s", point)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+}
+
+// TestAlertsSurviveKillsAndReceiverOutage: producers go offline and come
+// back while the receiver answers 503 and the coordinator is SIGKILLed
+// twice (inside a batch transaction after its alerts were written, and just
+// after a commit); once the receiver is back, a last bounded run delivers
+// every message the independent model expects, each exactly once, signed.
+func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
+	t.Parallel()
+	const total = 12
+	ctx := context.Background()
+	cfg := pgtest.NewDatabase(t)
+	pool := pgtest.Pool(t, cfg)
+	net := synthnet.Generate(synthnet.Params{Seed: 23, Producers: 40, Start: netStart, Duration: total * 20 * time.Minute,
+		OfflineShare: 0.4})
+	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
+		t.Fatal(err)
+	}
+	recv := alertingtest.NewReceiver(t)
+	recv.Failing.Store(true)
+	subs := &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: "admin-0123456789abcdef"}
+	c, err := subs.Create(ctx, subscriptions.Spec{Producers: subscriptions.Producers{All: true}, Channel: "webhook",
+		URL: recv.Server.URL + "/all", Rules: []rules.Rule{{Kind: rules.MissedBatches, Count: 2}}}, subs.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv.Register("/all", c.Secret)
+	env := []string{"SSL_CERT_FILE=" + recv.CertFile(t), "ALERT_ALLOW_PRIVATE_NETWORKS=1", "ALERT_RETRY_BASE=20ms",
+		"ALERT_RATE_PER_MINUTE=100000", "ALERT_DRAIN_TIMEOUT=1s"}
+
+	killAt(t, cfg, env, "tx_alerts#5", "run", "--batches", fmt.Sprint(total)) // 4 committed
+	if n := committed(t, cfg); n != 4 {
+		t.Fatalf("%d batches committed after the first kill, want 4", n)
+	}
+	killAt(t, cfg, env, "committed#3", "run", "--batches", fmt.Sprint(total-4)) // 7 committed
+	if n := committed(t, cfg); n != 7 {
+		t.Fatalf("%d batches committed after the second kill, want 7", n)
+	}
+	if recv.Refused.Load() == 0 {
+		t.Fatal("the receiver refused nothing while down: no delivery was attempted before the kills")
+	}
+	if got := len(recv.Messages()); got != 0 {
+		t.Fatalf("%d messages arrived while the receiver was down", got)
+	}
+
+	recv.Failing.Store(false)
+	out, err := coordinatorCmd(cfg, append(env[:len(env)-1], "ALERT_DRAIN_TIMEOUT=60s"), "run", "--batches", fmt.Sprint(total-7)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("last run: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "every queued alert is delivered") {
+		t.Errorf("the last run did not say it delivered everything:\n%s", out)
+	}
+
+	want := alertingtest.Model(t, pool, net, net.Producers, 2, 0, 0, "")
+	if len(want) < 8 {
+		t.Fatalf("the model expects %d messages: too few to test anything", len(want))
+	}
+	var got []alertingtest.Event
+	for id, ms := range recv.Messages() {
+		if len(ms) != 1 {
+			t.Errorf("message %s arrived %d times, want once", id, len(ms))
+		}
+		got = append(got, alertingtest.Of(t, ms[0]))
+	}
+	if g, w := alertingtest.Strings(got), alertingtest.Strings(want); !slices.Equal(g, w) {
+		t.Fatalf("received %d messages, the model expects %d:\nreceived %v\nexpected %v", len(g), len(w), g, w)
+	}
+	counts, err := queue.Count(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var undelivered int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL`).Scan(&undelivered); err != nil {
+		t.Fatal(err)
+	}
+	if counts.Pending != 0 || counts.Dead != 0 || undelivered != 0 {
+		t.Fatalf("after the last run: %d pending, %d dead, %d undelivered outbox rows; want none", counts.Pending, counts.Dead, undelivered)
+	}
+	t.Logf("%d messages delivered once each; the receiver refused %d attempts while down", len(got), recv.Refused.Load())
+}
