@@ -251,23 +251,75 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	// the update fails with an error logged at every batch (appstatus).
 
 	c.MetricsAddr = l.str("METRICS_ADDR")
-	switch lv := strings.ToLower(l.str("LOG_LEVEL")); lv {
-	case "debug":
-		c.LogLevel = slog.LevelDebug
-	case "info":
-		c.LogLevel = slog.LevelInfo
-	case "warn", "warning":
-		c.LogLevel = slog.LevelWarn
-	case "error":
-		c.LogLevel = slog.LevelError
-	default:
-		l.fail("LOG_LEVEL", lv, "one of debug, info, warn, error")
-	}
+	c.LogLevel = l.logLevel()
 
 	if len(l.errs) > 0 {
 		return nil, &Error{Problems: l.errs}
 	}
 	return c, nil
+}
+
+func (l *loader) logLevel() slog.Level {
+	switch lv := strings.ToLower(l.str("LOG_LEVEL")); lv {
+	case "debug":
+		return slog.LevelDebug
+	case "info":
+		return slog.LevelInfo
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		l.fail("LOG_LEVEL", lv, "one of debug, info, warn, error")
+		return slog.LevelInfo
+	}
+}
+
+// Serve is the configuration of `coordinator serve`: the database (read
+// with POSTGRES_RO_USER when it is set), the scoring window and the listen
+// address. Only these variables are read, so serve needs no worker or
+// Cassandra settings.
+type Serve struct {
+	Postgres   Postgres
+	UptimeDays int
+	Addr       string
+	LogLevel   slog.Level
+	raw        map[string]string
+}
+
+// LoadServe reads and validates the variables `coordinator serve` uses.
+func LoadServe(lookup func(string) (string, bool)) (*Serve, error) {
+	l := &loader{lookup: lookup, raw: map[string]string{}, defaults: map[string]string{}}
+	c := &Serve{raw: l.raw}
+	c.Postgres = l.postgres()
+	c.UptimeDays = l.integer("UPTIME_DAYS_FOR_SCORE", 1, 36500)
+	c.Addr = l.required("API_ADDR", "a listen address such as 127.0.0.1:8081 or :8081")
+	c.LogLevel = l.logLevel()
+	if len(l.errs) > 0 {
+		return nil, &Error{Problems: l.errs}
+	}
+	return c, nil
+}
+
+// ReadConnString is the connection string serve reads with: the read-only
+// user when POSTGRES_RO_USER is set, else POSTGRES_USER.
+func (c *Serve) ReadConnString() string {
+	p := c.Postgres
+	if p.ROUser != "" {
+		p.User, p.Password = p.ROUser, p.ROPassword
+	}
+	return p.ConnString("")
+}
+
+// LogValue logs the configuration with secrets masked.
+func (c *Serve) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, len(c.raw))
+	for _, v := range Vars {
+		if val, ok := c.raw[v.Name]; ok {
+			attrs = append(attrs, slog.String(v.Name, Mask(v.Name, val)))
+		}
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // Error lists every configuration problem found.

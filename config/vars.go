@@ -22,6 +22,7 @@ const (
 	groupAlerts    = "Alerts"
 	groupSheets    = "Application status"
 	groupOps       = "Operations"
+	groupServe     = "Read API (coordinator serve)"
 )
 
 // Vars lists every variable the coordinator reads.
@@ -100,6 +101,8 @@ var Vars = []Var{
 
 	{Name: "METRICS_ADDR", Default: ":8080", Group: groupOps, Doc: "New. Listen address of /healthz, /readyz and /metrics; empty disables it."},
 	{Name: "LOG_LEVEL", Default: "info", Group: groupOps, Doc: "New. debug, info, warn or error."},
+
+	{Name: "API_ADDR", Default: "127.0.0.1:8081", Group: groupServe, Doc: "New. Listen address of coordinator serve: the read API, the stream, the web pages and its own /healthz, /readyz and /metrics."},
 }
 
 func lookupVar(name string) (Var, bool) {

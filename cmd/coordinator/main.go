@@ -35,6 +35,7 @@ type CLI struct {
 	CreateROUser   CreateROUserCmd   `cmd:"" name:"create-ro-user" help:"Create POSTGRES_RO_USER with read-only access."`
 	Cleanup        CleanupCmd        `cmd:"" help:"Delete batches, points and submissions older than N days."`
 	Verify         VerifyCmd         `cmd:"" help:"Run the bundled verifier on one window of submissions."`
+	Serve          ServeCmd          `cmd:"" help:"Serve the read API, the batch stream and the web pages (read-only)."`
 	VersionCmd     VersionCmd        `cmd:"" name:"version" help:"Print the version and exit."`
 	Help           HelpCmd           `cmd:"" help:"Show help for a command."`
 }
