@@ -114,6 +114,7 @@ type Config struct {
 	SpreadsheetCredentialsJSON string
 
 	MetricsAddr string
+	APIAddr     string // coordinator serve's listen address (see LoadServe)
 	LogLevel    slog.Level
 
 	// raw keeps every registered variable as read, for masked logging.
@@ -251,6 +252,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	// the update fails with an error logged at every batch (appstatus).
 
 	c.MetricsAddr = l.str("METRICS_ADDR")
+	c.APIAddr = l.str("API_ADDR")
 	c.LogLevel = l.logLevel()
 
 	if len(l.errs) > 0 {

@@ -315,3 +315,32 @@ func TestEveryVariableIsRead(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadServe(t *testing.T) {
+	env := map[string]string{"POSTGRES_HOST": "db", "POSTGRES_DB": "d", "POSTGRES_USER": "writer", "POSTGRES_PASSWORD": "w-secret"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := LoadServe(lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8081" || c.UptimeDays != 90 {
+		t.Errorf("defaults: addr %q, days %d", c.Addr, c.UptimeDays)
+	}
+	if got := c.ReadConnString(); !strings.Contains(got, "user='writer'") {
+		t.Errorf("without POSTGRES_RO_USER: %s", got)
+	}
+	env["POSTGRES_RO_USER"], env["POSTGRES_RO_PASSWORD"], env["API_ADDR"] = "reader", "r-secret", ":9000"
+	if c, err = LoadServe(lookup); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ReadConnString(); !strings.Contains(got, "user='reader' password='r-secret'") || c.Addr != ":9000" {
+		t.Errorf("with POSTGRES_RO_USER: %s, addr %q", got, c.Addr)
+	}
+	if logged := slog.GroupValue(c.LogValue().Group()...).String(); strings.Contains(logged, "secret") {
+		t.Errorf("secrets logged: %s", logged)
+	}
+	env["WORKER_MODE"], env["UPTIME_DAYS_FOR_SCORE"] = "nonsense", "0" // serve ignores the worker settings
+	if _, err := LoadServe(lookup); err == nil || !strings.Contains(err.Error(), "UPTIME_DAYS_FOR_SCORE") || strings.Contains(err.Error(), "WORKER_MODE") {
+		t.Errorf("bad UPTIME_DAYS_FOR_SCORE, bad WORKER_MODE: %v", err)
+	}
+}
