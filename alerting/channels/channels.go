@@ -97,12 +97,15 @@ func Body(d Destination, m Message, now time.Time) ([]byte, map[string]string, e
 		if len(text) > discordMax {
 			text = append(text[:discordMax-1], '…')
 		}
-		v = struct {
+		d := struct {
 			Content         string `json:"content"`
 			AllowedMentions struct {
 				Parse []string `json:"parse"`
 			} `json:"allowed_mentions"`
 		}{Content: string(text)}
+		// No mention is ever resolved: an alert must not ping @everyone.
+		d.AllowedMentions.Parse = []string{}
+		v = d
 	case Webhook:
 		m.Timestamp = now.Unix()
 		v = m

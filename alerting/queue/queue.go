@@ -141,8 +141,17 @@ func New(pool *pgxpool.Pool, work bool, opts Options) (*Queue, error) {
 	}
 	if work {
 		workers := river.NewWorkers()
+		var forPolicy, forOperator *http.Transport
+		if opts.Transport != nil {
+			forPolicy, forOperator = opts.Transport.Clone(), opts.Transport.Clone()
+		}
+		operator := &http.Client{Timeout: opts.JobTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		if forOperator != nil {
+			operator.Transport = forOperator
+		}
 		if err := river.AddWorkerSafely(workers, &worker{q: q, limits: map[[32]byte]*rate.Limiter{},
-			client: opts.Policy.Client(opts.JobTimeout, opts.Transport), operator: &http.Client{Timeout: opts.JobTimeout}}); err != nil {
+			client: opts.Policy.Client(opts.JobTimeout, forPolicy), operator: operator}); err != nil {
 			return nil, fmt.Errorf("registering the delivery worker: %w", err)
 		}
 		cfg.Workers = workers
