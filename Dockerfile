@@ -23,6 +23,9 @@ RUN mkdir -p /out/certs && cd /usr/share/ca-certificates/mozilla && \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/coordinator /usr/local/bin/coordinator
 COPY --from=build /out/certs/keyspaces-ca.pem /etc/ssl/keyspaces/keyspaces-ca.pem
+# The same bundle where the Python coordinator's image kept its certificate,
+# so a values file that sets SSL_CERTFILE to that path keeps working.
+COPY --from=build /out/certs/keyspaces-ca.pem /usr/src/app/uptime_service_validation/database/aws_keyspaces/cert/sf-class2-root.crt
 ENV SSL_CERTFILE=/etc/ssl/keyspaces/keyspaces-ca.pem
 USER nonroot:nonroot
 EXPOSE 8080

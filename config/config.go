@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"slices"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +52,7 @@ type Cassandra struct {
 	AWSAccessKeyID      string
 	AWSSecretAccessKey  string
 	AWSRegion           string
+	Consistency         string // of reads, as CQL names it, e.g. LOCAL_ONE
 }
 
 // Resources are the worker container's requests and limits, as validated
@@ -509,35 +510,42 @@ func (l *loader) quantity(name string) string {
 }
 
 func (l *loader) checkCassandraAuth(c Cassandra) {
-	password := c.Username != "" || c.Password != ""
-	webIdentity := c.AWSRoleARN != "" || c.AWSWebIdentityToken != ""
-	static := c.AWSAccessKeyID != "" || c.AWSSecretAccessKey != ""
-	switch {
-	case password:
-		if c.Username == "" || c.Password == "" {
-			l.errs = append(l.errs, "CASSANDRA_USERNAME / CASSANDRA_PASSWORD: only one is set; password authentication needs both")
-		}
-	case webIdentity:
-		var missing []string
-		for name, v := range map[string]string{"AWS_ROLE_ARN": c.AWSRoleARN, "AWS_ROLE_SESSION_NAME": c.AWSRoleSessionName, "AWS_WEB_IDENTITY_TOKEN_FILE": c.AWSWebIdentityToken} {
-			if v == "" {
-				missing = append(missing, name)
-			}
-		}
-		slices.Sort(missing)
-		if len(missing) > 0 {
-			l.errs = append(l.errs, "AWS web identity for Keyspaces: missing "+strings.Join(missing, ", ")+"; AWS_ROLE_ARN, AWS_ROLE_SESSION_NAME and AWS_WEB_IDENTITY_TOKEN_FILE go together")
-		}
-	case static:
-		if c.AWSAccessKeyID == "" || c.AWSSecretAccessKey == "" {
-			l.errs = append(l.errs, "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: only one is set; static AWS credentials need both")
-		}
-	default:
-		l.errs = append(l.errs, "Cassandra credentials: none set; expected CASSANDRA_USERNAME and CASSANDRA_PASSWORD, or AWS_ROLE_ARN, AWS_ROLE_SESSION_NAME and AWS_WEB_IDENTITY_TOKEN_FILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	// Without a username SigV4 is used with the AWS SDK's default
+	// credential chain (environment, web identity, shared config, container
+	// and instance roles): no credentials set here is valid. Half-set pairs
+	// are not.
+	if (c.Username != "" || c.Password != "") && (c.Username == "" || c.Password == "") {
+		l.errs = append(l.errs, "CASSANDRA_USERNAME / CASSANDRA_PASSWORD: only one is set; password authentication needs both")
 	}
-	if (webIdentity || static) && !password && c.AWSRegion == "" {
-		l.errs = append(l.errs, "AWS_REGION: missing; required for SigV4 authentication to Keyspaces; expected a region such as us-west-2")
+	if (c.AWSAccessKeyID != "" || c.AWSSecretAccessKey != "") && (c.AWSAccessKeyID == "" || c.AWSSecretAccessKey == "") {
+		l.errs = append(l.errs, "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: only one is set; static AWS credentials need both")
 	}
+	if (c.AWSRoleARN != "") != (c.AWSWebIdentityToken != "") {
+		l.errs = append(l.errs, "AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE: only one is set; web identity needs both")
+	}
+	if c.Username == "" && c.Password == "" && c.AWSRegion == "" && KeyspacesRegion(c.Host) == "" {
+		l.errs = append(l.errs, "AWS_REGION: missing; required for SigV4 authentication to Keyspaces when CASSANDRA_HOST names no region; expected a region such as us-west-2")
+	}
+}
+
+// keyspacesRegionLabel matches an AWS region name such as us-west-2 or
+// us-gov-west-1.
+var keyspacesRegionLabel = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
+
+// KeyspacesRegion is the region an AWS endpoint host names, as the original
+// derives it (cassandra.us-west-2.amazonaws.com: us-west-2), or "" when host
+// is not an amazonaws.com name with a region label.
+func KeyspacesRegion(host string) string {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if !strings.HasSuffix(host, ".amazonaws.com") {
+		return ""
+	}
+	for _, label := range strings.Split(host, ".") {
+		if keyspacesRegionLabel.MatchString(label) {
+			return label
+		}
+	}
+	return ""
 }
 
 // ConnString returns a libpq keyword/value connection string for database
@@ -605,6 +613,7 @@ func (l *loader) cassandra(region string) Cassandra {
 		AWSAccessKeyID:      l.str("AWS_ACCESS_KEY_ID"),
 		AWSSecretAccessKey:  l.str("AWS_SECRET_ACCESS_KEY"),
 		AWSRegion:           region,
+		Consistency:         l.oneOf("CASSANDRA_CONSISTENCY", false, "LOCAL_ONE", "ONE", "LOCAL_QUORUM", "QUORUM", "TWO", "THREE", "ALL"),
 	}
 	if s := l.str("CASSANDRA_PORT"); s != "" {
 		c.Port = l.integer("CASSANDRA_PORT", 1, 65535)

@@ -139,9 +139,10 @@ func TestValidationErrors(t *testing.T) {
 		{"cassandra host", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_PORT": "9142", "CASSANDRA_USERNAME": "u", "CASSANDRA_PASSWORD": "p"}, nil, "CASSANDRA_HOST: missing"},
 		{"cassandra port", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_USERNAME": "u", "CASSANDRA_PASSWORD": "p"}, nil, "CASSANDRA_PORT: missing"},
 		{"cassandra port value", map[string]string{"CASSANDRA_PORT": "port"}, nil, "CASSANDRA_PORT: invalid value \"port\""},
-		{"cassandra no credentials", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142"}, nil, "Cassandra credentials: none set"},
+		{"cassandra no credentials, no region", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142"}, nil, "AWS_REGION: missing; required for SigV4 authentication to Keyspaces when CASSANDRA_HOST names no region"},
+		{"cassandra consistency", map[string]string{"CASSANDRA_CONSISTENCY": "SERIAL"}, nil, `CASSANDRA_CONSISTENCY: invalid value "SERIAL"; expected one of LOCAL_ONE, ONE, LOCAL_QUORUM`},
 		{"cassandra half password", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "CASSANDRA_USERNAME": "u"}, nil, "only one is set; password authentication needs both"},
-		{"cassandra web identity", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ROLE_ARN": "arn", "AWS_REGION": "us-west-2"}, nil, "missing AWS_ROLE_SESSION_NAME, AWS_WEB_IDENTITY_TOKEN_FILE"},
+		{"cassandra web identity", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ROLE_ARN": "arn", "AWS_REGION": "us-west-2"}, nil, "AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE: only one is set"},
 		{"cassandra static key", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_REGION": "us-west-2"}, nil, "static AWS credentials need both"},
 		{"cassandra region", map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "k", "CASSANDRA_HOST": "h", "CASSANDRA_PORT": "9142", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"}, nil, "AWS_REGION: missing; required for SigV4"},
 		{"verify host", map[string]string{"CASSANDRA_SSL_VERIFY_HOST": "sure"}, nil, "CASSANDRA_SSL_VERIFY_HOST: invalid value"},
@@ -170,6 +171,38 @@ func TestValidationErrors(t *testing.T) {
 				t.Fatalf("error\n%s\ndoes not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestKeyspacesDefaults: the production chart's Keyspaces settings with no
+// credentials and no AWS_REGION load: SigV4 uses the AWS default chain, the
+// region comes from the host, reads are LOCAL_ONE.
+func TestKeyspacesDefaults(t *testing.T) {
+	env := base()
+	for k, v := range map[string]string{"SUBMISSION_STORAGE": "CASSANDRA", "AWS_KEYSPACE": "bpu_integration_dev",
+		"CASSANDRA_HOST": "cassandra.us-west-2.amazonaws.com", "CASSANDRA_PORT": "9142"} {
+		env[k] = v
+	}
+	c, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cassandra.Consistency != "LOCAL_ONE" || c.Cassandra.AWSRegion != "" {
+		t.Errorf("consistency %q, region %q; want LOCAL_ONE and none set", c.Cassandra.Consistency, c.Cassandra.AWSRegion)
+	}
+	for host, want := range map[string]string{
+		"cassandra.us-west-2.amazonaws.com":                    "us-west-2",
+		"cassandra.eu-central-1.amazonaws.com":                 "eu-central-1",
+		"CASSANDRA.AP-SOUTHEAST-2.AMAZONAWS.COM.":              "ap-southeast-2",
+		"vpce-0abc-1de.cassandra.us-east-1.vpce.amazonaws.com": "us-east-1",
+		"cassandra-fips.us-gov-west-1.amazonaws.com":           "us-gov-west-1",
+		"cassandra.example.com":                                "",
+		"10.0.0.7":                                             "",
+		"us-west-2.example.org":                                "",
+	} {
+		if got := KeyspacesRegion(host); got != want {
+			t.Errorf("KeyspacesRegion(%q) = %q, want %q", host, got, want)
+		}
 	}
 }
 

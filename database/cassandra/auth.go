@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/aws-sigv4-auth-cassandra-gocql-driver-plugin/sigv4"
@@ -33,10 +31,12 @@ type auth struct {
 }
 
 // newAuth picks the authentication as the original coordinator does:
-// username and password when set, else SigV4 with web identity (role ARN,
-// session name and token file) when a role is set, else SigV4 with static
-// keys. stsEndpoint overrides the STS endpoint (tests only).
-func newAuth(cfg config.Cassandra, stsEndpoint string) (auth, error) {
+// username and password when set, else AWS SigV4 with the credentials the
+// AWS SDK's default chain finds (environment keys, web identity such as EKS
+// IRSA, shared config and profiles, container and instance roles), in the
+// region of awsRegion. stsEndpoint overrides the STS endpoint web identity
+// uses (tests only).
+func newAuth(ctx context.Context, cfg config.Cassandra, stsEndpoint string) (auth, error) {
 	if cfg.Username != "" || cfg.Password != "" {
 		if cfg.Username == "" || cfg.Password == "" {
 			return auth{}, errors.New("cassandra: password authentication needs both a username and a password")
@@ -47,62 +47,43 @@ func newAuth(cfg config.Cassandra, stsEndpoint string) (auth, error) {
 		}, nil
 	}
 
-	var provider aws.CredentialsProvider
-	var describe string
-	switch {
-	case cfg.AWSRoleARN != "" || cfg.AWSWebIdentityToken != "":
-		var missing []string
-		if cfg.AWSRoleARN == "" {
-			missing = append(missing, "role ARN (AWS_ROLE_ARN)")
-		}
-		if cfg.AWSRoleSessionName == "" {
-			missing = append(missing, "role session name (AWS_ROLE_SESSION_NAME)")
-		}
-		if cfg.AWSWebIdentityToken == "" {
-			missing = append(missing, "web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE)")
-		}
-		if len(missing) > 0 {
-			return auth{}, fmt.Errorf("cassandra: AWS web identity is missing the %s", strings.Join(missing, ", "))
-		}
-		region, err := awsRegion(cfg)
-		if err != nil {
-			return auth{}, err
-		}
-		so := sts.Options{Region: region}
-		if stsEndpoint != "" {
-			so.BaseEndpoint = aws.String(stsEndpoint)
-		}
-		provider = stscreds.NewWebIdentityRoleProvider(sts.New(so), cfg.AWSRoleARN,
-			tokenFile(cfg.AWSWebIdentityToken),
-			func(o *stscreds.WebIdentityRoleOptions) { o.RoleSessionName = cfg.AWSRoleSessionName })
-		describe = "AWS SigV4 with web identity for " + cfg.AWSRoleARN
-	case cfg.AWSAccessKeyID != "" || cfg.AWSSecretAccessKey != "":
-		if cfg.AWSAccessKeyID == "" || cfg.AWSSecretAccessKey == "" {
-			return auth{}, errors.New("cassandra: static AWS credentials need both an access key ID and a secret access key")
-		}
-		provider = credentials.NewStaticCredentialsProvider(cfg.AWSAccessKeyID, cfg.AWSSecretAccessKey, "")
-		describe = "AWS SigV4 with static keys"
-	default:
-		return auth{}, errors.New("cassandra: no credentials: set a username and password, " +
-			"or an AWS role ARN, session name and web identity token file, or an AWS access key ID and secret access key")
-	}
-
 	region, err := awsRegion(cfg)
 	if err != nil {
 		return auth{}, err
 	}
-	cache := aws.NewCredentialsCache(provider)
+	var client *sts.Client
+	if stsEndpoint != "" {
+		client = sts.New(sts.Options{Region: region, BaseEndpoint: aws.String(stsEndpoint)})
+	}
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(region),
+		awsconfig.WithWebIdentityRoleCredentialOptions(func(o *stscreds.WebIdentityRoleOptions) {
+			if client != nil {
+				o.Client = client
+			}
+			if o.TokenRetriever != nil {
+				o.TokenRetriever = trimmedToken{o.TokenRetriever}
+			}
+		}),
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return auth{}, fmt.Errorf("cassandra: loading the AWS configuration: %w", err)
+	}
+	if awsCfg.Credentials == nil {
+		return auth{}, errors.New("cassandra: the AWS default credential chain found no credential source")
+	}
 	return auth{
-		authenticator: sigv4.NewAwsAuthenticatorWithCredentialCallback(region, credentialsCallback(cache)),
-		aws:           cache,
+		authenticator: sigv4.NewAwsAuthenticatorWithCredentialCallback(region, credentialsCallback(awsCfg.Credentials)),
+		aws:           awsCfg.Credentials, // a cache: refreshed before expiry
 		region:        region,
-		describe:      describe + " in " + region,
+		describe:      "AWS SigV4 with the AWS default credential chain in " + region,
 	}, nil
 }
 
 // credentialsCallback adapts an AWS credentials provider to the SigV4
-// plugin, which asks for credentials on every handshake; the cache in front
-// refreshes them before they expire.
+// plugin, which asks for credentials on every handshake; the SDK's cache in
+// front refreshes them before they expire.
 func credentialsCallback(p aws.CredentialsProvider) sigv4.SigV4CredentialsCallback {
 	return func() (sigv4.SigV4Credentials, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), credentialsTimeout)
@@ -119,27 +100,26 @@ func credentialsCallback(p aws.CredentialsProvider) sigv4.SigV4CredentialsCallba
 	}
 }
 
-// tokenFile reads the web identity token afresh on every use, so a rotated
-// token is picked up; surrounding white space (a trailing newline) is
-// dropped, as the original does.
-type tokenFile string
-
-func (f tokenFile) GetIdentityToken() ([]byte, error) {
-	b, err := os.ReadFile(string(f))
-	if err != nil {
-		return nil, fmt.Errorf("reading the web identity token: %w", err)
-	}
-	return bytes.TrimSpace(b), nil
+// trimmedToken drops white space around the web identity token (a trailing
+// newline in a hand-made token file), as the original does; the SDK sends
+// the file as it is.
+type trimmedToken struct {
+	stscreds.IdentityTokenRetriever
 }
 
-// awsRegion is cfg.AWSRegion or, as the original derives it, the second
+func (t trimmedToken) GetIdentityToken() ([]byte, error) {
+	b, err := t.IdentityTokenRetriever.GetIdentityToken()
+	return bytes.TrimSpace(b), err
+}
+
+// awsRegion is cfg.AWSRegion or, as the original derives it, the region
 // label of a Keyspaces endpoint such as cassandra.us-west-2.amazonaws.com.
 func awsRegion(cfg config.Cassandra) (string, error) {
 	if cfg.AWSRegion != "" {
 		return cfg.AWSRegion, nil
 	}
-	if labels := strings.Split(cfg.Host, "."); len(labels) >= 4 && strings.HasSuffix(cfg.Host, ".amazonaws.com") {
-		return labels[1], nil
+	if r := config.KeyspacesRegion(cfg.Host); r != "" {
+		return r, nil
 	}
-	return "", fmt.Errorf("cassandra: SigV4 needs an AWS region (AWS_REGION); none is set and host %q is not a Keyspaces endpoint", cfg.Host)
+	return "", fmt.Errorf("cassandra: SigV4 needs an AWS region (AWS_REGION); none is set and host %q names none", cfg.Host)
 }

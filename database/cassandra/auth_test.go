@@ -1,11 +1,16 @@
 package cassandra
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,8 +26,24 @@ import (
 	"github.com/delegation-program/uptime-coordinator/config"
 )
 
+// isolateAWS clears every AWS setting the SDK's default chain would find on
+// this machine (variables, shared files, instance metadata), so a test sees
+// only what it sets.
+func isolateAWS(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
 func TestAuthPassword(t *testing.T) {
-	a, err := newAuth(config.Cassandra{Username: "svc", Password: "pw"}, "")
+	a, err := newAuth(context.Background(), config.Cassandra{Username: "svc", Password: "pw"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,22 +60,17 @@ func TestAuthPassword(t *testing.T) {
 }
 
 func TestAuthIncomplete(t *testing.T) {
+	isolateAWS(t)
 	for _, tt := range []struct {
 		name string
 		cfg  config.Cassandra
 		want string
 	}{
-		{"nothing", config.Cassandra{}, "no credentials"},
 		{"user only", config.Cassandra{Username: "svc"}, "both a username and a password"},
 		{"password only", config.Cassandra{Password: "pw"}, "both a username and a password"},
-		{"key id only", config.Cassandra{AWSAccessKeyID: "AKID", AWSRegion: "us-west-2"}, "secret access key"},
-		{"secret only", config.Cassandra{AWSSecretAccessKey: "s", AWSRegion: "us-west-2"}, "access key ID"},
-		{"role only", config.Cassandra{AWSRoleARN: "arn:aws:iam::1:role/r", AWSRegion: "us-west-2"},
-			"role session name (AWS_ROLE_SESSION_NAME), web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE)"},
-		{"token only", config.Cassandra{AWSWebIdentityToken: "/t", AWSRegion: "us-west-2"}, "role ARN (AWS_ROLE_ARN), role session name"},
-		{"no region", config.Cassandra{Host: "localhost", AWSAccessKeyID: "AKID", AWSSecretAccessKey: "s"}, "needs an AWS region"},
+		{"no region", config.Cassandra{Host: "localhost"}, "needs an AWS region (AWS_REGION); none is set and host \"localhost\" names none"},
 	} {
-		_, err := newAuth(tt.cfg, "")
+		_, err := newAuth(context.Background(), tt.cfg, "")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one containing %q", tt.name, err, tt.want)
 		}
@@ -62,12 +78,22 @@ func TestAuthIncomplete(t *testing.T) {
 }
 
 func TestAuthRegionFromKeyspacesHost(t *testing.T) {
-	a, err := newAuth(config.Cassandra{Host: "cassandra.eu-central-1.amazonaws.com", AWSAccessKeyID: "AKID", AWSSecretAccessKey: "s"}, "")
+	isolateAWS(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	a, err := newAuth(context.Background(), config.Cassandra{Host: "cassandra.eu-central-1.amazonaws.com"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.region != "eu-central-1" {
 		t.Errorf("region %q, want eu-central-1", a.region)
+	}
+	f := sigv4Exchange(t, a.authenticator, "abc")
+	checkSignature(t, f, "eu-central-1", "abc", "AKIDEXAMPLE", "secret")
+	// AWS_REGION wins over the host.
+	a, err = newAuth(context.Background(), config.Cassandra{Host: "cassandra.eu-central-1.amazonaws.com", AWSRegion: "us-east-1"}, "")
+	if err != nil || a.region != "us-east-1" {
+		t.Errorf("with AWS_REGION: region %q (%v), want us-east-1", a.region, err)
 	}
 }
 
@@ -139,16 +165,25 @@ func checkSignature(t *testing.T, f map[string]string, region, nonce, keyID, sec
 	}
 }
 
-func TestAuthSigV4StaticKeys(t *testing.T) {
-	cfg := config.Cassandra{AWSAccessKeyID: "AKIDEXAMPLE", AWSSecretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", AWSRegion: "us-west-2"}
-	a, err := newAuth(cfg, "")
+// TestAuthDefaultChainEnvKeys: with no username, the keys in the
+// environment reach the SigV4 handshake through the SDK's default chain.
+func TestAuthDefaultChainEnvKeys(t *testing.T) {
+	isolateAWS(t)
+	const keyID, secret = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+	t.Setenv("AWS_ACCESS_KEY_ID", keyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+	a, err := newAuth(context.Background(), config.Cassandra{AWSRegion: "us-west-2"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.aws == nil || a.region != "us-west-2" {
 		t.Fatalf("auth %+v", a)
 	}
-	if strings.Contains(a.describe, cfg.AWSAccessKeyID) || strings.Contains(a.describe, cfg.AWSSecretAccessKey) {
+	creds, err := a.aws.Retrieve(context.Background())
+	if err != nil || creds.Source != "EnvConfigCredentials" {
+		t.Errorf("credentials from %q (%v), want EnvConfigCredentials", creds.Source, err)
+	}
+	if strings.Contains(a.describe, keyID) || strings.Contains(a.describe, secret) {
 		t.Errorf("description %q shows a key", a.describe)
 	}
 	const nonce = "0b2c5e1f6a7d8c9e0f1a2b3c4d5e6f70"
@@ -156,7 +191,23 @@ func TestAuthSigV4StaticKeys(t *testing.T) {
 	if _, ok := f["session_token"]; ok {
 		t.Error("static keys sent a session token")
 	}
-	checkSignature(t, f, "us-west-2", nonce, cfg.AWSAccessKeyID, cfg.AWSSecretAccessKey)
+	checkSignature(t, f, "us-west-2", nonce, keyID, secret)
+}
+
+// TestAuthDefaultChainSharedCredentials: a profile in the shared
+// credentials file is found too (what the hand-written choice never did).
+func TestAuthDefaultChainSharedCredentials(t *testing.T) {
+	isolateAWS(t)
+	file := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
+	if err := os.WriteFile(file, []byte("[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = file-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAuth(context.Background(), config.Cassandra{Host: "cassandra.us-west-2.amazonaws.com"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := sigv4Exchange(t, a.authenticator, "n1")
+	checkSignature(t, f, "us-west-2", "n1", "AKIDFILE", "file-secret")
 }
 
 // fakeSTS answers AssumeRoleWithWebIdentity with fixed credentials and
@@ -192,32 +243,36 @@ func (s *fakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 </AssumeRoleWithWebIdentityResponse>`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 }
 
-func webIdentityConfig(t *testing.T) config.Cassandra {
+// webIdentityEnv sets the variables EKS IRSA sets (role and token file) and
+// the role session name the chart sets.
+func webIdentityEnv(t *testing.T) (role, session string) {
+	isolateAWS(t)
 	token := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(token, []byte("web-identity-token-1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return config.Cassandra{
-		AWSRoleARN:          "arn:aws:iam::123456789012:role/reader",
-		AWSRoleSessionName:  "coordinator",
-		AWSWebIdentityToken: token,
-		AWSRegion:           "us-east-2",
-	}
+	role, session = "arn:aws:iam::123456789012:role/reader", "coordinator"
+	t.Setenv("AWS_ROLE_ARN", role)
+	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", token)
+	t.Setenv("AWS_ROLE_SESSION_NAME", session)
+	return role, session
 }
 
-func TestAuthSigV4WebIdentity(t *testing.T) {
+func TestAuthDefaultChainWebIdentity(t *testing.T) {
 	sts := &fakeSTS{}
 	srv := httptest.NewServer(sts)
 	defer srv.Close()
-	cfg := webIdentityConfig(t)
+	role, session := webIdentityEnv(t)
 
-	a, err := newAuth(cfg, srv.URL)
+	a, err := newAuth(context.Background(), config.Cassandra{AWSRegion: "us-east-2"}, srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sts.mu.Lock()
 	if len(sts.requests) != 0 {
 		t.Fatal("STS was called before credentials were needed")
 	}
+	sts.mu.Unlock()
 	const nonce = "5f0e7a1c"
 	f := sigv4Exchange(t, a.authenticator, nonce)
 	if f["session_token"] != "session-token-1" {
@@ -235,8 +290,8 @@ func TestAuthSigV4WebIdentity(t *testing.T) {
 	req := sts.requests[0]
 	for k, want := range map[string]string{
 		"Action":           "AssumeRoleWithWebIdentity",
-		"RoleArn":          cfg.AWSRoleARN,
-		"RoleSessionName":  cfg.AWSRoleSessionName,
+		"RoleArn":          role,
+		"RoleSessionName":  session,
 		"WebIdentityToken": "web-identity-token-1",
 	} {
 		if got := req.Get(k); got != want {
@@ -248,8 +303,8 @@ func TestAuthSigV4WebIdentity(t *testing.T) {
 func TestOpenReportsRejectedWebIdentity(t *testing.T) {
 	srv := httptest.NewServer(&fakeSTS{status: http.StatusBadRequest})
 	defer srv.Close()
-	cfg := webIdentityConfig(t)
-	cfg.Keyspace, cfg.Host, cfg.Port = "ks", "127.0.0.1", 1
+	webIdentityEnv(t)
+	cfg := config.Cassandra{Keyspace: "ks", Host: "127.0.0.1", Port: 1, AWSRegion: "us-east-2"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := Open(ctx, cfg, func(o *options) { o.stsEndpoint = srv.URL })
@@ -258,5 +313,94 @@ func TestOpenReportsRejectedWebIdentity(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "web-identity-token-1") {
 		t.Errorf("error %q shows the token", err)
+	}
+}
+
+func TestUsesTLS(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  config.Cassandra
+		want bool
+	}{
+		{config.Cassandra{Host: "cassandra.us-west-2.amazonaws.com", Port: 9142}, true},
+		{config.Cassandra{Host: "cassandra.us-west-2.amazonaws.com"}, true},
+		{config.Cassandra{Host: "10.1.2.3", Port: 9142}, true},
+		{config.Cassandra{Host: "cassandra.internal", Port: 9042, SSLCertFile: "/ca.pem"}, true},
+		{config.Cassandra{Host: "cassandra.internal", Port: 9042}, false},
+		{config.Cassandra{Host: "127.0.0.1"}, false},
+	} {
+		if got := UsesTLS(tc.cfg); got != tc.want {
+			t.Errorf("UsesTLS(%s:%d, SSL_CERTFILE %q) = %v, want %v", tc.cfg.Host, tc.cfg.Port, tc.cfg.SSLCertFile, got, tc.want)
+		}
+	}
+}
+
+// TestTLSOnPort9142WithoutCertFile: Open to port 9142 without SSL_CERTFILE
+// starts with a TLS handshake (a listener on 127.0.0.1:9142 reads the first
+// bytes), and trusts the Amazon roots without any file.
+func TestTLSOnPort9142WithoutCertFile(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:9142")
+	if err != nil {
+		t.Fatalf("listening on 127.0.0.1:9142 (needed free for this test): %v", err)
+	}
+	defer ln.Close()
+	first := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			first <- nil
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 3)
+		_, _ = io.ReadFull(c, b)
+		first <- b
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := config.Cassandra{Keyspace: "ks", Host: "127.0.0.1", Port: 9142, Username: "u", Password: "p", VerifyHost: true}
+	if s, err := Open(ctx, cfg, WithTimeouts(2*time.Second, 2*time.Second)); err == nil {
+		s.Close()
+		t.Fatal("Open succeeded against a listener that never answers")
+	}
+	select {
+	case b := <-first:
+		// A TLS record of type handshake (22), version 3.x.
+		if !bytes.Equal(b[:2], []byte{22, 3}) {
+			t.Errorf("first bytes %v, want a TLS handshake record (22, 3, ...)", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open never connected")
+	}
+
+	tc, err := tlsConfig(config.Cassandra{Host: "cassandra.us-west-2.amazonaws.com", Port: 9142, VerifyHost: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.ServerName != "cassandra.us-west-2.amazonaws.com" || tc.InsecureSkipVerify {
+		t.Errorf("server name %q, insecure %v", tc.ServerName, tc.InsecureSkipVerify)
+	}
+	// The Starfield Class 2 root, which Keyspaces' chain ends in, is trusted.
+	rest := keyspacesRoots
+	var found bool
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(cert.Subject.String(), "Starfield Class 2") {
+			found = true
+			if _, err := cert.Verify(x509.VerifyOptions{Roots: tc.RootCAs}); err != nil {
+				t.Errorf("the Starfield Class 2 root is not trusted: %v", err)
+			}
+		}
+	}
+	if !found {
+		t.Error("the built-in roots lack the Starfield Class 2 root")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -70,9 +71,10 @@ func WithTimeouts(request, connect time.Duration) Option {
 }
 
 // Open connects to the cluster cfg describes: native protocol v4,
-// LOCAL_QUORUM, the original's retry policy (exponential backoff with jitter,
-// base 0.1 s, at most 10 s, 10 retries), TLS when cfg.SSLCertFile is set, and
-// password authentication or AWS SigV4 (static keys or web identity).
+// reads at cfg.Consistency (default LOCAL_ONE, the original's), the
+// original's retry policy (exponential backoff with jitter, base 0.1 s, at
+// most 10 s, 10 retries), TLS as UsesTLS says, and password authentication
+// or AWS SigV4 with the AWS SDK's default credential chain.
 func Open(ctx context.Context, cfg config.Cassandra, opts ...Option) (*Store, error) {
 	o := options{
 		pageSize:       DefaultPageSize,
@@ -99,13 +101,20 @@ func Open(ctx context.Context, cfg config.Cassandra, opts ...Option) (*Store, er
 		cluster.Port = DefaultPort
 	}
 	cluster.ProtoVersion = 4
-	cluster.Consistency = gocql.LocalQuorum
+	cluster.Consistency = gocql.LocalOne // the original's (the driver's default)
+	if cfg.Consistency != "" {
+		c, err := gocql.ParseConsistencyWrapper(cfg.Consistency)
+		if err != nil {
+			return nil, fmt.Errorf("cassandra: consistency %q: %w", cfg.Consistency, err)
+		}
+		cluster.Consistency = c
+	}
 	cluster.Timeout = o.requestTimeout
 	cluster.ConnectTimeout = o.connectTimeout
 	cluster.RetryPolicy = o.retry
 	cluster.PageSize = o.pageSize
 
-	if cfg.SSLCertFile != "" {
+	if UsesTLS(cfg) {
 		tc, err := tlsConfig(cfg)
 		if err != nil {
 			return nil, err
@@ -113,7 +122,7 @@ func Open(ctx context.Context, cfg config.Cassandra, opts ...Option) (*Store, er
 		cluster.SslOpts = &gocql.SslOptions{Config: tc, EnableHostVerification: cfg.VerifyHost}
 	}
 
-	a, err := newAuth(cfg, o.stsEndpoint)
+	a, err := newAuth(ctx, cfg, o.stsEndpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -121,9 +130,11 @@ func Open(ctx context.Context, cfg config.Cassandra, opts ...Option) (*Store, er
 	if a.aws != nil {
 		// Fail early, with the credentials' own error, rather than in the
 		// middle of the handshake.
-		if _, err := a.aws.Retrieve(ctx); err != nil {
+		creds, err := a.aws.Retrieve(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("cassandra: AWS credentials (%s): %w", a.describe, err)
 		}
+		a.describe += " (credentials from " + creds.Source + ")"
 		// Keyspaces names its data centre after the region, as the original
 		// coordinator's load balancing assumes.
 		cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(a.region))
@@ -169,11 +180,34 @@ func createSession(ctx context.Context, cluster *gocql.ClusterConfig) (*gocql.Se
 // Close closes the session.
 func (s *Store) Close() { s.session.Close() }
 
-// tlsConfig trusts the CA bundle in cfg.SSLCertFile. With VerifyHost the
-// server's certificate must also name the configured host; without it the
-// chain is still verified against the bundle (gocql alone would skip all
-// verification), only the name check is left out, as in the original.
-func tlsConfig(cfg config.Cassandra) (*tls.Config, error) {
+// KeyspacesPort is the port of AWS Keyspaces' TLS endpoints.
+const KeyspacesPort = 9142
+
+//go:embed keyspaces-roots.pem
+var keyspacesRoots []byte
+
+// UsesTLS reports whether Open connects with TLS: when SSL_CERTFILE is set,
+// and always to AWS Keyspaces (port 9142 or an *.amazonaws.com host), which
+// only speaks TLS; the original always used TLS there.
+func UsesTLS(cfg config.Cassandra) bool {
+	host := strings.ToLower(strings.TrimSuffix(cfg.Host, "."))
+	return cfg.SSLCertFile != "" || cfg.Port == KeyspacesPort || strings.HasSuffix(host, ".amazonaws.com")
+}
+
+// rootCAs is the CA bundle in cfg.SSLCertFile or, when unset, the system's
+// roots plus the built-in roots of Keyspaces' certificates (Amazon Trust
+// Services and Starfield), so a minimal image needs no bundle of its own.
+func rootCAs(cfg config.Cassandra) (*x509.CertPool, error) {
+	if cfg.SSLCertFile == "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(keyspacesRoots) {
+			return nil, errors.New("cassandra: the built-in Keyspaces roots hold no certificate")
+		}
+		return pool, nil
+	}
 	pem, err := os.ReadFile(cfg.SSLCertFile)
 	if err != nil {
 		return nil, fmt.Errorf("cassandra: reading the CA bundle: %w", err)
@@ -181,6 +215,18 @@ func tlsConfig(cfg config.Cassandra) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("cassandra: %s holds no PEM certificate", cfg.SSLCertFile)
+	}
+	return pool, nil
+}
+
+// tlsConfig trusts rootCAs. With VerifyHost the server's certificate must
+// also name the configured host; without it the chain is still verified
+// (gocql alone would skip all verification), only the name check is left
+// out, as in the original.
+func tlsConfig(cfg config.Cassandra) (*tls.Config, error) {
+	pool, err := rootCAs(cfg)
+	if err != nil {
+		return nil, err
 	}
 	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if cfg.VerifyHost {

@@ -3,6 +3,7 @@ package cassandra
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -176,5 +177,16 @@ func TestBoundsRoundUpToMilliseconds(t *testing.T) {
 	from, to = bounds(coordinator.Window{Start: at, End: at.Add(time.Second)})
 	if !from.Equal(at) || !to.Equal(at.Add(time.Second)) {
 		t.Errorf("whole milliseconds must stay: [%v, %v)", from, to)
+	}
+}
+
+// TestColumns: the submissions query reads the original's 15 columns, what
+// scoring and the copy into Postgres need; never snark_work or raw_block.
+func TestColumns(t *testing.T) {
+	want := []string{"submitted_at_date", "submitted_at", "submitter", "created_at", "block_hash",
+		"remote_addr", "peer_id", "graphql_control_port", "built_with_commit_sha",
+		"state_hash", "parent", "height", "slot", "validation_error", "verified"}
+	if !slices.Equal(columns, want) {
+		t.Errorf("columns\n%q\nwant\n%q", columns, want)
 	}
 }

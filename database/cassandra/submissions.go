@@ -14,12 +14,13 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
-// columns are read in this order by scan. The original coordinator reads the
-// same columns except snark_work; it is read here so that a Submission is
-// complete whichever store it comes from. raw_block is never read.
+// columns are read in this order by scan: what scoring and the copy into
+// Postgres need, the original coordinator's 15 columns. snark_work (which
+// the verifier nulls, and the original stopped reading) and raw_block are
+// never read.
 var columns = []string{
 	"submitted_at_date", "submitted_at", "submitter", "created_at", "block_hash",
-	"remote_addr", "peer_id", "snark_work", "graphql_control_port", "built_with_commit_sha",
+	"remote_addr", "peer_id", "graphql_control_port", "built_with_commit_sha",
 	"state_hash", "parent", "height", "slot", "validation_error", "verified",
 }
 
@@ -89,7 +90,7 @@ func scan(sc gocql.Scanner) (coordinator.Submission, error) {
 		date string
 	)
 	err := sc.Scan(&date, &sub.SubmittedAt, &sub.Submitter, &sub.CreatedAt, &sub.BlockHash,
-		&sub.RemoteAddr, &sub.PeerID, blob{&sub.SnarkWork}, &sub.GraphQLControlPort, &sub.BuiltWithCommitSHA,
+		&sub.RemoteAddr, &sub.PeerID, &sub.GraphQLControlPort, &sub.BuiltWithCommitSHA,
 		&sub.StateHash, &sub.Parent, &sub.Height, &sub.Slot, &sub.ValidationError, &sub.Verified)
 	if err != nil {
 		return sub, fmt.Errorf("scanning a row: %w", err)
@@ -129,7 +130,9 @@ func (s *Store) UpdateVerification(ctx context.Context, subs []coordinator.Submi
 			err := s.session.Query(s.updateQuery,
 				sub.StateHash, sub.Parent, sub.Height, sub.Slot, sub.ValidationError, sub.Verified,
 				date, Shard(sub.SubmittedAt), sub.SubmittedAt, sub.Submitter).
-				WithContext(ctx).Idempotent(true).Exec()
+				WithContext(ctx).Idempotent(true).
+				Consistency(gocql.LocalQuorum). // the only write consistency Keyspaces accepts
+				Exec()
 			if err != nil {
 				return fmt.Errorf("cassandra: updating the submission of %s at %s: %w",
 					sub.Submitter, sub.SubmittedAt.UTC().Format(time.RFC3339Nano), err)
@@ -138,17 +141,4 @@ func (s *Store) UpdateVerification(ctx context.Context, subs []coordinator.Submi
 		})
 	}
 	return g.Wait()
-}
-
-// blob scans a blob column keeping NULL (nil) apart from empty (non-nil,
-// length 0); gocql's own []byte scan turns both into nil.
-type blob struct{ b *[]byte }
-
-func (x blob) UnmarshalCQL(_ gocql.TypeInfo, data []byte) error {
-	if data == nil {
-		*x.b = nil
-		return nil
-	}
-	*x.b = append(make([]byte, 0, len(data)), data...)
-	return nil
 }
