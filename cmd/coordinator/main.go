@@ -36,6 +36,8 @@ type CLI struct {
 	Cleanup        CleanupCmd        `cmd:"" help:"Delete batches, points and submissions older than N days."`
 	Verify         VerifyCmd         `cmd:"" help:"Run the bundled verifier on one window of submissions."`
 	Serve          ServeCmd          `cmd:"" help:"Serve the read API, the batch stream and the web pages (read-only)."`
+	Explain        ExplainCmd        `cmd:"" help:"Why a producer did or did not get a point, batch by batch."`
+	Status         StatusCmd         `cmd:"" help:"The coordinator's progress, lag, last failure, lock holder and latest batches."`
 	VersionCmd     VersionCmd        `cmd:"" name:"version" help:"Print the version and exit."`
 	Help           HelpCmd           `cmd:"" help:"Show help for a command."`
 }
