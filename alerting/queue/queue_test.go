@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/delegation-program/uptime-coordinator/alerting/channels"
 	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
@@ -120,6 +122,15 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if c.Dead != 2 || c.Pending != 0 {
 		t.Fatalf("counts %+v, want 2 dead and nothing pending", c)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(queue.Collector(pool, slog.Default()))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP coordinator_alert_deliveries Alert deliveries by state: pending (queued or waiting for a retry) and dead (dead letters: attempts exhausted or refused for good).
+# TYPE coordinator_alert_deliveries gauge
+coordinator_alert_deliveries{state="dead"} 2
+coordinator_alert_deliveries{state="pending"} 0
+`)); err != nil {
+		t.Errorf("/metrics: %v", err)
 	}
 	if n400, n500, nOK := len(h.get("/fail400/T0K3N")), len(h.get("/fail500/T0K3N")), len(h.get("/ok")); n400 != 1 || n500 != 3 || nOK != 2 {
 		t.Fatalf("attempts: 400 path %d (want 1), 500 path %d (want 3), ok path %d (want 2)", n400, n500, nOK)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/delegation-program/uptime-coordinator/alert"
 	"github.com/delegation-program/uptime-coordinator/alerting"
@@ -39,10 +40,13 @@ func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
 }
 
 // setupAlerts builds the queue and the evaluator and starts delivering.
-func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*alerts, error) {
+func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) (*alerts, error) {
 	q, err := queue.New(pool, true, queueOptions(cfg, log))
 	if err != nil {
 		return nil, err
+	}
+	if err := reg.Register(queue.Collector(pool, log)); err != nil {
+		return nil, fmt.Errorf("registering the alert metrics: %w", err)
 	}
 	a := &alerts{log: log, queue: q, drain: cfg.AlertDrainTimeout,
 		eval: &alerting.Evaluator{Queue: q, Operator: alert.FromConfig(cfg), PublicURL: cfg.PublicURL, Logger: log}}

@@ -91,7 +91,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		},
 	}
 	ops.Apply(eng)
-	al, err := setupAlerts(ctx, cfg, pool, log)
+	al, err := setupAlerts(ctx, cfg, pool, log, ops.monitor.Registry())
 	if err != nil {
 		return err
 	}
