@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"syscall"
@@ -141,6 +143,33 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 	}
 	if counts.Pending != 0 || counts.Dead != 0 || undelivered != 0 {
 		t.Fatalf("after the last run: %d pending, %d dead, %d undelivered outbox rows; want none", counts.Pending, counts.Dead, undelivered)
+	}
+	firing := map[string]bool{}
+	for _, e := range want {
+		firing[e.Producer] = e.Event == "fired"
+	}
+	wantFiring := 0
+	for _, on := range firing {
+		if on {
+			wantFiring++
+		}
+	}
+	js, err := coordinatorCmd(cfg, nil, "status", "--format", "json").Output()
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var st struct {
+		Alerts map[string]int `json:"alerts"`
+	}
+	if err := json.Unmarshal(js, &st); err != nil {
+		t.Fatal(err)
+	}
+	if w := map[string]int{"subscriptions": 1, "firing": wantFiring, "pending_deliveries": 0, "dead_letters": 0}; !maps.Equal(st.Alerts, w) {
+		t.Errorf("status alerts %v, want %v", st.Alerts, w)
+	}
+	text, _ := coordinatorCmd(cfg, nil, "status").Output()
+	if w := fmt.Sprintf("Alerts: 1 subscription, %d firing; deliveries: 0 pending, 0 dead letters\n", wantFiring); !strings.Contains(string(text), w) {
+		t.Errorf("status text lacks %q:\n%s", w, text)
 	}
 	t.Logf("%d messages delivered once each; the receiver refused %d attempts while down", len(got), recv.Refused.Load())
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/delegation-program/uptime-coordinator/alerting/queue"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 )
@@ -35,6 +36,17 @@ type Status struct {
 	// running coordinator. Nil when no coordinator runs on the database.
 	LockHolder *LockHolder   `json:"lock_holder"`
 	Recent     []BatchStatus `json:"recent_batches"` // newest first
+	Alerts     AlertStatus   `json:"alerts"`
+}
+
+// AlertStatus sums up the per-producer alerts and their delivery queue.
+type AlertStatus struct {
+	Subscriptions int64 `json:"subscriptions"`
+	Firing        int64 `json:"firing"` // alerts fired and not resolved
+	// Pending deliveries are queued or waiting for a retry; Dead ones are
+	// dead letters (attempts exhausted, or refused for good).
+	Pending int64 `json:"pending_deliveries"`
+	Dead    int64 `json:"dead_letters"`
 }
 
 // BatchStatus is one committed batch.
@@ -176,6 +188,16 @@ func ReadStatus(ctx context.Context, db Querier, now time.Time) (*Status, error)
 		}
 		st.LockHolder = &h
 	}
+
+	counts, err := queue.Count(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	st.Alerts.Pending, st.Alerts.Dead = counts.Pending, counts.Dead
+	if err := db.QueryRow(ctx, `SELECT (SELECT count(*) FROM alert_subscriptions), (SELECT count(*) FROM alert_state)`).
+		Scan(&st.Alerts.Subscriptions, &st.Alerts.Firing); err != nil {
+		return nil, fmt.Errorf("reading the alert subscriptions: %w", err)
+	}
 	return st, nil
 }
 
@@ -214,6 +236,9 @@ func WriteStatus(w io.Writer, st *Status) error {
 		}
 		b.WriteByte('\n')
 	}
+	a := st.Alerts
+	fmt.Fprintf(&b, "Alerts: %d %s, %d firing; deliveries: %d pending, %d dead %s\n", a.Subscriptions, plural(int(a.Subscriptions), "subscription", "subscriptions"),
+		a.Firing, a.Pending, a.Dead, plural(int(a.Dead), "letter", "letters"))
 	fmt.Fprintf(&b, "Schema version: %d\n", st.SchemaVersion)
 	if len(st.Recent) > 0 {
 		fmt.Fprintf(&b, "Latest %d %s:\n", len(st.Recent), plural(len(st.Recent), "batch", "batches"))
