@@ -37,6 +37,13 @@ type Postgres struct {
 	Host, DB, User, Password, SSLMode string
 	Port                              int
 	ROUser, ROPassword                string
+	// ConnectTimeout bounds every connection attempt (connect and
+	// handshake); 0 means none.
+	ConnectTimeout time.Duration
+	// StatementTimeout bounds each database step of a batch: the server's
+	// statement_timeout of the batch connections, and a client-side deadline
+	// that also catches a frozen server. 0 means none.
+	StatementTimeout time.Duration
 }
 
 // Cassandra holds the settings of the Cassandra / AWS Keyspaces store.
@@ -562,6 +569,9 @@ func (p Postgres) ConnString(db string) string {
 	if p.SSLMode != "" {
 		kv = append(kv, [2]string{"sslmode", p.SSLMode})
 	}
+	if p.ConnectTimeout > 0 {
+		kv = append(kv, [2]string{"connect_timeout", strconv.Itoa(max(1, int(p.ConnectTimeout.Round(time.Second)/time.Second)))})
+	}
 	var b strings.Builder
 	for i, pair := range kv {
 		if i > 0 {
@@ -596,6 +606,9 @@ func (l *loader) postgres() Postgres {
 		SSLMode:    l.oneOf("POSTGRES_SSLMODE", true, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
 		ROUser:     l.str("POSTGRES_RO_USER"),
 		ROPassword: l.str("POSTGRES_RO_PASSWORD"),
+
+		ConnectTimeout:   l.duration("POSTGRES_CONNECT_TIMEOUT"),
+		StatementTimeout: l.duration("POSTGRES_STATEMENT_TIMEOUT"),
 	}
 }
 

@@ -42,6 +42,8 @@ var Vars = []Var{
 	{Name: "POSTGRES_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password (may be empty with trust or peer authentication)."},
 	{Name: "POSTGRES_SSLMODE", Group: groupPostgres, Doc: "libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full (default: libpq's prefer)."},
 	{Name: "MIGRATE_ON_START", Default: "true", Group: groupPostgres, Doc: "New. run applies pending schema migrations at start (needs DDL rights). False: run refuses to start while migrations are pending; create-database applies them (the Helm chart's init step)."},
+	{Name: "POSTGRES_CONNECT_TIMEOUT", Default: "10s", Group: groupPostgres, Doc: "New. Limit of every connection attempt to PostgreSQL, handshake included (Go duration, whole seconds): a server that accepts TCP and never answers fails start-up instead of hanging."},
+	{Name: "POSTGRES_STATEMENT_TIMEOUT", Default: "5m", Group: groupPostgres, Doc: "New. Limit of each database step of a batch (reading the latest batch, reading submissions, the commit transaction): the server's statement_timeout and a client-side deadline that also catches a frozen server; the attempt then fails and is retried. The slowest measured batch (10,000 producers) takes under 1 s."},
 	{Name: "POSTGRES_RO_USER", Group: groupPostgres, Doc: "Read-only user that create-ro-user creates (for the leaderboard)."},
 	{Name: "POSTGRES_RO_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password of POSTGRES_RO_USER."},
 

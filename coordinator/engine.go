@@ -56,7 +56,35 @@ type Engine struct {
 	// is abandoned after its retries.
 	OnFailure func(ctx context.Context, w Window, attempt int, err error, final bool)
 
+	// DBTimeout (POSTGRES_STATEMENT_TIMEOUT) bounds each database step of an
+	// attempt: reading the latest batch, reading the submissions, the
+	// commit. A step that outlives it fails the attempt, which is retried.
+	// 0: no bound.
+	DBTimeout time.Duration
+	// VerifyLimit is the longest verification may legitimately take
+	// (WORKER_TIMEOUT; the workers enforce it). Only reported to Busy.
+	VerifyLimit time.Duration
+	// Busy, when set, is told each time the loop starts a step and how long
+	// that step may legitimately take (0: no bound), so that liveness can
+	// tell a wedged loop from a busy or waiting one.
+	Busy func(what string, limit time.Duration)
+
 	lastSubmitters int // Submitters of the last committed batch
+}
+
+// preBatchTimeout bounds BeforeBatch (the application status update).
+const preBatchTimeout = 10 * time.Minute
+
+// step reports the start of a step to Busy and returns ctx bounded by
+// limit (unbounded when limit is 0).
+func (e *Engine) step(ctx context.Context, what string, limit time.Duration) (context.Context, context.CancelFunc) {
+	if e.Busy != nil {
+		e.Busy(what, limit)
+	}
+	if limit <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, limit)
 }
 
 // Summary describes one committed batch.
@@ -144,6 +172,9 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 		}
 		e.log().Error("batch failed; retrying", append(where,
 			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)...)
+		if e.Busy != nil {
+			e.Busy("waiting to retry the batch", delay)
+		}
 		if err := sleep(ctx, delay); err != nil {
 			return nil, err
 		}
@@ -152,19 +183,27 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 }
 
 func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, error) {
-	last, err := e.Store.LastBatch(ctx)
+	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
+	last, err := e.Store.LastBatch(dbctx)
+	cancel()
 	if err != nil {
 		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
 	}
 	w := Window{Start: last.End, End: last.End.Add(e.Interval)}
 	if wait := w.End.Add(e.Grace).Sub(e.now()); wait > 0 {
 		e.log().Info("waiting for the batch window to close", "window_start", w.Start, "window_end", w.End, "wait", wait.Round(time.Second))
+		if e.Busy != nil {
+			e.Busy("waiting for the batch window to close", wait)
+		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, w, err
 		}
 	}
 	if e.BeforeBatch != nil {
-		if err := e.BeforeBatch(ctx); err != nil {
+		pctx, cancel := e.step(ctx, "the pre-batch step (application status update)", preBatchTimeout)
+		err := e.BeforeBatch(pctx)
+		cancel()
+		if err != nil {
 			e.log().Error("pre-batch step failed; continuing with the batch", "error", err)
 		}
 	}
@@ -172,14 +211,20 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	Checkpoint(ctx, "verify")
 	verifyStart := e.now()
 	if e.Verifier != nil {
+		if e.Busy != nil {
+			e.Busy("verifying submissions", e.VerifyLimit)
+		}
 		if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
 			return nil, w, fmt.Errorf("verifying submissions: %w", err)
 		}
 	}
 	verification := e.now().Sub(verifyStart)
 
+	dbctx, cancel = e.step(ctx, "reading submissions", e.DBTimeout)
+	defer cancel()
 	Checkpoint(ctx, "load")
-	subs, err := e.Source.Submissions(ctx, w)
+	subs, err := e.Source.Submissions(dbctx, w)
+	cancel()
 	if err != nil {
 		return nil, w, fmt.Errorf("loading submissions: %w", err)
 	}
@@ -191,7 +236,9 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	submitters := countSubmitters(subs)
 	var result *Result
 	var evidence *BatchEvidence
-	committed, err := e.Store.CommitBatch(ctx, last, func(prev []ShortlistedHash) (*Record, error) {
+	dbctx, cancel = e.step(ctx, "committing the batch", e.DBTimeout)
+	defer cancel()
+	committed, err := e.Store.CommitBatch(dbctx, last, func(prev []ShortlistedHash) (*Record, error) {
 		result = Score(subs, prev)
 		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now(),
 			Submitters: submitters, PrevSubmitters: e.lastSubmitters}

@@ -87,6 +87,9 @@ type Monitor struct {
 	workersRetry *prometheus.CounterVec
 
 	mu           sync.Mutex
+	busy         string    // the loop's current step (Busy)
+	busySince    time.Time // when it started
+	busyUntil    time.Time // when it is overdue; zero: no bound
 	progress     time.Time // the last commit, or the loop's start
 	lastBatchEnd time.Time // zero until known
 	srv          *http.Server
@@ -210,6 +213,11 @@ func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := m.Live(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintln(w, "not alive:", err)
+			return
+		}
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", m.readyz)
@@ -226,6 +234,34 @@ func (m *Monitor) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = fmt.Fprintln(w, "ready")
+}
+
+// Busy records that the loop starts a step that may legitimately take up to
+// limit (0: no bound), e.g. waiting for a window to close, verifying, or a
+// database step (an engine hook). Liveness fails once the step has run for
+// longer than limit plus a grace of min(limit, 1 minute) for cancellation.
+func (m *Monitor) Busy(what string, limit time.Duration) {
+	now := m.opts.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.busy, m.busySince, m.busyUntil = what, now, time.Time{}
+	if limit > 0 {
+		m.busyUntil = now.Add(limit + min(limit, time.Minute))
+	}
+}
+
+// Live returns nil unless the loop has been in one step for longer than it
+// may legitimately take (see Busy): then the process is wedged and should
+// be restarted.
+func (m *Monitor) Live() error {
+	now := m.opts.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busyUntil.IsZero() || !now.After(m.busyUntil) {
+		return nil
+	}
+	return fmt.Errorf("the loop is stuck: %s since %s (%s), longer than it may take",
+		m.busy, m.busySince.UTC().Format(time.RFC3339), now.Sub(m.busySince).Round(time.Second))
 }
 
 // Ready returns nil when the database answers a ping within the ping

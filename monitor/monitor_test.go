@@ -488,3 +488,35 @@ func TestServeBadAddress(t *testing.T) {
 		t.Fatalf("Serve = %v, want an error naming the address", err)
 	}
 }
+
+// Issue 10 item 5: /healthz fails once the loop has been in one step for
+// longer than the step may take (plus min(limit, 1 minute)); waiting for a
+// window is such a step, so a long wait is alive.
+func TestHealthzLiveness(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: t0}
+	m := monitor.New(monitor.Options{Now: clk.Now})
+	base := serve(t, m)
+	live := func(wantCode int, wantText string) {
+		t.Helper()
+		code, body := get(t, base+"/healthz")
+		if code != wantCode || !strings.Contains(body, wantText) {
+			t.Errorf("/healthz = %d %q, want %d with %q", code, body, wantCode, wantText)
+		}
+	}
+	live(http.StatusOK, "ok") // nothing started yet
+	m.Busy("waiting for the batch window to close", 19*time.Minute)
+	clk.Add(19*time.Minute + time.Minute) // at the bound
+	live(http.StatusOK, "ok")
+	clk.Add(time.Second)
+	live(http.StatusServiceUnavailable, "the loop is stuck: waiting for the batch window to close since 2024-06-05T12:30:00Z (20m1s)")
+	m.Busy("committing the batch", 10*time.Second) // progress: a new step
+	live(http.StatusOK, "ok")
+	clk.Add(20 * time.Second)
+	live(http.StatusOK, "ok")
+	clk.Add(time.Second)
+	live(http.StatusServiceUnavailable, "the loop is stuck: committing the batch since")
+	m.Busy("verifying submissions", 0) // unbounded
+	clk.Add(1000 * time.Hour)
+	live(http.StatusOK, "ok")
+}

@@ -66,7 +66,13 @@ func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 // Apply installs the hooks on e, after any e already has: metrics first,
 // and the application status update before each batch.
 func (o *ops) Apply(e *coordinator.Engine) {
-	after, onFailure := e.AfterBatch, e.OnFailure
+	after, onFailure, busy := e.AfterBatch, e.OnFailure, e.Busy
+	e.Busy = func(what string, limit time.Duration) {
+		if busy != nil {
+			busy(what, limit)
+		}
+		o.monitor.Busy(what, limit)
+	}
 	e.AfterBatch = func(ctx context.Context, s *coordinator.Summary) {
 		if after != nil {
 			after(ctx, s)

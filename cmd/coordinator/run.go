@@ -42,7 +42,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		return err
 	}
 	defer release()
-	pool, err := postgres.Open(ctx, conn)
+	pool, err := postgres.Open(ctx, conn, postgres.WithStatementTimeout(cfg.Postgres.StatementTimeout))
 	if err != nil {
 		return err
 	}
@@ -79,6 +79,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Interval: cfg.SurveyInterval, MiniBatches: cfg.MiniBatchNumber, UptimeDays: cfg.UptimeDays,
 		Retries: cfg.RetryCount, MaxUnverifiedPercent: cfg.MaxUnverifiedPct, CopySubmissions: cfg.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
+		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.WorkerTimeout,
 		Logger: log,
 		// Recorded for coordinator status; a failure to record is logged and
 		// never stops the loop.

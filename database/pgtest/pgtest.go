@@ -12,6 +12,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -339,6 +341,37 @@ func startPostgres(bin, dir, data string, port int, durable bool, attr *syscall.
 			return nil, fmt.Errorf("postgres did not accept connections within 30s: %w", err)
 		}
 	}
+}
+
+// Signal sends sig to the server and every process it started (each
+// backend is a process group of its own, so the server's group is not
+// enough): SIGSTOP freezes the server — the kernel still accepts TCP
+// connections, nothing answers — and SIGCONT thaws it. Linux only (/proc).
+func (c *Cluster) Signal(sig syscall.Signal) error {
+	pid := c.cmd.Process.Pid
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signalling postgres: %w", err)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Errorf("listing the server's processes: %w", err)
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			_ = syscall.Kill(child, sig)
+		}
+	}
+	return nil
 }
 
 // Stop shuts the server down (fast mode) and removes its directory.

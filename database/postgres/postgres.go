@@ -7,6 +7,8 @@ import (
 	"database/sql"
 	"fmt"
 	"io/fs"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -16,11 +18,27 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/migrations"
 )
 
+// Option configures a pool opened by Open.
+type Option func(*pgxpool.Config)
+
+// WithStatementTimeout sets the server's statement_timeout of every
+// connection of the pool (0: the server's default).
+func WithStatementTimeout(d time.Duration) Option {
+	return func(c *pgxpool.Config) {
+		if d > 0 {
+			c.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+		}
+	}
+}
+
 // Open connects a pool to connString and checks that the server answers.
-func Open(ctx context.Context, connString string) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, connString string, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parsing postgres connection settings: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
+)
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFor polls cond every 50ms for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+
+// ownCluster starts a PostgreSQL server of the test's own (to freeze or
+// restart it), with a migrated database holding batches windows of verified
+// submissions and the starting bot_logs row.
+func ownCluster(t *testing.T, windows int) (*pgtest.Cluster, config.Postgres) {
+	t.Helper()
+	c, err := pgtest.StartCluster(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	cfg := c.Config
+	ctx := context.Background()
+	if _, err := postgres.Migrate(ctx, cfg.ConnString("")); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.Open(ctx, cfg.ConnString(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	net := synthnet.Generate(synthnet.Params{Seed: 43, Producers: 80, Start: netStart, Duration: time.Duration(windows) * 20 * time.Minute})
+	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
+		t.Fatal(err)
+	}
+	return c, cfg
+}
+
+// Issue 10 item 5: a server that accepts TCP and never answers fails
+// start-up within POSTGRES_CONNECT_TIMEOUT (it used to hang forever).
+func TestConnectTimeout(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn // accepted, never answered
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := coordinatorCmd(config.Postgres{Host: "127.0.0.1", Port: port, DB: "db", User: "u"}, []string{"POSTGRES_CONNECT_TIMEOUT=1s"})
+	cmd := exec.CommandContext(ctx, binary, "run")
+	cmd.Env, cmd.Dir = base.Env, base.Dir
+	began := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(began)
+	if ctx.Err() != nil {
+		t.Fatalf("start-up hung against a silent server (killed after %s):\n%s", took, out)
+	}
+	if exitCode(err) != 1 || !strings.Contains(string(out), "timeout") {
+		t.Fatalf("exit %d after %s, want 1 and a timeout:\n%s", exitCode(err), took, out)
+	}
+	if took > 20*time.Second {
+		t.Errorf("start-up failed after %s, want a few seconds", took)
+	}
+}
+
+// Issue 10 item 5: a frozen database (SIGSTOP: TCP still accepted, nothing
+// answered) used to block the loop silently. The database step now fails the
+// attempt after POSTGRES_STATEMENT_TIMEOUT, the attempt is retried, and once
+// the server is thawed the batch commits.
+func TestFrozenDatabaseFailsTheAttempt(t *testing.T) {
+	t.Parallel()
+	cluster, cfg := ownCluster(t, 1)
+	var out lockedBuffer
+	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=sh -c 'sleep 3' verifier", "RETRY_COUNT=5",
+		"POSTGRES_STATEMENT_TIMEOUT=2s"}, "run", "--batches", "1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cluster.Signal(syscall.SIGCONT) }()
+	if !waitFor(30*time.Second, func() bool { return strings.Contains(out.String(), `"msg":"verifier launched"`) }) {
+		t.Fatalf("no verifier launched:\n%s", out.String())
+	}
+	if err := cluster.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	if !waitFor(60*time.Second, func() bool { return strings.Contains(out.String(), `"msg":"batch failed; retrying"`) }) {
+		t.Fatalf("the attempt did not fail against the frozen database:\n%s", out.String())
+	}
+	failedAfter := time.Since(frozen)
+	if err := cluster.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("coordinator: %v\n%s", err, out.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("no commit after the database was thawed:\n%s", out.String())
+	}
+	log := out.String()
+	if !strings.Contains(log, "loading submissions") || !strings.Contains(log, "timeout") {
+		t.Errorf("the failed attempt does not say which step timed out:\n%s", log)
+	}
+	if n := committed(t, cfg); n != 1 {
+		t.Fatalf("%d batches committed, want 1", n)
+	}
+	t.Logf("frozen at the load step; the attempt failed %s later", failedAfter.Round(time.Millisecond))
+}
+
+// Issue 10 item 5: /healthz (liveness) fails when the loop stays in one
+// step longer than that step may take, so Kubernetes restarts a wedged
+// coordinator; it is OK while the step is within its bound.
+func TestLivenessFailsWhenTheLoopIsWedged(t *testing.T) {
+	t.Parallel()
+	cfg := seeded(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	// The halt hook wedges the loop at the load step, which may take up to
+	// POSTGRES_STATEMENT_TIMEOUT (2s) plus a grace of 2s.
+	cmd := coordinatorCmd(cfg, []string{"METRICS_ADDR=" + addr, "POSTGRES_STATEMENT_TIMEOUT=2s", "COORDINATOR_HALT_AT=load"}, "run")
+	var stdout lockedBuffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	halted := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "HALT ") {
+				close(halted)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case <-halted:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the coordinator never reached the load step:\n%s", stdout.String())
+	}
+	healthz := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := healthz(); code != http.StatusOK {
+		t.Fatalf("/healthz right after the step started: %d %s, want 200", code, body)
+	}
+	var code int
+	var body string
+	if !waitFor(30*time.Second, func() bool { code, body = healthz(); return code == http.StatusServiceUnavailable }) {
+		t.Fatalf("/healthz still %d %q with the loop wedged", code, body)
+	}
+	if !strings.Contains(body, "the loop is stuck: reading submissions since ") {
+		t.Errorf("/healthz says %q", body)
+	}
+}
