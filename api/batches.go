@@ -17,19 +17,52 @@ type Batch struct {
 	ShortlistSize    int      `json:"shortlisted_hashes" doc:"State hashes kept on the consensus chain (bot_logs_statehash rows)"`
 	ConsensusHashes  []string `json:"consensus_hashes" doc:"State hashes named by at least 5% of the producers (weight 0)"`
 	DurationSeconds  *float64 `json:"duration_seconds" doc:"bot_logs.processing_time: seconds the batch took"`
+	// Evidence and ErrorClasses exist for batches scored with evidence.
+	Evidence     *BatchEvidence `json:"evidence" doc:"Submission and producer counts of the batch (null for a batch scored before evidence was recorded)"`
+	ErrorClasses []ErrorClass   `json:"error_classes" doc:"Failed submissions by verifier error class, most frequent first"`
+}
+
+// BatchEvidence is a batch's batch_evidence_summary row.
+type BatchEvidence struct {
+	Submissions         int `json:"submissions"`
+	Valid               int `json:"valid"`
+	Unverified          int `json:"unverified"`
+	Invalid             int `json:"invalid"`
+	Producers           int `json:"producers" doc:"Distinct submitters"`
+	PointProducers      int `json:"point_producers"`
+	OffChainProducers   int `json:"off_chain_producers"`
+	InvalidProducers    int `json:"invalid_producers"`
+	UnverifiedProducers int `json:"unverified_producers"`
+}
+
+// ErrorClass is one verifier error class of a batch.
+type ErrorClass struct {
+	Class       string  `json:"class"`
+	Submissions int     `json:"submissions"`
+	Producers   int     `json:"producers"`
+	Share       float64 `json:"share" doc:"Share of the batch's submissions, 0..1"`
 }
 
 const batchColumns = `b.id, b.batch_start_epoch, b.batch_end_epoch, coalesce(b.files_processed, 0), b.processing_time,
 	(SELECT count(*) FROM points_summary ps WHERE ps.bot_log_id = b.id)::int,
 	(SELECT count(*) FROM bot_logs_statehash x WHERE x.bot_log_id = b.id)::int,
 	coalesce((SELECT array_agg(s.value ORDER BY s.value) FROM bot_logs_statehash x JOIN statehash s ON s.id = x.statehash_id
-		WHERE x.bot_log_id = b.id AND x.weight = 0), '{}')`
+		WHERE x.bot_log_id = b.id AND x.weight = 0), '{}'),
+	(SELECT row_to_json(s) FROM batch_evidence_summary s WHERE s.bot_log_id = b.id),
+	coalesce((SELECT json_agg(json_build_object('class', c.class, 'submissions', c.submissions, 'producers', c.producers)
+		ORDER BY c.submissions DESC, c.class) FROM batch_error_classes c WHERE c.bot_log_id = b.id), '[]')`
 
 func scanBatch(row pgx.CollectableRow) (Batch, error) {
 	var b Batch
 	var start, end int64
-	err := row.Scan(&b.ID, &start, &end, &b.ValidSubmissions, &b.DurationSeconds, &b.ProducersPointed, &b.ShortlistSize, &b.ConsensusHashes)
+	err := row.Scan(&b.ID, &start, &end, &b.ValidSubmissions, &b.DurationSeconds, &b.ProducersPointed, &b.ShortlistSize, &b.ConsensusHashes,
+		&b.Evidence, &b.ErrorClasses)
 	b.Start, b.End = time.Unix(start, 0).UTC(), time.Unix(end, 0).UTC()
+	for i := range b.ErrorClasses {
+		if b.Evidence != nil && b.Evidence.Submissions > 0 {
+			b.ErrorClasses[i].Share = float64(b.ErrorClasses[i].Submissions) / float64(b.Evidence.Submissions)
+		}
+	}
 	return b, err
 }
 

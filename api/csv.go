@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,15 +76,25 @@ func (h *History) csvTable() ([]string, [][]string) {
 	return []string{"score_at", "score", "score_percent"}, rows
 }
 
-var batchHeader = []string{"bot_log_id", "start", "end", "valid_submissions", "producers_with_point", "shortlisted_hashes", "consensus_hashes", "duration_seconds"}
+var batchHeader = []string{"bot_log_id", "start", "end", "valid_submissions", "producers_with_point", "shortlisted_hashes", "consensus_hashes",
+	"duration_seconds", "submissions", "error_classes"}
 
 func (b *Batch) csvRow() []string {
 	d := ""
 	if b.DurationSeconds != nil {
 		d = strconv.FormatFloat(*b.DurationSeconds, 'f', -1, 64)
 	}
+	subs := ""
+	if b.Evidence != nil {
+		subs = strconv.Itoa(b.Evidence.Submissions)
+	}
+	classes := make([]string, len(b.ErrorClasses))
+	for i, c := range b.ErrorClasses {
+		classes[i] = c.Class + "=" + strconv.Itoa(c.Submissions)
+	}
 	return []string{strconv.FormatInt(b.ID, 10), fmtTime(b.Start), fmtTime(b.End), strconv.Itoa(b.ValidSubmissions),
-		strconv.Itoa(b.ProducersPointed), strconv.Itoa(b.ShortlistSize), strings.Join(b.ConsensusHashes, " "), d}
+		strconv.Itoa(b.ProducersPointed), strconv.Itoa(b.ShortlistSize), strings.Join(b.ConsensusHashes, " "), d, subs,
+		strings.Join(classes, " ")}
 }
 
 func (b *Batch) csvTable() ([]string, [][]string) { return batchHeader, [][]string{b.csvRow()} }
@@ -112,4 +123,20 @@ func (e legacyError) csvTable() ([]string, [][]string) {
 
 func (e legacyParamError) csvTable() ([]string, [][]string) {
 	return []string{"error", "error_message"}, [][]string{{e.Error, e.ErrorMessage}}
+}
+
+func (p *ProducerBatches) csvTable() ([]string, [][]string) {
+	rows := make([][]string, len(p.Batches))
+	for i, b := range p.Batches {
+		classes := make([]string, 0, len(b.InvalidByClass))
+		for c, n := range b.InvalidByClass {
+			classes = append(classes, c+"="+strconv.Itoa(n))
+		}
+		slices.Sort(classes)
+		rows[i] = []string{strconv.FormatInt(b.BotLogID, 10), fmtTime(b.WindowStart), fmtTime(b.WindowEnd), strconv.FormatBool(b.Point),
+			b.Reason, strconv.Itoa(b.Submissions), strconv.Itoa(b.Valid), strconv.Itoa(b.Unverified), strings.Join(classes, " "),
+			strings.Join(b.StateHashes, " "), strconv.FormatBool(b.Derived)}
+	}
+	return []string{"bot_log_id", "window_start", "window_end", "point", "reason", "submissions", "valid", "unverified",
+		"invalid_by_class", "state_hashes", "derived"}, rows
 }

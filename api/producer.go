@@ -7,16 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// Missed-batch reasons derived from the submissions table: the producer sent
-// nothing in the batch's window, sent only submissions that were not valid
-// (unverified, failed verification or without a state hash), or sent valid
-// submissions none of which named a state hash on the consensus chain.
-const (
-	ReasonNoSubmission      = "no_submission"
-	ReasonNoValidSubmission = "no_valid_submission"
-	ReasonOffChain          = "not_on_consensus_chain"
+	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
 // WindowScore is a producer's score over one window.
@@ -31,7 +23,7 @@ type WindowScore struct {
 // producer, with the reason.
 type MissedBatch struct {
 	BatchRef
-	Reason string `json:"reason" enum:"no_submission,no_valid_submission,not_on_consensus_chain"`
+	Reason string `json:"reason" enum:"off_chain,invalid,unverified,no_submission,unknown" doc:"As coordinator explain: off_chain (valid submissions, none on the consensus chain), invalid (every submission failed verification), unverified (the verifier never marked them), no_submission, unknown (scored before evidence was recorded and its submissions are cleaned up)"`
 }
 
 // Producer is what the producer endpoint and page show.
@@ -101,7 +93,7 @@ func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 		if p.Batches24h, err = surveys(ctx, tx, l.End, 1); err != nil {
 			return err
 		}
-		p.MissedBatches, err = missed(ctx, tx, id, key, l.End.Add(-24*time.Hour), l.End)
+		p.MissedBatches, err = missed(ctx, tx, key, l.End.Add(-24*time.Hour), l.End)
 		for _, m := range p.MissedBatches {
 			p.Missed24h[m.Reason]++
 		}
@@ -163,36 +155,24 @@ func percent(points, surveys int) *float64 {
 }
 
 // missed lists the surveys in [from, to] without a point for the producer,
-// with the reason read from its submissions in the batch's window.
-func missed(ctx context.Context, tx pgx.Tx, node int64, key string, from, to time.Time) ([]MissedBatch, error) {
-	rows, err := tx.Query(ctx, `SELECT b.id, b.batch_start_epoch, b.batch_end_epoch,
-			CASE
-				WHEN NOT EXISTS (SELECT 1 FROM submissions s WHERE s.submitter = $2
-					AND s.submitted_at >= to_timestamp(b.batch_start_epoch) AT TIME ZONE 'UTC'
-					AND s.submitted_at < to_timestamp(b.batch_end_epoch) AT TIME ZONE 'UTC') THEN $5
-				WHEN NOT EXISTS (SELECT 1 FROM submissions s WHERE s.submitter = $2
-					AND s.submitted_at >= to_timestamp(b.batch_start_epoch) AT TIME ZONE 'UTC'
-					AND s.submitted_at < to_timestamp(b.batch_end_epoch) AT TIME ZONE 'UTC'
-					AND s.verified AND coalesce(s.validation_error, '') = '' AND coalesce(s.state_hash, '') <> '') THEN $6
-				ELSE $7
-			END
-		FROM bot_logs b
-		WHERE b.files_processed > -1 AND b.batch_start_epoch >= $3 AND b.batch_end_epoch <= $4
-			AND NOT EXISTS (SELECT 1 FROM points_summary ps WHERE ps.bot_log_id = b.id AND ps.node_id = $1)
-		ORDER BY b.batch_end_epoch, b.id`, node, key, from.Unix(), to.Unix(),
-		ReasonNoSubmission, ReasonNoValidSubmission, ReasonOffChain)
-	if err != nil {
-		return nil, fmt.Errorf("reading the producer's missed batches: %w", err)
+// with the reason coordinator explain gives (the batch evidence, or derived
+// for batches scored before evidence was recorded).
+func missed(ctx context.Context, tx pgx.Tx, key string, from, to time.Time) ([]MissedBatch, error) {
+	// Explain takes batches by their end in [from, to); a survey of the
+	// window also starts inside it.
+	ex, err := inspect.Explain(ctx, tx, key, from, to.Add(time.Second))
+	if errors.Is(err, inspect.ErrUnknownProducer) {
+		return []MissedBatch{}, nil
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MissedBatch, error) {
-		var m MissedBatch
-		var start, end int64
-		err := row.Scan(&m.ID, &start, &end, &m.Reason)
-		m.Start, m.End = time.Unix(start, 0).UTC(), time.Unix(end, 0).UTC()
-		return m, err
-	})
 	if err != nil {
-		return nil, fmt.Errorf("reading the producer's missed batches: %w", err)
+		return nil, fmt.Errorf("explaining the producer's batches: %w", err)
+	}
+	out := []MissedBatch{}
+	for _, b := range ex.Batches {
+		if b.Point || b.WindowStart.Before(from) {
+			continue
+		}
+		out = append(out, MissedBatch{BatchRef: BatchRef{ID: b.BotLogID, Start: b.WindowStart, End: b.WindowEnd}, Reason: b.Reason})
 	}
 	return out, nil
 }
@@ -230,4 +210,19 @@ func (r *Reader) History(ctx context.Context, key string, from, to time.Time, li
 		return nil
 	})
 	return out, err
+}
+
+// ProducerBatches is coordinator explain's answer for the producer: the
+// batches ending in [from, to) with the producer's outcome in each.
+func (r *Reader) ProducerBatches(ctx context.Context, key string, from, to time.Time) (*inspect.Explanation, error) {
+	var ex *inspect.Explanation
+	err := r.read(ctx, func(tx pgx.Tx) error {
+		var err error
+		ex, err = inspect.Explain(ctx, tx, key, from, to)
+		if errors.Is(err, inspect.ErrUnknownProducer) {
+			return fmt.Errorf("producer %s: %w", key, ErrNotFound)
+		}
+		return err
+	})
+	return ex, err
 }

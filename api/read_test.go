@@ -7,14 +7,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
 type item struct {
@@ -362,6 +367,328 @@ func TestRead(t *testing.T) {
 		}
 	})
 
+	t.Run("producer", func(t *testing.T) {
+		lines := map[int]map[string]string{}
+		for _, d := range []int{1, 7, 30, 90} {
+			_, ls := expectedBoard(t, s.Pool, d)
+			lines[d] = map[string]string{}
+			for _, l := range ls {
+				f := strings.SplitN(l, "|", 3) // rank|key|points|percent
+				lines[d][f[1]] = f[2]
+			}
+		}
+		to := time.Date(2024, 6, 4, 0, 0, 1, 0, time.UTC)
+		checked := 0
+		for _, key := range s.Net.Producers[:30] {
+			var p struct {
+				Producer string `json:"producer"`
+				Scores   []struct {
+					Window       string   `json:"window"`
+					Points       int      `json:"points"`
+					Surveys      int      `json:"surveys"`
+					ScorePercent *float64 `json:"score_percent"`
+				} `json:"scores"`
+				FirstPoint *struct {
+					ID int64 `json:"bot_log_id"`
+				} `json:"first_point_batch"`
+				Batches24h int            `json:"batches_24h"`
+				ByReason   map[string]int `json:"missed_24h_by_reason"`
+				Missed     []struct {
+					ID     int64  `json:"bot_log_id"`
+					Reason string `json:"reason"`
+				} `json:"missed_24h"`
+			}
+			resp, body := get(t, base+"/producers/"+key)
+			if resp.StatusCode == 404 {
+				continue // never earned a point: not in nodes
+			}
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			for i, d := range []int{1, 7, 30, 90} {
+				sc := p.Scores[i]
+				want, ok := lines[d][key]
+				if !ok { // in nodes but never scored
+					want = "0|0.00"
+				}
+				if got := fmt.Sprintf("%d|%s", sc.Points, pct(sc.ScorePercent)); sc.Window != []string{"24h", "7d", "30d", "90d"}[i] || got != want {
+					t.Errorf("%s %s: %s, want %s", key, sc.Window, got, want)
+				}
+			}
+			// The missed batches are explain's batches of the last 24 h without a point.
+			ex, err := inspect.Explain(ctx, s.Pool, key, to.Add(-24*time.Hour+2*time.Hour-time.Second), to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, b := range ex.Batches {
+				if !b.Point {
+					want = append(want, fmt.Sprintf("%d|%s", b.BotLogID, b.Reason))
+				}
+			}
+			var got []string
+			n := 0
+			for _, m := range p.Missed {
+				got = append(got, fmt.Sprintf("%d|%s", m.ID, m.Reason))
+			}
+			for _, c := range p.ByReason {
+				n += c
+			}
+			if !slices.Equal(got, want) || n != len(want) || p.Batches24h != 12 {
+				t.Errorf("%s missed %v (%v, of %d), want %v of 12", key, got, p.ByReason, p.Batches24h, want)
+			}
+		}
+		if checked < 20 {
+			t.Errorf("only %d producers checked", checked)
+		}
+	})
+
+	t.Run("producer batches are explain's", func(t *testing.T) {
+		from, to := time.Date(2024, 6, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 6, 3, 12, 0, 0, 0, time.UTC)
+		reasons := map[string]int{}
+		for _, key := range s.Net.Producers {
+			ex, err := inspect.Explain(ctx, s.Pool, key, from, to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(map[string]any{"batches": ex.Batches})
+			var gotAll map[string]json.RawMessage
+			_, body := get(t, base+"/producers/"+key+"/batches?from=2024-06-02T00:00:00Z&to=2024-06-03T12:00:00Z")
+			if err := json.Unmarshal(body, &gotAll); err != nil {
+				t.Fatalf("%s: %v", body, err)
+			}
+			got, _ := json.Marshal(map[string]any{"batches": gotAll["batches"]})
+			var a, b any
+			_ = json.Unmarshal(want, &a)
+			_ = json.Unmarshal(got, &b)
+			if !reflect.DeepEqual(a, b) || len(ex.Batches) != 18 {
+				t.Errorf("%s: API %s\nexplain %s", key, got, want)
+			}
+			for _, b := range ex.Batches {
+				reasons[b.Reason]++
+			}
+		}
+		if len(reasons) < 3 {
+			t.Errorf("weak test data: reasons %v", reasons)
+		}
+		resp, body := get(t, base+"/producers/"+s.Net.Producers[0]+"/batches?from=2024-06-02T00:00:00Z&to=2024-06-03T12:00:00Z&format=csv")
+		if lines := strings.Split(strings.TrimSpace(string(body)), "\n"); resp.StatusCode != 200 || len(lines) != 19 ||
+			!strings.HasPrefix(lines[0], "bot_log_id,window_start,window_end,point,reason") {
+			t.Errorf("CSV: %d %s", resp.StatusCode, body)
+		}
+		for path, code := range map[string]int{
+			"/producers/" + s.Net.Producers[0] + "/batches?from=2024-01-01T00:00:00Z&to=2024-06-03T00:00:00Z": 400,
+			"/producers/" + s.Net.Producers[0] + "/batches?from=2024-06-03T00:00:00Z&to=2024-06-02T00:00:00Z": 400,
+			"/producers/B62q" + strings.Repeat("z", 51) + "/batches":                                          404,
+		} {
+			if resp, _ := get(t, base+path); resp.StatusCode != code {
+				t.Errorf("%s: %d, want %d", path, resp.StatusCode, code)
+			}
+		}
+	})
+
+	t.Run("batches", func(t *testing.T) {
+		var list struct {
+			Items []struct {
+				ID               int64  `json:"bot_log_id"`
+				End              string `json:"end"`
+				ValidSubmissions int    `json:"valid_submissions"`
+				ProducersPointed int    `json:"producers_with_point"`
+				Evidence         *struct {
+					Submissions int `json:"submissions"`
+					Invalid     int `json:"invalid"`
+				} `json:"evidence"`
+				ErrorClasses []struct {
+					Class       string  `json:"class"`
+					Submissions int     `json:"submissions"`
+					Share       float64 `json:"share"`
+				} `json:"error_classes"`
+			} `json:"items"`
+		}
+		list = getJSON[struct {
+			Items []struct {
+				ID               int64  `json:"bot_log_id"`
+				End              string `json:"end"`
+				ValidSubmissions int    `json:"valid_submissions"`
+				ProducersPointed int    `json:"producers_with_point"`
+				Evidence         *struct {
+					Submissions int `json:"submissions"`
+					Invalid     int `json:"invalid"`
+				} `json:"evidence"`
+				ErrorClasses []struct {
+					Class       string  `json:"class"`
+					Submissions int     `json:"submissions"`
+					Share       float64 `json:"share"`
+				} `json:"error_classes"`
+			} `json:"items"`
+		}](t, base+"/batches?from=2024-06-03T00:00:00Z&to=2024-06-03T12:00:00Z&limit=5")
+		if len(list.Items) != 5 || list.Items[0].End != "2024-06-03T12:00:00Z" {
+			t.Fatalf("batches: %+v", list.Items)
+		}
+		classes := 0
+		for _, it := range list.Items {
+			var files, pointed, subs, invalid int
+			if err := s.Pool.QueryRow(ctx, `SELECT b.files_processed, (SELECT count(*) FROM points_summary WHERE bot_log_id = b.id),
+				e.submissions, e.invalid FROM bot_logs b JOIN batch_evidence_summary e ON e.bot_log_id = b.id WHERE b.id = $1`, it.ID).
+				Scan(&files, &pointed, &subs, &invalid); err != nil {
+				t.Fatal(err)
+			}
+			if it.ValidSubmissions != files || it.ProducersPointed != pointed || it.Evidence == nil || it.Evidence.Submissions != subs || it.Evidence.Invalid != invalid {
+				t.Errorf("batch %d: %+v, want %d valid, %d pointed, %d submissions, %d invalid", it.ID, it, files, pointed, subs, invalid)
+			}
+			sum := 0
+			for _, c := range it.ErrorClasses {
+				var n int
+				if err := s.Pool.QueryRow(ctx, `SELECT submissions FROM batch_error_classes WHERE bot_log_id = $1 AND class = $2`, it.ID, c.Class).Scan(&n); err != nil || n != c.Submissions {
+					t.Errorf("batch %d class %s: %d, table %d (%v)", it.ID, c.Class, c.Submissions, n, err)
+				}
+				if want := float64(n) / float64(subs); c.Share != want {
+					t.Errorf("batch %d class %s share %v, want %v", it.ID, c.Class, c.Share, want)
+				}
+				sum += n
+				classes++
+			}
+			if sum != invalid {
+				t.Errorf("batch %d: classes sum to %d, %d invalid", it.ID, sum, invalid)
+			}
+		}
+		if classes == 0 {
+			t.Error("weak test data: no error class in five batches")
+		}
+		resp, body := get(t, base+"/batches/"+strconv.FormatInt(list.Items[0].ID, 10)+"?format=csv")
+		rows, err := csv.NewReader(strings.NewReader(string(body))).ReadAll()
+		if err != nil || resp.StatusCode != 200 || len(rows) != 2 || rows[1][0] != strconv.FormatInt(list.Items[0].ID, 10) ||
+			rows[1][3] != strconv.Itoa(list.Items[0].ValidSubmissions) {
+			t.Errorf("batch CSV: %v %v", rows, err)
+		}
+	})
+
+	var scored []string // producers with a score, by nodes id
+	if rows, err := s.Pool.Query(ctx, `SELECT block_producer_key FROM nodes WHERE score IS NOT NULL ORDER BY id LIMIT 5`); err != nil {
+		t.Fatal(err)
+	} else if scored, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(scored) < 5 {
+		t.Fatal(err, scored)
+	}
+
+	t.Run("history", func(t *testing.T) {
+		key := scored[1]
+		var h struct {
+			Items []struct {
+				ScoreAt      string   `json:"score_at"`
+				Score        int      `json:"score"`
+				ScorePercent *float64 `json:"score_percent"`
+			} `json:"items"`
+		}
+		h = getJSON[struct {
+			Items []struct {
+				ScoreAt      string   `json:"score_at"`
+				Score        int      `json:"score"`
+				ScorePercent *float64 `json:"score_percent"`
+			} `json:"items"`
+		}](t, base+"/producers/"+key+"/history?from=2024-06-02T00:00:00Z")
+		var got []string
+		for _, it := range h.Items {
+			got = append(got, fmt.Sprintf("%s|%d|%s", it.ScoreAt, it.Score, pct(it.ScorePercent)))
+		}
+		rows, err := s.Pool.Query(ctx, `SELECT to_char(sh.score_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || sh.score || '|' || sh.score_percent::text
+			FROM score_history sh JOIN nodes n ON n.id = sh.node_id WHERE n.block_producer_key = $1 AND sh.score_at >= '2024-06-02' ORDER BY sh.score_at`, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) != 25 || !slices.Equal(got, want) {
+			t.Errorf("history:\n got %v\nwant %v", got, want)
+		}
+	})
+
+	t.Run("uptimescore", func(t *testing.T) {
+		type score struct {
+			Key     string `json:"block_producer_key"`
+			Score   string `json:"score"`
+			Percent string `json:"score_percent"`
+		}
+		rows, err := s.Pool.Query(ctx, `SELECT block_producer_key || '|' || score || '|' || score_percent::text FROM nodes
+			WHERE application_status AND score IS NOT NULL ORDER BY score DESC, block_producer_key`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := scored[2]
+		// Current, one producer: its latest score_history row.
+		var latest, at2, at1 string
+		if err := s.Pool.QueryRow(ctx, `SELECT
+			(SELECT sh.score || '|' || sh.score_percent FROM score_history sh WHERE sh.node_id = n.id ORDER BY score_at DESC LIMIT 1),
+			(SELECT sh.score || '|' || sh.score_percent FROM score_history sh WHERE sh.node_id = n.id AND score_at = '2024-06-02 00:00'),
+			(SELECT sh.score || '|' || sh.score_percent FROM score_history sh WHERE sh.node_id = n.id AND score_at = '2024-06-01 22:00')
+			FROM nodes n WHERE block_producer_key = $1`, key).Scan(&latest, &at2, &at1); err != nil {
+			t.Fatal(err)
+		}
+		for path, w := range map[string]string{
+			"/uptimescore/" + key + "/snarkwork/current/":              latest,
+			"/uptimescore/" + key + "/snarkwork/2024-06-02T01:00:00Z/": at2, // the latest batch strictly before
+			"/uptimescore/" + key + "/snarkwork/2024-06-02T00:00:00Z/": at1,
+		} {
+			var got []score
+			resp, body := get(t, ts.URL+path)
+			if err := json.Unmarshal(body, &got); err != nil || resp.StatusCode != 200 || len(got) != 1 || got[0].Key != key ||
+				got[0].Score+"|"+got[0].Percent != w {
+				t.Errorf("%s: %d %s, want %s", path, resp.StatusCode, body, w)
+			}
+		}
+		// Current, everyone: approved producers with a score, best first.
+		var all []score
+		resp, body := get(t, ts.URL+"/uptimescore/snarkwork/snarkwork/current/")
+		if err := json.Unmarshal(body, &all); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("all current: %d %s", resp.StatusCode, body)
+		}
+		var got []string
+		for i, sc := range all {
+			got = append(got, sc.Key+"|"+sc.Score+"|"+sc.Percent)
+			if i > 0 {
+				p, _ := strconv.Atoi(all[i-1].Score)
+				c, _ := strconv.Atoi(sc.Score)
+				if c > p {
+					t.Errorf("all current: not best first at %d", i)
+				}
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if len(want) < 10 || !slices.Equal(got, want) {
+			t.Errorf("all current:\n got %v\nwant %v", got, want)
+		}
+		// At a time, everyone: the scores of the latest batch before it.
+		var n int
+		if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM score_history WHERE score_at = '2024-06-02 00:00'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		resp, body = get(t, ts.URL+"/uptimescore/snarkwork/2024-06-02T01:00:00Z/x/")
+		if err := json.Unmarshal(body, &all); err != nil || resp.StatusCode != 200 || len(all) != n || n == 0 {
+			t.Errorf("all at a time: %d, %d rows, want %d", resp.StatusCode, len(all), n)
+		}
+		for path, want := range map[string]string{
+			"/uptimescore/B62short/snarkwork/current/":                 `{"Error":"Invalid public key","Error_message":"Please provide correct public key"}`,
+			"/uptimescore/" + key + "/other/current/":                  `{"Error":"Invalid datatype","Error_message":"Please provide datatype as snarkwork"}`,
+			"/uptimescore/" + key + "/snarkwork/2024-06-02/":           `{"Error":"Invalid Date Format","Error_message":"Please make sure you use Valid Date in Format:2022-04-30T08:30:00Z"}`,
+			"/uptimescore/" + key + "/snarkwork/2020-01-01T00:00:00Z/": `{"Error":"No data found","Error_message":"Please try again with different parameters"}`,
+		} {
+			resp, body := get(t, ts.URL+path)
+			if resp.StatusCode != 404 || strings.TrimSpace(string(body)) != want {
+				t.Errorf("%s: %d %s, want 404 %s", path, resp.StatusCode, body, want)
+			}
+		}
+		if resp, body := get(t, ts.URL+"/uptimescore/"+key+"/snarkwork/current/?x=1"); resp.StatusCode != 400 || !strings.Contains(string(body), `"error":"Query parameters are not allowed"`) {
+			t.Errorf("query string: %d %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("openapi", func(t *testing.T) {
 		_, body := get(t, base+"/openapi.json")
 		loader := openapi3.NewLoader()
@@ -386,7 +713,7 @@ func TestRead(t *testing.T) {
 		}
 		slices.Sort(paths)
 		want := []string{"/api/v1/batches", "/api/v1/batches/{bot_log_id}", "/api/v1/leaderboard", "/api/v1/producers/{key}",
-			"/api/v1/producers/{key}/history", "/api/v1/stream", "/uptimescore/{pubkey}/{dataType}/{scoreAt}/"}
+			"/api/v1/producers/{key}/batches", "/api/v1/producers/{key}/history", "/api/v1/stream", "/uptimescore/{pubkey}/{dataType}/{scoreAt}/"}
 		if !slices.Equal(paths, want) {
 			t.Errorf("paths %v, want %v", paths, want)
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/danielgtaylor/huma/v2/conditional"
+
+	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
 // Prefix is the path prefix of the JSON API.
@@ -85,6 +87,10 @@ func (s *Server) Register(api huma.API, more ...Registrar) {
 		Summary: "One producer's scores and missed batches", Tags: tag, Errors: []int{http.StatusBadRequest, http.StatusNotFound}}, s.producer)
 	huma.Register(api, huma.Operation{OperationID: "producer-history", Method: http.MethodGet, Path: Prefix + "/producers/{key}/history",
 		Summary: "One producer's score history", Tags: tag, Errors: []int{http.StatusBadRequest, http.StatusNotFound}}, s.history)
+	huma.Register(api, huma.Operation{OperationID: "producer-batches", Method: http.MethodGet, Path: Prefix + "/producers/{key}/batches",
+		Summary:     "One producer's outcome in each batch, with the evidence",
+		Description: "The answer of `coordinator explain --format json` for the producer: its `batches` are the evidence rows, batches whose window ends in [from, to).",
+		Tags:        tag, Errors: []int{http.StatusBadRequest, http.StatusNotFound}}, s.producerBatches)
 	huma.Register(api, huma.Operation{OperationID: "batches", Method: http.MethodGet, Path: Prefix + "/batches",
 		Summary: "Batches", Tags: []string{"batches"}, Errors: []int{http.StatusBadRequest}}, s.batches)
 	huma.Register(api, huma.Operation{OperationID: "batch", Method: http.MethodGet, Path: Prefix + "/batches/{bot_log_id}",
@@ -559,21 +565,29 @@ func (s *Server) uptimescore(ctx context.Context, in *uptimescoreInput) (*uptime
 		return &uptimescoreOutput{Status: http.StatusBadRequest, Body: legacyParamError{Error: "Query parameters are not allowed",
 			ErrorMessage: "This application does not support query parameters in requests."}}, nil
 	}
-	key := ""
-	if strings.HasPrefix(in.PubKey, "B62") && len(in.PubKey) == 55 {
+	// As the existing API: "snarkwork" in the key's place means everyone,
+	// and shifts the date into the data type's place.
+	key, dataType, scoreAt := "", in.DataType, in.ScoreAt
+	switch {
+	case strings.HasPrefix(in.PubKey, "B62") && len(in.PubKey) == 55:
 		key = in.PubKey
-	} else {
+	case in.PubKey == "snarkwork":
+		if dataType != "snarkwork" {
+			scoreAt = dataType
+		}
+		dataType = in.PubKey
+	default:
 		return legacyFail(http.StatusNotFound, "Invalid public key", "Please provide correct public key"), nil
 	}
 	var at *time.Time
-	if in.ScoreAt != "current" {
-		t, err := time.Parse("2006-01-02T15:04:05Z", in.ScoreAt)
+	if scoreAt != "current" {
+		t, err := time.Parse("2006-01-02T15:04:05Z", scoreAt)
 		if err != nil {
 			return legacyFail(http.StatusNotFound, "Invalid Date Format", "Please make sure you use Valid Date in Format:2022-04-30T08:30:00Z"), nil
 		}
 		at = &t
 	}
-	if in.DataType != "snarkwork" {
+	if dataType != "snarkwork" {
 		return legacyFail(http.StatusNotFound, "Invalid datatype", "Please provide datatype as snarkwork"), nil
 	}
 	scores, err := s.Reader.LegacyScores(ctx, key, at)
@@ -595,4 +609,57 @@ type humaContextKey struct{}
 // the raw request.
 func withHumaContext(ctx huma.Context, next func(huma.Context)) {
 	next(huma.WithValue(ctx, humaContextKey{}, ctx))
+}
+
+// maxEvidenceRange bounds the range of the producer batches endpoint.
+const maxEvidenceRange = 31 * 24 * time.Hour
+
+// ProducerBatches is the producer batches response: coordinator explain's
+// JSON answer.
+type ProducerBatches inspect.Explanation
+
+type producerBatchesInput struct {
+	CacheParams
+	FormatParam
+	KeyParam
+	From string `query:"from" doc:"RFC 3339: batches whose window ends at or after; default 24 hours before to" format:"date-time"`
+	To   string `query:"to" doc:"RFC 3339: batches whose window ends before; default now" format:"date-time"`
+}
+
+type producerBatchesOutput struct {
+	CacheHeaders
+	Body *ProducerBatches
+}
+
+func (s *Server) producerBatches(ctx context.Context, in *producerBatchesInput) (*producerBatchesOutput, error) {
+	if err := in.validate(); err != nil {
+		return nil, err
+	}
+	l, err := s.Reader.Latest(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	h, err := in.check(l)
+	if err != nil {
+		return nil, err
+	}
+	to, err := timeParam("to", in.To, time.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	from, err := timeParam("from", in.From, to.Add(-inspect.DefaultRange))
+	if err != nil {
+		return nil, err
+	}
+	if !from.Before(to) {
+		return nil, badParam("query.from", in.From, "from is not before to")
+	}
+	if to.Sub(from) > maxEvidenceRange {
+		return nil, badParam("query.from", in.From, "the range is longer than 31 days")
+	}
+	ex, err := s.Reader.ProducerBatches(ctx, in.Key, from, to)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &producerBatchesOutput{CacheHeaders: h, Body: (*ProducerBatches)(ex)}, nil
 }

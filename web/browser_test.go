@@ -52,6 +52,19 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 	}
 }
 
+// loaded waits until the current document is parsed and loaded (after a
+// wait for an element of the new page).
+func loaded(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for range 200 {
+		if run(t, ctx, chromedp.Evaluate[string](`document.readyState`)) == "complete" {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("the page did not finish loading")
+}
+
 func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, a)
@@ -64,6 +77,7 @@ func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 type apiBoard struct {
 	Items []struct {
 		Producer string `json:"producer"`
+		Points   int    `json:"points"`
 	} `json:"items"`
 }
 
@@ -81,12 +95,13 @@ func apiKeys(t *testing.T, url string) []string {
 	}
 	var keys []string
 	for _, it := range b.Items {
-		keys = append(keys, it.Producer)
+		keys = append(keys, fmt.Sprintf("%s|%d", it.Producer, it.Points))
 	}
 	return keys
 }
 
-const rowKeys = `Array.from(document.querySelectorAll("#leaderboard tbody td.key")).map(td => td.textContent.trim())`
+// rowKeys reads the leaderboard's rows as "key|points".
+const rowKeys = `Array.from(document.querySelectorAll("#leaderboard tbody tr")).map(tr => tr.cells[1].textContent.trim() + "|" + tr.cells[2].textContent.trim())`
 
 func TestPagesInBrowser(t *testing.T) {
 	t.Parallel()
@@ -96,6 +111,7 @@ func TestPagesInBrowser(t *testing.T) {
 
 	// The leaderboard renders the API's first page of the default window.
 	do(t, ctx, chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#leaderboard tbody tr")))
+	loaded(t, ctx)
 	title := run(t, ctx, chromedp.Title())
 	keys := run(t, ctx, chromedp.Evaluate[[]string](rowKeys))
 	want := apiKeys(t, ts.URL+"/api/v1/leaderboard?limit=50")
@@ -106,6 +122,7 @@ func TestPagesInBrowser(t *testing.T) {
 	// The window selector changes them.
 	do(t, ctx, chromedp.SetValue(chromedp.ID("window"), "24h"), chromedp.Click(chromedp.ID("apply")),
 		chromedp.WaitVisible(`//strong[@id="board-window"][text()="24h"]`))
+	loaded(t, ctx)
 	window := run(t, ctx, chromedp.Text(chromedp.ID("board-window")))
 	keys = run(t, ctx, chromedp.Evaluate[[]string](rowKeys))
 	want24 := apiKeys(t, ts.URL+"/api/v1/leaderboard?window=24h&limit=50")
@@ -116,6 +133,7 @@ func TestPagesInBrowser(t *testing.T) {
 	// Search by key.
 	do(t, ctx, chromedp.SetValue(chromedp.ID("search"), want24[3][:20]), chromedp.Click(chromedp.ID("apply")),
 		chromedp.WaitVisible(`//input[@id="search"][@value="`+want24[3][:20]+`"]`))
+	loaded(t, ctx)
 	keys = run(t, ctx, chromedp.Evaluate[[]string](rowKeys))
 	if !slices.Equal(keys, []string{want24[3]}) {
 		t.Fatalf("search: rows %v, want [%s]", keys, want24[3])
@@ -144,6 +162,7 @@ func TestPagesInBrowser(t *testing.T) {
 		t.Fatal("weak test data: no producer missed a batch in the last 24 hours")
 	}
 	do(t, ctx, chromedp.Navigate(ts.URL+"/producers/"+key), chromedp.WaitVisible(chromedp.ID("history-chart")))
+	loaded(t, ctx)
 	polyPoints := run(t, ctx, chromedp.Evaluate[[]string](`document.querySelector("#history-chart polyline").getAttribute("points").split(" ")`))
 	svgTitle := run(t, ctx, chromedp.Evaluate[string](`document.querySelector("#history-chart title").textContent`))
 	reasons := run(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#missed tbody td.reason")).map(td => td.textContent)`))
@@ -168,6 +187,7 @@ func TestPagesInBrowser(t *testing.T) {
 	// Live: a batch committed while the leaderboard is open appears
 	// without a reload.
 	do(t, ctx, chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#leaderboard tbody tr")))
+	loaded(t, ctx)
 	for hub.Clients() > 1 { // the producer page's stream ends with the page
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -49,7 +49,7 @@ func Seed(t testing.TB, batches int) *Seeded {
 	ctx := context.Background()
 	cfg := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, cfg)
-	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: Producers, Start: Start, Duration: 40 * Interval, DepartShare: 0.05})
+	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: Producers, Start: Start, Duration: 40 * Interval, DepartShare: 0.05, Fates: true})
 	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
