@@ -30,3 +30,20 @@ func BenchmarkScore(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEvidence measures the pure per-producer evidence of one
+// 20-minute batch.
+func BenchmarkEvidence(b *testing.B) {
+	for _, producers := range []int{3000, 10000} {
+		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+			start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+			net := synthnet.Generate(synthnet.Params{Seed: 1, Producers: producers, Start: start, Duration: 20 * time.Minute})
+			subs := net.Verified()
+			r := coordinator.Score(subs, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				coordinator.Evidence(subs, r)
+			}
+		})
+	}
+}

@@ -8,7 +8,7 @@
 CREATE TYPE evidence_outcome AS ENUM ('point', 'off_chain', 'invalid', 'unverified');
 
 -- Producer keys of the evidence rows: every submitter, including those that
--- never had a valid submission (and so have no nodes row).
+-- never had a valid submission (and so have no nodes row). Never deleted.
 CREATE TABLE IF NOT EXISTS evidence_producers (
     id                 SERIAL PRIMARY KEY,
     block_producer_key TEXT NOT NULL UNIQUE
@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS coordinator_failures (
 );
 
 -- cleanup_old_data, as in 00003, also deletes the evidence of the batches it
--- deletes, the producers no evidence row names any more, and old failures.
+-- deletes and old failures. evidence_producers is a dictionary of keys (one
+-- small row per key ever seen) that is never cleaned: the coordinator caches
+-- its ids.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION cleanup_old_data(days_ago INTEGER)
 RETURNS void AS $$
@@ -99,7 +101,6 @@ BEGIN
   SELECT COUNT(*) INTO n_evidence FROM del;
   DELETE FROM batch_evidence_summary WHERE bot_log_id IN (SELECT id FROM bot_logs WHERE batch_start_epoch < threshold_epoch);
   DELETE FROM batch_error_classes WHERE bot_log_id IN (SELECT id FROM bot_logs WHERE batch_start_epoch < threshold_epoch);
-  DELETE FROM evidence_producers p WHERE NOT EXISTS (SELECT 1 FROM batch_evidence e WHERE e.producer_id = p.id);
   DELETE FROM coordinator_failures WHERE window_start < to_timestamp(threshold_epoch);
   WITH del AS (DELETE FROM bot_logs WHERE batch_start_epoch < threshold_epoch RETURNING 1)
   SELECT COUNT(*) INTO n_bot_logs FROM del;

@@ -26,6 +26,9 @@ type Store struct {
 	// Steps run in the batch's transaction after everything else is written
 	// (the alert rules and their outbox): an error rolls the batch back.
 	Steps []Step
+
+	// producers caches evidence_producers ids (see producerIDs).
+	producers producerCache
 }
 
 // Step is a named step of the batch transaction that another package
@@ -150,7 +153,9 @@ func widen(v *int32) *int64 {
 // CommitBatch writes a batch in one transaction; see coordinator.Store.
 func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
 	var out coordinator.Committed
+	var staged map[string]int32 // evidence producer ids this batch inserted
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		staged = nil
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
 			return fmt.Errorf("taking the batch lock: %w", err)
 		}
@@ -175,7 +180,7 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 			return err
 		}
 		if rec.Evidence != nil {
-			out.PreviousShares, err = writeEvidence(ctx, tx, last.ID, out.BotLogID, rec.Evidence)
+			out.PreviousShares, staged, err = writeEvidence(ctx, tx, &s.producers, last.ID, out.BotLogID, rec.Evidence)
 			if err != nil {
 				return err
 			}
@@ -189,6 +194,9 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 		}
 		return nil
 	})
+	if err == nil {
+		s.producers.add(staged)
+	}
 	return out, classify(err)
 }
 

@@ -2,11 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
@@ -139,5 +142,52 @@ func TestEvidenceWritten(t *testing.T) {
 		[]string{"1717201200|snark_invalid|1|1|snark verification failed", "1717201200|sok_digest_mismatch|1|1|sok digest mismatch",
 			"1717202400|block_missing|1|1|block not found"}; !slices.Equal(got, want) {
 		t.Errorf("batch_error_classes:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestEvidenceProducerCacheAfterRollback: a batch that inserts new
+// evidence producers and then rolls back must not leave their ids cached;
+// the retry writes rows that all name existing producers.
+func TestEvidenceProducerCacheAfterRollback(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
+	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
+		t.Fatal(err)
+	}
+	var subs []coordinator.Submission
+	for i := range 30 {
+		for b := range 2 {
+			subs = append(subs, coordinator.Submission{SubmittedAtDate: start, SubmittedAt: start.Add(time.Duration(b)*20*time.Minute + time.Duration(i)*time.Second),
+				Submitter: "B62qk" + string(rune('A'+i)) + string(rune('a'+b)), StateHash: ptrTo("3NKtip"), Verified: ptrTo(true)})
+		}
+	}
+	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+		t.Fatal(err)
+	}
+	failures := 1
+	store := &postgres.Store{Pool: pool, Steps: []postgres.Step{{Name: "flaky", Run: func(context.Context, pgx.Tx, *coordinator.Record, coordinator.Committed) error {
+		if failures > 0 {
+			failures--
+			return errors.New("injected failure after the evidence step")
+		}
+		return nil
+	}}}}
+	eng := &coordinator.Engine{Store: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1, Retries: 1,
+		Backoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(24 * time.Hour) }}
+	for range 2 {
+		failures = 1
+		if _, err := eng.RunBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows, orphans int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE p.id IS NULL)
+		FROM batch_evidence e LEFT JOIN evidence_producers p ON p.id = e.producer_id`).Scan(&rows, &orphans); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 60 || orphans != 0 {
+		t.Errorf("%d evidence rows, %d naming no producer; want 60 and 0", rows, orphans)
 	}
 }

@@ -238,7 +238,8 @@ func TestCleanupOldData(t *testing.T) {
 	exec(t, pool, `INSERT INTO submissions (submitted_at_date, submitted_at, submitter)
 		SELECT (now() - d * interval '1 day')::date, now() - d * interval '1 day', 's' || d FROM (VALUES (100), (31), (10), (1)) v(d)`)
 	exec(t, pool, `INSERT INTO coordinator_scoreboard (window_end_epoch, uptime_days) VALUES (1, 90)`)
-	// Evidence of each batch; producer 'gone' appears only in the old one.
+	// Evidence of each batch; producer 'gone' appears only in the old one
+	// (evidence_producers is a dictionary that is never cleaned).
 	exec(t, pool, `INSERT INTO evidence_producers (id, block_producer_key) VALUES (1, 'a'), (2, 'gone')`)
 	exec(t, pool, `INSERT INTO batch_evidence (producer_id, bot_log_id, outcome, submissions, valid, unverified)
 		VALUES (1, 1, 'point', 1, 1, 0), (2, 1, 'unverified', 1, 0, 1), (1, 2, 'point', 1, 1, 0), (1, 3, 'point', 1, 1, 0)`)
@@ -268,7 +269,7 @@ func TestCleanupOldData(t *testing.T) {
 		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM batch_evidence`:         "2,3",
 		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM batch_evidence_summary`: "2,3",
 		`SELECT string_agg(bot_log_id::text, ',' ORDER BY bot_log_id) FROM batch_error_classes`:    "3",
-		`SELECT string_agg(block_producer_key, ',' ORDER BY id) FROM evidence_producers`:           "a",
+		`SELECT string_agg(block_producer_key, ',' ORDER BY id) FROM evidence_producers`:           "a,gone",
 		`SELECT count(*)::text FROM coordinator_failures`:                                          "1",
 	} {
 		var got string

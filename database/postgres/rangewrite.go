@@ -471,7 +471,7 @@ func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coor
 		case replace:
 			err = ReplaceEvidence(ctx, tx, ids[i], ev)
 		case ev != nil:
-			_, err = writeEvidence(ctx, tx, 0, ids[i], ev)
+			_, _, err = writeEvidence(ctx, tx, nil, 0, ids[i], ev)
 		}
 		if err != nil {
 			return err
