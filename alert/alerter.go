@@ -37,13 +37,13 @@ type Alerter struct {
 }
 
 // FromConfig builds the Alerter the configuration asks for.
-func FromConfig(cfg *config.Config) *Alerter {
+func FromConfig(cfg config.Alerts) *Alerter {
 	return &Alerter{
 		On:                  cfg.WebhookURL != "",
-		VerificationLower:   cfg.AlarmLowerLimit,
-		VerificationUpper:   cfg.AlarmUpperLimit,
-		ValidSharePercent:   cfg.ValidShareAlertPercent,
-		ProducerDropPercent: cfg.ProducerDropAlertPct,
+		VerificationLower:   cfg.ZKLowerLimit,
+		VerificationUpper:   cfg.ZKUpperLimit,
+		ValidSharePercent:   cfg.ValidSharePercent,
+		ProducerDropPercent: cfg.ProducerDropPercent,
 	}
 }
 

@@ -46,7 +46,7 @@ func alerter(t *testing.T, webhook bool, env map[string]string) *alert.Alerter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return alert.FromConfig(cfg)
+	return alert.FromConfig(cfg.Alerts)
 }
 
 func texts(msgs []alert.Message) []string {

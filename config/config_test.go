@@ -41,26 +41,25 @@ func TestDefaults(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"SURVEY_INTERVAL_MINUTES", c.SurveyInterval, 20 * time.Minute},
-		{"MINI_BATCH_NUMBER", c.MiniBatchNumber, 5},
-		{"UPTIME_DAYS_FOR_SCORE", c.UptimeDays, 90},
-		{"RETRY_COUNT", c.RetryCount, 3},
-		{"SUBMISSION_STORAGE", c.SubmissionStorage, StoragePostgres},
+		{"SURVEY_INTERVAL_MINUTES", c.Runtime.SurveyInterval, 20 * time.Minute},
+		{"MINI_BATCH_NUMBER", c.Runtime.MiniBatches, 5},
+		{"UPTIME_DAYS_FOR_SCORE", c.Runtime.UptimeDays, 90},
+		{"RETRY_COUNT", c.Runtime.RetryCount, 3},
+		{"SUBMISSION_STORAGE", c.Runtime.SubmissionStorage, StoragePostgres},
 		{"POSTGRES_PORT", c.Postgres.Port, 5432},
 		{"POSTGRES_SSLMODE", c.Postgres.SSLMode, ""},
-		{"SPREAD_MAX_SKEW", c.SpreadMaxSkew, 1},
-		{"IMAGE_PULL_POLICY", c.ImagePullPolicy, "IfNotPresent"},
-		{"WORKER_TIMEOUT", c.WorkerTimeout, 2 * time.Hour},
-		{"WORKER_SECRET_NAME", c.WorkerSecretName, "delegation-verify-coordinator"},
-		{"WORKER_ENTRYPOINT_CONFIGMAP", c.EntrypointConfigMap, "delegation-verify-coordinator-worker"},
+		{"SPREAD_MAX_SKEW", c.Kubernetes.SpreadMaxSkew, 1},
+		{"IMAGE_PULL_POLICY", c.Kubernetes.ImagePullPolicy, "IfNotPresent"},
+		{"WORKER_TIMEOUT", c.Workers.Timeout, 2 * time.Hour},
+		{"WORKER_SECRET_NAME", c.Kubernetes.SecretName, "delegation-verify-coordinator"},
+		{"WORKER_ENTRYPOINT_CONFIGMAP", c.Kubernetes.EntrypointConfigMap, "delegation-verify-coordinator-worker"},
 		{"CASSANDRA_SSL_VERIFY_HOST", c.Cassandra.VerifyHost, true},
-		{"METRICS_ADDR", c.MetricsAddr, ":8080"},
-		{"LOG_LEVEL", c.LogLevel, slog.LevelInfo},
-		{"TEST_ENV", c.TestEnv, false},
-		{"NO_CHECKS", c.NoChecks, false},
-		{"WORKER_TTL_SECONDS_AFTER_FINISHED", c.WorkerTTLSeconds == nil, true},
-		{"ALARM_ZK_LOWER_LIMIT_SEC", c.AlarmLowerLimit == nil, true},
-		{"VALID_SHARE_ALERT_PERCENT", c.ValidShareAlertPercent == nil, true},
+		{"METRICS_ADDR", c.HTTP.MetricsAddr, ":8080"},
+		{"LOG_LEVEL", c.Log.Level, slog.LevelInfo},
+		{"NO_CHECKS", c.Workers.NoChecks, false},
+		{"WORKER_TTL_SECONDS_AFTER_FINISHED", c.Kubernetes.TTLSecondsAfterFinished == nil, true},
+		{"ALARM_ZK_LOWER_LIMIT_SEC", c.Alerts.ZKLowerLimit == nil, true},
+		{"VALID_SHARE_ALERT_PERCENT", c.Alerts.ValidSharePercent == nil, true},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -69,8 +68,11 @@ func TestDefaults(t *testing.T) {
 	}
 	// Every registered default is what the loader applies.
 	for _, v := range Vars {
-		if v.Default != "" && c.Raw(v.Name) != v.Default && base()[v.Name] == "" {
-			t.Errorf("%s: raw default %q, registered %q", v.Name, c.Raw(v.Name), v.Default)
+		if v.Group == groupTasks {
+			continue // not coordinator run's; see TestTasks
+		}
+		if v.Default != "" && c.raw[v.Name] != v.Default && base()[v.Name] == "" {
+			t.Errorf("%s: raw default %q, registered %q", v.Name, c.raw[v.Name], v.Default)
 		}
 	}
 }
@@ -83,22 +85,22 @@ func TestWorkerModeDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.WorkerMode != WorkerKubernetes {
-		t.Errorf("WORKER_MODE default %q, want kubernetes", c.WorkerMode)
+	if c.Workers.Mode != WorkerKubernetes {
+		t.Errorf("WORKER_MODE default %q, want kubernetes", c.Workers.Mode)
 	}
 	env["TEST_ENV"] = "TRUE"
 	if c, err = load(t, env); err != nil {
 		t.Fatal(err)
 	}
-	if c.WorkerMode != WorkerProcess || !c.TestEnv {
-		t.Errorf("TEST_ENV=TRUE gives mode %q, want process", c.WorkerMode)
+	if c.Workers.Mode != WorkerProcess {
+		t.Errorf("TEST_ENV=TRUE gives mode %q, want process", c.Workers.Mode)
 	}
 	env["WORKER_MODE"] = "none"
 	if c, err = load(t, env); err != nil {
 		t.Fatal(err)
 	}
-	if c.WorkerMode != WorkerNone {
-		t.Errorf("explicit WORKER_MODE=none with TEST_ENV gives %q", c.WorkerMode)
+	if c.Workers.Mode != WorkerNone {
+		t.Errorf("explicit WORKER_MODE=none with TEST_ENV gives %q", c.Workers.Mode)
 	}
 }
 
@@ -217,8 +219,8 @@ func TestSpreadsheetOptional(t *testing.T) {
 	if err != nil {
 		t.Fatalf("missing SPREADSHEET_NAME and SPREADSHEET_CREDENTIALS_JSON: %v, want no error", err)
 	}
-	if c.IgnoreApplicationStatus || c.SpreadsheetName != "" {
-		t.Errorf("IgnoreApplicationStatus %v, SpreadsheetName %q", c.IgnoreApplicationStatus, c.SpreadsheetName)
+	if c.AppStatus.Ignore || c.AppStatus.SpreadsheetName != "" {
+		t.Errorf("IgnoreApplicationStatus %v, SpreadsheetName %q", c.AppStatus.Ignore, c.AppStatus.SpreadsheetName)
 	}
 }
 
@@ -247,11 +249,11 @@ func TestTruthyValues(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NO_CHECKS=%q: %v", s, err)
 		}
-		if c.NoChecks != want || Truthy(s) != want {
-			t.Errorf("NO_CHECKS=%q: got %v, want %v", s, c.NoChecks, want)
+		if c.Workers.NoChecks != want || Truthy(s) != want {
+			t.Errorf("NO_CHECKS=%q: got %v, want %v", s, c.Workers.NoChecks, want)
 		}
-		if c.NoChecksRaw != s {
-			t.Errorf("NO_CHECKS raw %q, want %q (passed to the verifier unchanged)", c.NoChecksRaw, s)
+		if c.Workers.NoChecksRaw != s {
+			t.Errorf("NO_CHECKS raw %q, want %q (passed to the verifier unchanged)", c.Workers.NoChecksRaw, s)
 		}
 	}
 }
@@ -341,10 +343,34 @@ func TestEveryVariableIsRead(t *testing.T) {
 		env[v.Name] = "x"
 	}
 	read := map[string]bool{}
-	_, _ = Load(func(k string) (string, bool) { read[k] = true; return env[k], true })
+	lookup := func(k string) (string, bool) { read[k] = true; return env[k], true }
+	_, _ = Load(lookup)         // coordinator run
+	_, _ = LoadVerifier(lookup) // coordinator verify (BLOCKS_DIR)
+	_, _ = LoadTasks(lookup)    // the mage targets
 	for _, v := range Vars {
 		if !read[v.Name] {
 			t.Errorf("%s is registered but never read", v.Name)
+		}
+	}
+}
+
+func TestTasks(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	got, err := LoadTasks(none)
+	if err != nil || got.Producers != 300 || got.Hours != 4 || got.Seed != 0 || got.MinsAgo != nil || got.Keep || got.OverrideEmpty {
+		t.Errorf("defaults: %+v, %v", got, err)
+	}
+	env := map[string]string{"PRODUCERS": "50", "HOURS": "2", "SEED": "42", "MINS_AGO": "20", "KEEP": "1", "OVERRIDE_EMPTY": "true", "BATCH_END_EPOCH": "1717545600"}
+	got, err = LoadTasks(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || got.Producers != 50 || got.Hours != 2 || got.Seed != 42 || got.MinsAgo == nil || *got.MinsAgo != 20 ||
+		!got.Keep || !got.OverrideEmpty || got.BatchEndEpoch != "1717545600" {
+		t.Errorf("set: %+v, %v", got, err)
+	}
+	bad := map[string]string{"PRODUCERS": "0", "SEED": "x", "MINS_AGO": "soon"}
+	_, err = LoadTasks(func(k string) (string, bool) { v, ok := bad[k]; return v, ok })
+	for _, want := range []string{`PRODUCERS: invalid value "0"`, `SEED: invalid value "x"`, `MINS_AGO: invalid value "soon"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad values: %v, want %q", err, want)
 		}
 	}
 }

@@ -3,7 +3,8 @@ package config
 // Var documents one environment variable. The registry below is the single
 // source of truth for names, defaults and secrecy: the loader refuses to read
 // a variable that is not registered, the masked log output is driven by the
-// Secret flag, and the README's configuration table is checked against it.
+// Secret flag, and docs/configuration.md and .env.example are generated from
+// it (go test ./config -update; a test fails when they are stale).
 type Var struct {
 	Name    string
 	Default string // "" when there is none
@@ -12,7 +13,7 @@ type Var struct {
 	Doc     string
 }
 
-// Groups, in the order the README lists them.
+// Groups, in the order docs/configuration.md lists them.
 const (
 	groupRuntime   = "Runtime"
 	groupPostgres  = "Postgres"
@@ -23,6 +24,7 @@ const (
 	groupSheets    = "Application status"
 	groupOps       = "Operations"
 	groupServe     = "Read API (coordinator serve)"
+	groupTasks     = "Mage tasks (development)"
 )
 
 // Vars lists every variable the coordinator reads.
@@ -32,8 +34,6 @@ var Vars = []Var{
 	{Name: "UPTIME_DAYS_FOR_SCORE", Default: "90", Group: groupRuntime, Doc: "Days of batches the uptime score is computed over."},
 	{Name: "RETRY_COUNT", Default: "3", Group: groupRuntime, Doc: "Retries of a failed batch before the coordinator exits; also the backoff limit of a worker Job."},
 	{Name: "SUBMISSION_STORAGE", Default: "POSTGRES", Group: groupRuntime, Doc: "Where the collector stores submissions: POSTGRES or CASSANDRA (case-insensitive)."},
-	{Name: "TEST_ENV", Group: groupRuntime, Doc: "Truthy (1/true): run verifiers as local subprocesses (same as WORKER_MODE=process)."},
-	{Name: "WORKER_MODE", Default: "kubernetes", Group: groupRuntime, Doc: "New. kubernetes, process or none (none: something else verifies, the coordinator only scores). Default process when TEST_ENV is truthy."},
 
 	{Name: "POSTGRES_HOST", Group: groupPostgres, Doc: "Required. PostgreSQL host name or address."},
 	{Name: "POSTGRES_PORT", Default: "5432", Group: groupPostgres, Doc: "PostgreSQL port."},
@@ -47,6 +47,8 @@ var Vars = []Var{
 	{Name: "POSTGRES_RO_USER", Group: groupPostgres, Doc: "Read-only user that create-ro-user creates (for the leaderboard)."},
 	{Name: "POSTGRES_RO_PASSWORD", Secret: true, Group: groupPostgres, Doc: "Password of POSTGRES_RO_USER."},
 
+	{Name: "WORKER_MODE", Default: "kubernetes", Group: groupWorkers, Doc: "New. kubernetes, process or none (none: something else verifies, the coordinator only scores). Default process when TEST_ENV is truthy."},
+	{Name: "TEST_ENV", Group: groupWorkers, Doc: "Truthy (1/true): run verifiers as local subprocesses (same as WORKER_MODE=process)."},
 	{Name: "WORKER_IMAGE", Group: groupWorkers, Doc: "Verifier image (required in kubernetes mode, and in process mode without WORKER_COMMAND)."},
 	{Name: "WORKER_TAG", Group: groupWorkers, Doc: "Tag of WORKER_IMAGE."},
 	{Name: "WORKER_COMMAND", Group: groupWorkers, Doc: "New. process mode: the verifier command line (split like a shell, never run by one); START and END are appended. Default: docker run of WORKER_IMAGE:WORKER_TAG as the original."},
@@ -69,6 +71,7 @@ var Vars = []Var{
 	{Name: "AUTH_VOLUME_MOUNT_PATH", Group: groupK8s, Doc: "Mount path of the workers' auth emptyDir (required in kubernetes mode)."},
 	{Name: "WORKER_SECRET_NAME", Default: "delegation-verify-coordinator", Group: groupK8s, Doc: "New. Secret the worker pods read passwords and keys from (secretKeyRef); its keys are the variable names."},
 	{Name: "WORKER_ENTRYPOINT_CONFIGMAP", Default: "delegation-verify-coordinator-worker", Group: groupK8s, Doc: "New. ConfigMap holding entrypoint-worker.sh, mounted at /bin/entrypoint."},
+	{Name: "KUBECONFIG", Group: groupK8s, Doc: "New. Outside a cluster: the kubeconfig file(s) to reach the API server (default ~/.kube/config); inside one the Pod's service account is used."},
 	{Name: "POD_NAMESPACE", Group: groupK8s, Doc: "New. Namespace for worker Jobs; default: the service account's namespace file."},
 
 	{Name: "AWS_KEYSPACE", Group: groupCassandra, Doc: "Keyspace holding the submissions table (required with CASSANDRA)."},
@@ -106,6 +109,13 @@ var Vars = []Var{
 	{Name: "LOG_LEVEL", Default: "info", Group: groupOps, Doc: "New. debug, info, warn or error."},
 
 	{Name: "API_ADDR", Default: "127.0.0.1:8081", Group: groupServe, Doc: "New. Listen address of coordinator serve: the read API, the stream, the web pages and its own /healthz, /readyz and /metrics."},
+	{Name: "BATCH_END_EPOCH", Group: groupTasks, Doc: "go tool mage initDatabase: as init-database --batch-end-epoch (default now)."},
+	{Name: "MINS_AGO", Group: groupTasks, Doc: "go tool mage initDatabase: as init-database --mins-ago."},
+	{Name: "OVERRIDE_EMPTY", Group: groupTasks, Doc: "go tool mage initDatabase: truthy is init-database --override-empty."},
+	{Name: "PRODUCERS", Default: "300", Group: groupTasks, Doc: "go tool mage demo: producers in the synthetic network."},
+	{Name: "HOURS", Default: "4", Group: groupTasks, Doc: "go tool mage demo: hours of submissions (3 batches an hour)."},
+	{Name: "SEED", Group: groupTasks, Doc: "go tool mage demo: seed of the synthetic network; the same seed gives the same network and scores (default: random, printed)."},
+	{Name: "KEEP", Group: groupTasks, Doc: "go tool mage demo: truthy keeps the database and prints how to connect."},
 }
 
 func lookupVar(name string) (Var, bool) {

@@ -30,15 +30,14 @@ import (
 
 // Demo runs the main job on an embedded default: a throwaway PostgreSQL (or the server POSTGRES_* point at), a synthetic network with its block files, the real coordinator verifying with the bundled verifier as subprocesses until it has caught up; then the leaderboard and a per-batch summary. Environment: PRODUCERS (default 300), HOURS (default 4), KEEP=1 (keep the database and wait for Ctrl-C, printing how to connect).
 func Demo(ctx context.Context) error {
-	producers, err := envInt("PRODUCERS", 300)
+	if err := config.LoadDotEnv(""); err != nil {
+		return err
+	}
+	params, err := config.LoadTasks(config.Environment)
 	if err != nil {
 		return err
 	}
-	hours, err := envInt("HOURS", 4)
-	if err != nil {
-		return err
-	}
-	keep := config.Truthy(os.Getenv("KEEP"))
+	producers, hours, keep := params.Producers, params.Hours, params.Keep
 	began := time.Now()
 	step := func(format string, args ...any) {
 		fmt.Printf("[%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
@@ -52,7 +51,7 @@ func Demo(ctx context.Context) error {
 
 	var pg config.Postgres
 	var stopServer func()
-	if os.Getenv("POSTGRES_HOST") != "" {
+	if host, _ := config.Environment("POSTGRES_HOST"); host != "" {
 		if pg, err = tasks.Postgres(); err != nil {
 			return err
 		}
@@ -96,8 +95,13 @@ func Demo(ctx context.Context) error {
 
 	end := time.Now().UTC().Truncate(20 * time.Minute).Add(-20 * time.Minute)
 	start := end.Add(-time.Duration(hours) * time.Hour)
-	step("generating a network of %d producers over %d hours (%s - %s UTC)", producers, hours, start.Format("15:04"), end.Format("15:04"))
-	net := synthnet.Generate(synthnet.Params{Seed: uint64(time.Now().UnixNano()), Producers: producers, Start: start, Duration: end.Sub(start)})
+	seed := params.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	step("generating a network of %d producers over %d hours (%s - %s UTC), SEED=%d (set it to get the same network again)",
+		producers, hours, start.Format("15:04"), end.Format("15:04"), seed)
+	net := synthnet.Generate(synthnet.Params{Seed: seed, Producers: producers, Start: start, Duration: end.Sub(start)})
 	blocks := filepath.Join(work, "blocks")
 	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		return err
@@ -235,16 +239,4 @@ func shorten(key string) string {
 		return key
 	}
 	return key[:8] + "…" + key[len(key)-6:]
-}
-
-func envInt(name string, def int) (int, error) {
-	s := os.Getenv(name)
-	if s == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("%s: invalid value %q; expected a whole number >= 1", name, s)
-	}
-	return n, nil
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/internal/tasks"
 )
 
@@ -27,22 +28,17 @@ func CreateDatabase(ctx context.Context) error {
 	return tasks.CreateDatabase(ctx, cfg, os.Stdout)
 }
 
-// InitDatabase inserts the starting bot_logs row. Environment: BATCH_END_EPOCH (unix seconds or "YYYY-MM-DD HH:MM:SS" UTC; default now), MINS_AGO (start N minutes ago instead), OVERRIDE_EMPTY=1 (insert even when bot_logs has rows).
+// InitDatabase inserts the starting bot_logs row. Environment: BATCH_END_EPOCH (unix seconds, "YYYY-MM-DD HH:MM:SS" UTC or RFC 3339; default now), MINS_AGO (start N minutes ago instead), OVERRIDE_EMPTY=1 (insert even when bot_logs has rows).
 func InitDatabase(ctx context.Context) error {
 	cfg, err := tasks.Postgres()
 	if err != nil {
 		return err
 	}
-	var minsAgo *int
-	if s := os.Getenv("MINS_AGO"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return fmt.Errorf("MINS_AGO: invalid value %q; expected a whole number of minutes", s)
-		}
-		minsAgo = &n
+	t, err := config.LoadTasks(config.Environment)
+	if err != nil {
+		return err
 	}
-	override := os.Getenv("OVERRIDE_EMPTY") == "1" || os.Getenv("OVERRIDE_EMPTY") == "true"
-	return tasks.InitDatabase(ctx, cfg, os.Getenv("BATCH_END_EPOCH"), minsAgo, override, os.Stdout)
+	return tasks.InitDatabase(ctx, cfg, t.BatchEndEpoch, t.MinsAgo, t.OverrideEmpty, os.Stdout)
 }
 
 // DropDatabase drops POSTGRES_DB.

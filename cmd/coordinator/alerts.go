@@ -31,10 +31,10 @@ type alerts struct {
 // queueOptions are the delivery queue's options from the configuration.
 func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
 	return queue.Options{
-		Policy:        outbound.Policy{AllowPrivate: cfg.AlertAllowPrivateNetworks},
-		OperatorURL:   cfg.WebhookURL,
-		RetryBase:     cfg.AlertRetryBase,
-		RatePerMinute: cfg.AlertRatePerMinute,
+		Policy:        outbound.Policy{AllowPrivate: cfg.Alerts.AllowPrivateNetworks},
+		OperatorURL:   cfg.Alerts.WebhookURL,
+		RetryBase:     cfg.Alerts.RetryBase,
+		RatePerMinute: cfg.Alerts.RatePerMinute,
 		Logger:        log,
 	}
 }
@@ -48,16 +48,16 @@ func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, lo
 	if err := reg.Register(queue.Collector(pool, log)); err != nil {
 		return nil, fmt.Errorf("registering the alert metrics: %w", err)
 	}
-	a := &alerts{log: log, queue: q, drain: cfg.AlertDrainTimeout,
-		eval: &alerting.Evaluator{Queue: q, Operator: alert.FromConfig(cfg), PublicURL: cfg.PublicURL, Logger: log}}
+	a := &alerts{log: log, queue: q, drain: cfg.Alerts.DrainTimeout,
+		eval: &alerting.Evaluator{Queue: q, Operator: alert.FromConfig(cfg.Alerts), PublicURL: cfg.Alerts.PublicURL, Logger: log}}
 	if a.eval.Operator.Enabled() {
 		log.Info("operator alerts are sent to WEBHOOK_URL through the alert queue")
 	} else {
 		log.Info("WEBHOOK_URL is not set: operator alerts are off")
 	}
-	if cfg.AlertSubscriptionsFile != "" {
-		subs := &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: cfg.AlertAllowPrivateNetworks}}
-		entries, err := subs.ReadFile(ctx, cfg.AlertSubscriptionsFile)
+	if cfg.Alerts.SubscriptionsFile != "" {
+		subs := &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: cfg.Alerts.AllowPrivateNetworks}}
+		entries, err := subs.ReadFile(ctx, cfg.Alerts.SubscriptionsFile)
 		if err != nil {
 			return nil, err
 		}

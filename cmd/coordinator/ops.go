@@ -33,11 +33,11 @@ type ops struct {
 // setupOps builds the monitor and the application status
 // updater from the configuration. Nothing listens before Serve.
 func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*ops, error) {
-	o := &ops{log: log, addr: cfg.MetricsAddr}
+	o := &ops{log: log, addr: cfg.HTTP.MetricsAddr}
 	build := buildinfo.Get()
 	o.monitor = monitor.New(monitor.Options{
 		DB:         pool,
-		StallAfter: 2*cfg.SurveyInterval + cfg.WorkerTimeout + stallSlack,
+		StallAfter: 2*cfg.Runtime.SurveyInterval + cfg.Workers.Timeout + stallSlack,
 		Logger:     log,
 		Build:      monitor.BuildInfo{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
 	})
@@ -51,11 +51,11 @@ func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		return nil, fmt.Errorf("setting up metrics: %w", err)
 	}
 
-	if cfg.IgnoreApplicationStatus {
+	if cfg.AppStatus.Ignore {
 		log.Info("IGNORE_APPLICATION_STATUS is set: the application status is not updated")
 	} else {
 		o.updater = &appstatus.Updater{
-			Source: appstatus.NewSheet(cfg.SpreadsheetName, cfg.SpreadsheetCredentialsJSON),
+			Source: appstatus.NewSheet(cfg.AppStatus.SpreadsheetName, cfg.AppStatus.CredentialsJSON),
 			Pool:   pool,
 			Logger: log,
 		}

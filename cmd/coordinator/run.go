@@ -28,7 +28,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.Log.Level}))
 	slog.SetDefault(log)
 	log.Info("coordinator starting", "version", buildinfo.Get().Short(), "config", cfg)
 	installHaltHook(os.Getenv("COORDINATOR_HALT_AT"))
@@ -76,10 +76,10 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 
 	eng := &coordinator.Engine{
 		Store: store, Source: source, Verifier: verifier,
-		Interval: cfg.SurveyInterval, MiniBatches: cfg.MiniBatchNumber, UptimeDays: cfg.UptimeDays,
-		Retries: cfg.RetryCount, MaxUnverifiedPercent: cfg.MaxUnverifiedPct, CopySubmissions: cfg.SubmissionStorage == config.StorageCassandra,
+		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
+		Retries: cfg.Runtime.RetryCount, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
-		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.WorkerTimeout,
+		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.Workers.Timeout,
 		Logger: log,
 		// Recorded for coordinator status; a failure to record is logged and
 		// never stops the loop.
@@ -123,7 +123,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 // migrateOnStart applies pending migrations when MIGRATE_ON_START is true;
 // otherwise it refuses to start while any is pending.
 func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *slog.Logger) error {
-	if !cfg.MigrateOnStart {
+	if !cfg.Postgres.MigrateOnStart {
 		pending, err := postgres.PendingMigrations(ctx, conn)
 		if err != nil {
 			return err
@@ -144,7 +144,7 @@ func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *s
 }
 
 func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (coordinator.SubmissionSource, func(), error) {
-	switch cfg.SubmissionStorage {
+	switch cfg.Runtime.SubmissionStorage {
 	case config.StorageCassandra:
 		cs, err := cassandra.Open(ctx, cfg.Cassandra)
 		if err != nil {
@@ -157,12 +157,12 @@ func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (
 }
 
 func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, events kubeworker.Events) (coordinator.Verifier, error) {
-	switch cfg.WorkerMode {
+	switch cfg.Workers.Mode {
 	case config.WorkerNone:
 		log.Info("WORKER_MODE=none: submissions are verified by something else; the coordinator only scores")
 		return nil, nil
 	case config.WorkerKubernetes:
-		cs, ns, err := kubeworker.ClientFromEnvironment()
+		cs, ns, err := kubeworker.Client(cfg.Kubernetes)
 		if err != nil {
 			return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)
 		}
@@ -174,7 +174,7 @@ func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, even
 		l.Events = events
 		return l, nil
 	default:
-		return nil, fmt.Errorf("WORKER_MODE=%s is not supported by this build", cfg.WorkerMode)
+		return nil, fmt.Errorf("WORKER_MODE=%s is not supported by this build", cfg.Workers.Mode)
 	}
 }
 

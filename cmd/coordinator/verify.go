@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
@@ -25,62 +24,35 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := config.LoadDotEnv(""); err != nil {
 		return err
 	}
-	w, err := verifyWindow(args, os.LookupEnv)
+	w, err := verifyWindow(args, config.Environment)
 	if err != nil {
 		return usageError{fmt.Errorf("verify: %w", err)}
 	}
-	var problems []string
-	collect := func(err error) error {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			problems = append(problems, ce.Problems...)
-			return nil
-		}
+	cfg, err := config.LoadVerifier(config.Environment)
+	if err != nil {
 		return err
 	}
-	dir := strings.TrimSpace(os.Getenv("BLOCKS_DIR"))
-	if dir == "" {
-		problems = append(problems, "BLOCKS_DIR: missing; required by the bundled verifier; expected the directory of <block_hash>.json precomputed blocks")
-	}
-	storage := strings.ToUpper(strings.TrimSpace(os.Getenv("SUBMISSION_STORAGE")))
-	var pg config.Postgres
-	var cs config.Cassandra
-	switch storage {
-	case "", config.StoragePostgres:
-		if pg, err = config.LoadPostgres(os.LookupEnv); collect(err) != nil {
-			return err
-		}
-	case config.StorageCassandra:
-		if cs, err = config.LoadCassandra(os.LookupEnv); collect(err) != nil {
-			return err
-		}
-	default:
-		problems = append(problems, fmt.Sprintf("SUBMISSION_STORAGE: invalid value %q; expected one of POSTGRES, CASSANDRA", storage))
-	}
-	if len(problems) > 0 {
-		return &config.Error{Problems: problems}
-	}
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.Level}))
 	log.Info("bundled verifier: shapes and blocks only, no SNARK verification (as --no-checks)",
-		"start", workers.FormatTimestamp(w.Start), "end", workers.FormatTimestamp(w.End), "blocks_dir", dir)
+		"start", workers.FormatTimestamp(w.Start), "end", workers.FormatTimestamp(w.End), "blocks_dir", cfg.BlocksDir)
 	var store verifier.Store
-	if storage == config.StorageCassandra {
-		c, err := cassandra.Open(ctx, cs)
+	if cfg.SubmissionStorage == config.StorageCassandra {
+		c, err := cassandra.Open(ctx, cfg.Cassandra)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		store = verifier.Filter(c)
 	} else {
-		pool, err := postgres.Open(ctx, pg.ConnString(""))
+		pool, err := postgres.Open(ctx, cfg.Postgres.ConnString(""))
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
 		store = &postgres.Store{Pool: pool}
 	}
-	v := &verifier.Verifier{Store: store, BlocksDir: dir, Logger: log}
+	v := &verifier.Verifier{Store: store, BlocksDir: cfg.BlocksDir, Logger: log}
 	res, err := v.Verify(ctx, w)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/delegation-program/uptime-coordinator/config"
@@ -20,7 +19,7 @@ func Postgres() (config.Postgres, error) {
 	if err := config.LoadDotEnv(""); err != nil {
 		return config.Postgres{}, err
 	}
-	return config.LoadPostgres(os.LookupEnv)
+	return config.LoadPostgres(config.Environment)
 }
 
 // CreateDatabase creates the database when missing and migrates it.

@@ -10,6 +10,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/delegation-program/uptime-coordinator/config"
 )
 
 // ServiceAccountNamespaceFile is where a Pod finds its own namespace.
@@ -18,24 +20,24 @@ const ServiceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccou
 // userAgent identifies the coordinator in the API server's logs and audit.
 const userAgent = "uptime-coordinator"
 
-// ClientFromEnvironment returns a clientset and the namespace for the worker
-// Jobs. Inside a cluster it uses the Pod's service account; elsewhere the
-// kubeconfig that KUBECONFIG names, or ~/.kube/config. The namespace is
-// POD_NAMESPACE, else the service account's namespace file; without either
-// it is an error.
-func ClientFromEnvironment() (*kubernetes.Clientset, string, error) {
-	return clientFromEnvironment(os.Getenv, ServiceAccountNamespaceFile)
+// Client returns a clientset and the namespace for the worker Jobs. Inside
+// a cluster it uses the Pod's service account; elsewhere the kubeconfig that
+// k.Kubeconfig (KUBECONFIG) names, or ~/.kube/config. The namespace is
+// k.Namespace (POD_NAMESPACE), else the service account's namespace file;
+// without either it is an error.
+func Client(k config.Kubernetes) (*kubernetes.Clientset, string, error) {
+	return client(k, ServiceAccountNamespaceFile)
 }
 
-func clientFromEnvironment(getenv func(string) string, namespaceFile string) (*kubernetes.Clientset, string, error) {
-	ns, err := namespace(getenv, namespaceFile)
+func client(k config.Kubernetes, namespaceFile string) (*kubernetes.Clientset, string, error) {
+	ns, err := namespace(k.Namespace, namespaceFile)
 	if err != nil {
 		return nil, "", err
 	}
 	cfg, err := rest.InClusterConfig()
 	if errors.Is(err, rest.ErrNotInCluster) {
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		if path := getenv(clientcmd.RecommendedConfigPathEnvVar); path != "" {
+		if path := k.Kubeconfig; path != "" {
 			rules.Precedence = strings.Split(path, string(os.PathListSeparator))
 		}
 		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
@@ -53,8 +55,8 @@ func clientFromEnvironment(getenv func(string) string, namespaceFile string) (*k
 	return cs, ns, nil
 }
 
-func namespace(getenv func(string) string, namespaceFile string) (string, error) {
-	if ns := strings.TrimSpace(getenv("POD_NAMESPACE")); ns != "" {
+func namespace(configured, namespaceFile string) (string, error) {
+	if ns := strings.TrimSpace(configured); ns != "" {
 		return ns, nil
 	}
 	data, err := os.ReadFile(namespaceFile)

@@ -101,8 +101,8 @@ func testEndToEnd(t *testing.T, c *kubetest.Cluster) {
 	eng := &coordinator.Engine{
 		Store: store, Source: store,
 		Verifier: kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev)),
-		Interval: cfg.SurveyInterval, MiniBatches: cfg.MiniBatchNumber, UptimeDays: cfg.UptimeDays,
-		Retries: cfg.RetryCount, Logger: log,
+		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
+		Retries: cfg.Runtime.RetryCount, Logger: log,
 		AfterBatch: func(_ context.Context, s *coordinator.Summary) { summaries = append(summaries, s) },
 	}
 	begin := time.Now()

@@ -1,5 +1,5 @@
 package kubernetes
 
-// ClientFromEnvironmentWith is ClientFromEnvironment with the environment
-// and the service-account namespace file given, for tests.
-var ClientFromEnvironmentWith = clientFromEnvironment
+// ClientWith is Client with the service-account namespace file given, for
+// tests.
+var ClientWith = client

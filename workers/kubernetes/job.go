@@ -93,21 +93,21 @@ func (s jobSpec) windowLabels() map[string]string {
 }
 
 // buildJob returns the Job of one mini-batch: the original coordinator's Job
-// with the verifier's secrets read from cfg.WorkerSecretName and labels that
+// with the verifier's secrets read from cfg.Kubernetes.SecretName and labels that
 // identify the window and mini-batch.
 func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, error) {
-	res, err := resources(cfg.WorkerResources)
+	res, err := resources(cfg.Kubernetes.Resources)
 	if err != nil {
 		return nil, err
 	}
 	name := s.name()
-	env := podEnv(cfg.WorkerSecretName, workers.Env(cfg, name, s.part, s.cassandraHost))
-	image := cfg.WorkerImage + ":" + cfg.WorkerTag
-	pullPolicy := corev1.PullPolicy(cfg.ImagePullPolicy)
+	env := podEnv(cfg.Kubernetes.SecretName, workers.Env(cfg, name, s.part, s.cassandraHost))
+	image := cfg.Workers.Image + ":" + cfg.Workers.Tag
+	pullPolicy := corev1.PullPolicy(cfg.Kubernetes.ImagePullPolicy)
 	if pullPolicy == "" {
 		pullPolicy = corev1.PullIfNotPresent
 	}
-	authMount := corev1.VolumeMount{Name: authVolume, MountPath: cfg.AuthVolumeMountPath}
+	authMount := corev1.VolumeMount{Name: authVolume, MountPath: cfg.Kubernetes.AuthVolumeMountPath}
 
 	jobLabels := s.windowLabels()
 	jobLabels[LabelManagedBy] = ManagedBy
@@ -120,7 +120,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 		ServiceAccountName: ServiceAccountName,
 		RestartPolicy:      corev1.RestartPolicyNever,
 		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-			MaxSkew:           int32(max(cfg.SpreadMaxSkew, 1)),
+			MaxSkew:           int32(max(cfg.Kubernetes.SpreadMaxSkew, 1)),
 			TopologyKey:       topologyKey,
 			WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{LabelGroup: s.group}},
@@ -148,13 +148,13 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 		Volumes: []corev1.Volume{
 			{Name: authVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			{Name: entrypointVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: cfg.EntrypointConfigMap},
+				LocalObjectReference: corev1.LocalObjectReference{Name: cfg.Kubernetes.EntrypointConfigMap},
 				DefaultMode:          new(entrypointMode),
 			}}},
 		},
 	}
-	if cfg.K8sNodePool != "" {
-		pod.NodeSelector = map[string]string{LabelNodePool: cfg.K8sNodePool}
+	if cfg.Kubernetes.NodePool != "" {
+		pod.NodeSelector = map[string]string{LabelNodePool: cfg.Kubernetes.NodePool}
 		pod.Tolerations = []corev1.Toleration{{Key: LabelNodePool, Operator: corev1.TolerationOpExists}}
 	}
 
@@ -166,7 +166,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			Annotations: annotations,
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit: new(int32(cfg.RetryCount)),
+			BackoffLimit: new(int32(cfg.Runtime.RetryCount)),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      s.windowLabels(),
@@ -176,8 +176,8 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			},
 		},
 	}
-	if cfg.WorkerTTLSeconds != nil {
-		job.Spec.TTLSecondsAfterFinished = new(*cfg.WorkerTTLSeconds)
+	if cfg.Kubernetes.TTLSecondsAfterFinished != nil {
+		job.Spec.TTLSecondsAfterFinished = new(*cfg.Kubernetes.TTLSecondsAfterFinished)
 	}
 	return job, nil
 }

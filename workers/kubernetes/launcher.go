@@ -174,7 +174,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	}
 
 	runCtx := ctx
-	if d := l.cfg.WorkerTimeout; d > 0 {
+	if d := l.cfg.Workers.Timeout; d > 0 {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeoutCause(ctx, d, ErrTimeout)
 		defer cancel()
@@ -337,7 +337,7 @@ func (r *run) create(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	if r.cfg.NoChecks {
+	if r.cfg.Workers.NoChecks {
 		r.log.Info("stateless verifier will run with --no-checks")
 	}
 	host := workers.ResolveHost(ctx, r.cfg.Cassandra.Host, r.log)
@@ -360,7 +360,7 @@ func (r *run) create(ctx context.Context) error {
 				workers.FormatTimestamp(p.window.Start), workers.FormatTimestamp(p.window.End), err)
 		}
 		p.name, p.uid, p.began = created.Name, created.UID, created.CreationTimestamp.Time
-		p.log(r.log).Info("worker job created", "group", group, "image", r.cfg.WorkerImage+":"+r.cfg.WorkerTag)
+		p.log(r.log).Info("worker job created", "group", group, "image", r.cfg.Workers.Image+":"+r.cfg.Workers.Tag)
 		if r.events != nil {
 			r.events.Started(Mode)
 		}
@@ -560,10 +560,10 @@ func (r *run) timeout(ctx context.Context) error {
 		}
 	}
 	if len(stopped) == 0 {
-		return fmt.Errorf("%w: the batch outlived WORKER_TIMEOUT=%v before its worker jobs were created", ErrTimeout, r.cfg.WorkerTimeout)
+		return fmt.Errorf("%w: the batch outlived WORKER_TIMEOUT=%v before its worker jobs were created", ErrTimeout, r.cfg.Workers.Timeout)
 	}
-	r.log.Error("worker jobs outlived WORKER_TIMEOUT; deleted them", "timeout", r.cfg.WorkerTimeout, "jobs", stopped)
-	err := fmt.Errorf("%w: worker jobs %v still unfinished after WORKER_TIMEOUT=%v were deleted", ErrTimeout, stopped, r.cfg.WorkerTimeout)
+	r.log.Error("worker jobs outlived WORKER_TIMEOUT; deleted them", "timeout", r.cfg.Workers.Timeout, "jobs", stopped)
+	err := fmt.Errorf("%w: worker jobs %v still unfinished after WORKER_TIMEOUT=%v were deleted", ErrTimeout, stopped, r.cfg.Workers.Timeout)
 	return errors.Join(append([]error{err}, errs...)...)
 }
 

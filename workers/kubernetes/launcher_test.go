@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/workers"
 	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
@@ -49,7 +50,7 @@ func TestKubernetesWorkers(t *testing.T) {
 	t.Run("TTLZero", func(t *testing.T) { t.Parallel(); testTTLZero(t, c) })
 	t.Run("RBAC", func(t *testing.T) { t.Parallel(); testRBAC(t, c) })
 	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, c) })
-	t.Run("ClientFromEnvironment", func(t *testing.T) { t.Parallel(); testClientFromEnvironment(t, c) })
+	t.Run("Client", func(t *testing.T) { t.Parallel(); testClient(t, c) })
 }
 
 // testJobSpec checks that the API server accepts the Jobs and that they
@@ -151,7 +152,7 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 			t.Errorf("volumes %+v", pod.Volumes)
 		}
 		image := "registry.invalid/delegation-verify:1.2.3"
-		wantEnv := expectedEnv(cfg.WorkerSecretName, workers.Env(cfg, name, parts[i], host))
+		wantEnv := expectedEnv(cfg.Kubernetes.SecretName, workers.Env(cfg, name, parts[i], host))
 		if len(pod.InitContainers) != 1 {
 			t.Fatalf("init containers %+v", pod.InitContainers)
 		}
@@ -602,7 +603,7 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 	if _, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !isForbidden(err) {
 		t.Errorf("listing secrets as uptime-coordinator: %v, want Forbidden", err)
 	}
-	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, cfg.WorkerSecretName, metav1.GetOptions{}); !isForbidden(err) {
+	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, cfg.Kubernetes.SecretName, metav1.GetOptions{}); !isForbidden(err) {
 		t.Errorf("reading the workers' secret as uptime-coordinator: %v, want Forbidden", err)
 	}
 	if _, err := cs.BatchV1().Jobs(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{}); !isForbidden(err) {
@@ -636,21 +637,18 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 	}
 }
 
-// testClientFromEnvironment: kubeconfig outside a cluster, the namespace
-// from POD_NAMESPACE or the service-account file.
-func testClientFromEnvironment(t *testing.T, c *kubetest.Cluster) {
+// testClient: kubeconfig outside a cluster, the namespace from
+// POD_NAMESPACE or the service-account file.
+func testClient(t *testing.T, c *kubetest.Cluster) {
 	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		t.Skip("running inside a cluster: the in-cluster configuration would win")
 	}
 	dir := t.TempDir()
 	nsFile := filepath.Join(dir, "namespace")
-	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
 
-	cs, ns, err := kubeworker.ClientFromEnvironmentWith(env(map[string]string{
-		"KUBECONFIG": c.KubeconfigPath(), "POD_NAMESPACE": "from-env",
-	}), nsFile)
+	cs, ns, err := kubeworker.ClientWith(config.Kubernetes{Kubeconfig: c.KubeconfigPath(), Namespace: "from-env"}, nsFile)
 	if err != nil || ns != "from-env" {
-		t.Fatalf("ClientFromEnvironment: %v, namespace %q", err, ns)
+		t.Fatalf("Client: %v, namespace %q", err, ns)
 	}
 	if _, err := cs.CoreV1().Namespaces().Get(t.Context(), "default", metav1.GetOptions{}); err != nil {
 		t.Errorf("the client does not reach the cluster: %v", err)
@@ -659,16 +657,14 @@ func testClientFromEnvironment(t *testing.T, c *kubetest.Cluster) {
 	if err := os.WriteFile(nsFile, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ns, err := kubeworker.ClientFromEnvironmentWith(env(map[string]string{"KUBECONFIG": c.KubeconfigPath()}), nsFile); err != nil || ns != "from-file" {
+	if _, ns, err := kubeworker.ClientWith(config.Kubernetes{Kubeconfig: c.KubeconfigPath()}, nsFile); err != nil || ns != "from-file" {
 		t.Errorf("namespace from the file: %q, %v", ns, err)
 	}
-	if _, _, err := kubeworker.ClientFromEnvironmentWith(env(map[string]string{"KUBECONFIG": c.KubeconfigPath()}), filepath.Join(dir, "absent")); err == nil ||
+	if _, _, err := kubeworker.ClientWith(config.Kubernetes{Kubeconfig: c.KubeconfigPath()}, filepath.Join(dir, "absent")); err == nil ||
 		!strings.Contains(err.Error(), "POD_NAMESPACE") {
 		t.Errorf("no namespace: err = %v, want one naming POD_NAMESPACE", err)
 	}
-	if _, _, err := kubeworker.ClientFromEnvironmentWith(env(map[string]string{
-		"KUBECONFIG": filepath.Join(dir, "no-kubeconfig"), "POD_NAMESPACE": "x",
-	}), nsFile); err == nil {
+	if _, _, err := kubeworker.ClientWith(config.Kubernetes{Kubeconfig: filepath.Join(dir, "no-kubeconfig"), Namespace: "x"}, nsFile); err == nil {
 		t.Error("no kubeconfig: no error")
 	}
 }

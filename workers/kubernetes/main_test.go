@@ -163,7 +163,7 @@ func namespace(t *testing.T, c *kubetest.Cluster, name string, cfg *config.Confi
 			t.Fatalf("create ServiceAccount %s: %v", sa.Name, err)
 		}
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: cfg.WorkerSecretName}, StringData: maps.Clone(testSecrets)}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: cfg.Kubernetes.SecretName}, StringData: maps.Clone(testSecrets)}
 	if _, err := cs.CoreV1().Secrets(name).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Secret: %v", err)
 	}

@@ -110,9 +110,9 @@ type Spec struct {
 func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now time.Time) ([]Spec, error) {
 	cfg := l.Config
 	var base []string
-	if cfg.WorkerCommand != "" {
+	if cfg.Workers.Command != "" {
 		var err error
-		base, err = shellquote.Split(cfg.WorkerCommand)
+		base, err = shellquote.Split(cfg.Workers.Command)
 		if err != nil {
 			return nil, fmt.Errorf("WORKER_COMMAND: %w", err)
 		}
@@ -177,17 +177,17 @@ func DockerArgs(cfg *config.Config, cassandraHost, start, end string) []string {
 	env := []string{
 		"CASSANDRA_HOST=" + cassandraHost, "CASSANDRA_PORT", "CASSANDRA_USERNAME", "CASSANDRA_PASSWORD",
 		"AWS_KEYSPACE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET",
-		"AWS_REGION", "NETWORK_NAME=" + cfg.NetworkName, "NO_CHECKS",
+		"AWS_REGION", "NETWORK_NAME=" + cfg.Workers.NetworkName, "NO_CHECKS",
 	}
 	if cfg.Cassandra.SSLCertFile != "" {
 		env = append(env, "SSL_CERTFILE=/var/ssl/ssl-cert.crt")
 	}
-	env = append(env, "SUBMISSION_STORAGE="+cfg.SubmissionStorage, "POSTGRES_HOST="+cfg.Postgres.Host,
+	env = append(env, "SUBMISSION_STORAGE="+cfg.Runtime.SubmissionStorage, "POSTGRES_HOST="+cfg.Postgres.Host,
 		"POSTGRES_DB="+cfg.Postgres.DB, "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_PORT", "POSTGRES_SSLMODE")
 	for _, e := range env {
 		args = append(args, "-e", e)
 	}
-	return append(args, cfg.WorkerImage+":"+cfg.WorkerTag, start, end)
+	return append(args, cfg.Workers.Image+":"+cfg.Workers.Tag, start, end)
 }
 
 // environ merges base with vars: vars override base entries of the same
@@ -219,12 +219,12 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	}
 	log := l.log().With("batch_start", batch.Start, "batch_end", batch.End)
 	runCtx := ctx
-	if d := l.Config.WorkerTimeout; d > 0 {
+	if d := l.Config.Workers.Timeout; d > 0 {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeoutCause(ctx, d, ErrTimeout)
 		defer cancel()
 	}
-	if l.Config.NoChecks {
+	if l.Config.Workers.NoChecks {
 		log.Info("stateless verifier will run with --no-checks")
 	}
 	host := workers.ResolveHost(runCtx, l.Config.Cassandra.Host, log)
@@ -327,7 +327,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 			l.event(func(e Events) { e.Failed(Mode) })
 		}
 		return fmt.Errorf("%w: mini-batches %v still running after WORKER_TIMEOUT=%v were killed",
-			ErrTimeout, running, l.Config.WorkerTimeout)
+			ErrTimeout, running, l.Config.Workers.Timeout)
 	}
 	log.Info("all verifiers finished", "mini_batches", len(children))
 	return nil

@@ -470,12 +470,12 @@ func TestSecretsMasked(t *testing.T) {
 func TestStartFailure(t *testing.T) {
 	t.Parallel()
 	l, _ := launcher(t, nil, "ok")
-	l.Config.WorkerCommand = "/nonexistent/verifier --flag"
+	l.Config.Workers.Command = "/nonexistent/verifier --flag"
 	err := l.Verify(context.Background(), batch, batch.Split(2))
 	if err == nil || !strings.Contains(err.Error(), "mini-batch 0") || !strings.Contains(err.Error(), "/nonexistent/verifier") {
 		t.Fatalf("Verify: %v", err)
 	}
-	l.Config.WorkerCommand = `verifier "unterminated`
+	l.Config.Workers.Command = `verifier "unterminated`
 	if err := l.Verify(context.Background(), batch, batch.Split(2)); err == nil || !strings.Contains(err.Error(), "WORKER_COMMAND") {
 		t.Fatalf("Verify with a malformed WORKER_COMMAND: %v", err)
 	}
@@ -483,7 +483,7 @@ func TestStartFailure(t *testing.T) {
 
 func TestSpecs(t *testing.T) {
 	l, _ := launcher(t, nil, "ok")
-	l.Config.WorkerCommand = `/opt/my\ verifier 'two words' --x="a b" plain`
+	l.Config.Workers.Command = `/opt/my\ verifier 'two words' --x="a b" plain`
 	specs, err := l.Specs(batch.Split(2), "10.0.0.9", now)
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +497,7 @@ func TestSpecs(t *testing.T) {
 func TestDockerArgs(t *testing.T) {
 	l, _ := launcher(t, map[string]string{"WORKER_IMAGE": "minaprotocol/delegation-verify", "WORKER_TAG": "2.0",
 		"SSL_CERTFILE": "/certs/ca.crt", "NETWORK_NAME": "devnet"}, "ok")
-	l.Config.WorkerCommand = ""
+	l.Config.Workers.Command = ""
 	specs, err := l.Specs(batch.Split(1), "10.0.0.9", now)
 	if err != nil {
 		t.Fatal(err)
