@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -154,6 +156,24 @@ func TestMigrateOriginalSchema(t *testing.T) {
 	}
 	if got := fingerprint(t, pool); !mapsEqual(got, data) {
 		t.Errorf("migration changed data:\nbefore %v\nafter  %v", data, got)
+	}
+
+	// explain reads the original's batches (scored before evidence existed):
+	// the point from points_summary, the rest derived from the submissions.
+	ex, err := inspect.Explain(context.Background(), pool, "B62qa", time.Unix(1717200000, 0), time.Unix(1717203600, 0))
+	if err != nil {
+		t.Fatalf("explain on the original's data: %v", err)
+	}
+	if len(ex.Batches) != 1 {
+		t.Fatalf("explain on the original's data: %d batches, want 1 (the starting row is not a batch)", len(ex.Batches))
+	}
+	b := ex.Batches[0]
+	// The fixture's hash "3NKchild" is not base58 (no 'l'): today's shape
+	// check counts the submission malformed, while points_summary keeps the
+	// point the original gave.
+	if !b.Point || b.Reason != "point" || !b.Derived || b.Submissions != 1 || b.Valid != 0 || b.InvalidByClass["malformed"] != 1 ||
+		ex.Summary.Points != 1 || ex.Summary.Derived != 1 {
+		t.Errorf("explain on the original's data: %+v, summary %+v", b, ex.Summary)
 	}
 
 	// Our first migration creates exactly the original's objects.
