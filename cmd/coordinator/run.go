@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,17 +38,17 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	if err := migrateOnStart(ctx, cfg, conn, log); err != nil {
 		return err
 	}
-	release, err := postgres.Lock(ctx, conn, 15*time.Second)
+	lock, err := postgres.Acquire(ctx, conn, 15*time.Second)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer lock.Release()
 	pool, err := postgres.Open(ctx, conn, postgres.WithStatementTimeout(cfg.Postgres.StatementTimeout))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Store{Pool: pool, Lock: lock}
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
 	if err != nil {
 		return err
@@ -105,7 +106,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		}
 	}()
 
-	err = eng.Run(ctx, batches)
+	err = runLocked(ctx, eng, lock, batches, log)
 	if coordinator.IsShutdown(err) {
 		log.Info("coordinator stopped by signal; an uncommitted batch was rolled back")
 		return nil
@@ -118,6 +119,68 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 	log.Info("coordinator finished", "batches", batches)
 	return nil
+}
+
+// Lock monitoring: the lock connection is checked every lockCheckInterval;
+// one that does not answer within lockCheckTimeout counts as lost. After a
+// loss the lock is sought again for up to lockPatience (a restarting
+// server).
+const (
+	lockCheckInterval = time.Second
+	lockCheckTimeout  = 5 * time.Second
+	lockPatience      = 2 * time.Minute
+)
+
+// runLocked runs the engine while the coordinator's advisory lock is held.
+// When the lock connection is lost, scoring stops at once (the batch in
+// progress is abandoned, uncommitted) and the lock is taken again; when
+// another coordinator holds it by then, runLocked fails with a message
+// saying so (exit 1).
+func runLocked(ctx context.Context, eng *coordinator.Engine, lock *postgres.HeldLock, batches int, log *slog.Logger) error {
+	done := 0
+	after := eng.AfterBatch
+	eng.AfterBatch = func(ctx context.Context, s *coordinator.Summary) {
+		done++
+		if after != nil {
+			after(ctx, s)
+		}
+	}
+	for {
+		rctx, cancel := context.WithCancel(ctx)
+		go lock.Watch(rctx, lockCheckInterval, lockCheckTimeout, log)
+		lost := lock.Lost()
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-rctx.Done():
+			}
+		}()
+		remaining := 0
+		if batches > 0 {
+			if remaining = batches - done; remaining <= 0 {
+				return nil
+			}
+		}
+		err := eng.Run(rctx, remaining)
+		cancel()
+		select {
+		case <-lost:
+		default:
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Error("scoring stopped: the coordinator's advisory lock was lost (connection to PostgreSQL lost); the batch in progress was not committed; taking the lock again")
+		if err := lock.Reacquire(ctx, lockPatience, log); err != nil {
+			if errors.Is(err, postgres.ErrLocked) {
+				return errors.New("the coordinator's advisory lock was lost and another coordinator holds it now: exiting so that only one coordinator scores this database")
+			}
+			return fmt.Errorf("the coordinator's advisory lock was lost and could not be taken again: %w", err)
+		}
+		log.Warn("the coordinator's advisory lock is held again; scoring resumes")
+	}
 }
 
 // migrateOnStart applies pending migrations when MIGRATE_ON_START is true;

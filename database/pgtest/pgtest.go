@@ -255,6 +255,11 @@ type Cluster struct {
 	Dir    string
 	cmd    *exec.Cmd
 	done   chan struct{}
+
+	// what Restart needs
+	bin, data string
+	durable   bool
+	attr      *syscall.SysProcAttr
 }
 
 // StartCluster initialises and starts a throwaway cluster in a new
@@ -319,6 +324,7 @@ func startPostgres(bin, dir, data string, port int, durable bool, attr *syscall.
 	c := &Cluster{
 		Config: config.Postgres{Host: "127.0.0.1", Port: port, DB: "postgres", User: "postgres"},
 		Dir:    dir, cmd: cmd, done: make(chan struct{}),
+		bin: bin, data: data, durable: durable, attr: attr,
 	}
 	go func() { _ = cmd.Wait(); logFile.Close(); close(c.done) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -371,6 +377,24 @@ func (c *Cluster) Signal(sig syscall.Signal) error {
 			_ = syscall.Kill(child, sig)
 		}
 	}
+	return nil
+}
+
+// Restart shuts the server down (fast mode: every session is ended, as in a
+// real restart) and starts it again on the same port and data.
+func (c *Cluster) Restart() error {
+	_ = c.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	n, err := startPostgres(c.bin, c.Dir, c.data, c.Config.Port, c.durable, c.attr)
+	if err != nil {
+		return fmt.Errorf("restarting postgres: %w", err)
+	}
+	c.cmd, c.done = n.cmd, n.done
 	return nil
 }
 

@@ -29,6 +29,10 @@ type Store struct {
 
 	// producers caches evidence_producers ids (see producerIDs).
 	producers producerCache
+	// Lock, when set, fences every commit: the batch transaction checks
+	// that the lock connection still holds the coordinator's advisory lock,
+	// and commits nothing (ErrLockLost) when it does not.
+	Lock *HeldLock
 }
 
 // Step is a named step of the batch transaction that another package
@@ -158,6 +162,15 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 		staged = nil
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
 			return fmt.Errorf("taking the batch lock: %w", err)
+		}
+		if s.Lock != nil {
+			held, err := holdsLock(ctx, tx, s.Lock.PID())
+			if err != nil {
+				return err
+			}
+			if !held {
+				return ErrLockLost
+			}
 		}
 		latest, err := lastBatch(ctx, tx)
 		if err != nil {
