@@ -44,6 +44,10 @@ const (
 	// FateOffline: a healthy producer that sends nothing in
 	// [Fate.OfflineFrom, Fate.OfflineUntil).
 	FateOffline = "offline"
+	// FateLate: a healthy producer whose first submission comes half-way
+	// through the span (it sends nothing in [Fate.OfflineFrom,
+	// Fate.OfflineUntil), which starts at the beginning).
+	FateLate = "late"
 	// FateFailing: every submission fails verification with Fate.Error, a
 	// message of error class Fate.Class (empty Error with no_state_hash: the
 	// submission is marked verified without a state hash).
@@ -208,11 +212,16 @@ func Generate(p Params) *Network {
 			f := fateList[i]
 			fate = &f
 			k = healthy
-			if f.Kind == FateOffline {
+			switch f.Kind {
+			case FateOffline:
 				// Offline over the second quarter of the span, batch-aligned
 				// when the span is a multiple of 4 intervals.
 				k = offline
 				offFrom, offUntil = p.Start.Add(p.Duration/4), p.Start.Add(p.Duration/2)
+				f.OfflineFrom, f.OfflineUntil = offFrom, offUntil
+			case FateLate:
+				k = offline
+				offFrom, offUntil = p.Start, p.Start.Add(p.Duration/2)
 				f.OfflineFrom, f.OfflineUntil = offFrom, offUntil
 			}
 			if n.Fates == nil {
@@ -283,7 +292,7 @@ func Generate(p Params) *Network {
 // fateList are the designated fates of Params.Fates, given to the first
 // producers in this order.
 var fateList = func() []Fate {
-	fates := []Fate{{Kind: FateOffline}, {Kind: FateDeepFork}, {Kind: FateUnverified}}
+	fates := []Fate{{Kind: FateOffline}, {Kind: FateLate}, {Kind: FateDeepFork}, {Kind: FateUnverified}}
 	for _, class := range []string{"snark_invalid", "sok_digest_mismatch", "block_missing", "block_malformed",
 		"signature_invalid", "timeout", "other", "no_state_hash"} {
 		fates = append(fates, Fate{Kind: FateFailing, Class: class, Error: FailingErrors[class]})

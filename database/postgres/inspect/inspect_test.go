@@ -91,7 +91,7 @@ func expect(net *synthnet.Network, key string, w coordinator.Window) expected {
 		hashes[s.Block.Hash] = true
 	}
 	switch fate.Kind {
-	case synthnet.FateOffline: // healthy when online: always on the chain
+	case synthnet.FateOffline, synthnet.FateLate: // healthy when online: always on the chain
 		e.reason, e.point, e.valid, e.stateHashes = coordinator.OutcomePoint, true, len(mine), slices.Sorted(maps.Keys(hashes))
 	case synthnet.FateDeepFork:
 		e.reason, e.valid, e.stateHashes = coordinator.OutcomeOffChain, len(mine), slices.Sorted(maps.Keys(hashes))
@@ -137,8 +137,8 @@ func TestExplainMatchesTheGenerator(t *testing.T) {
 	if _, err := ro.Exec(ctx, `CREATE TABLE ro_probe (x int)`); err == nil {
 		t.Fatal("the read-only user could create a table")
 	}
-	if len(net.Fates) != 11 {
-		t.Fatalf("%d designated producers, want 11", len(net.Fates))
+	if len(net.Fates) != 12 {
+		t.Fatalf("%d designated producers, want 12", len(net.Fates))
 	}
 	reasons := map[string]bool{}
 	for key, fate := range net.Fates {
@@ -183,6 +183,15 @@ func TestExplainMatchesTheGenerator(t *testing.T) {
 		if !reasons[r] {
 			t.Errorf("reason %s never occurred", r)
 		}
+	}
+	// The late producer's batches before its first submission are listed,
+	// as no_submission.
+	late, err := inspect.Explain(ctx, ro, fateKey(t, net, synthnet.FateLate, ""), start, start.Add(end))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := late.Batches; len(b) != batches || b[0].Reason != "no_submission" || b[batches/2-1].Reason != "no_submission" || b[batches/2].Reason != "point" {
+		t.Errorf("late producer: %+v", b)
 	}
 
 	// An unknown key.
