@@ -406,7 +406,12 @@ type Serve struct {
 	UptimeDays int
 	Addr       string
 	LogLevel   slog.Level
-	raw        map[string]string
+	// AdminAPIToken (ADMIN_API_TOKEN) and AlertAllowPrivateNetworks
+	// (ALERT_ALLOW_PRIVATE_NETWORKS): the subscription API's admin token
+	// and outbound policy.
+	AdminAPIToken             string
+	AlertAllowPrivateNetworks bool
+	raw                       map[string]string
 }
 
 // LoadServe reads and validates the variables `coordinator serve` uses.
@@ -417,6 +422,8 @@ func LoadServe(lookup func(string) (string, bool)) (*Serve, error) {
 	c.UptimeDays = l.integer("UPTIME_DAYS_FOR_SCORE", 1, 36500)
 	c.Addr = l.required("API_ADDR", "a listen address such as 127.0.0.1:8081 or :8081")
 	c.LogLevel = l.log().Level
+	c.AdminAPIToken = l.str("ADMIN_API_TOKEN")
+	c.AlertAllowPrivateNetworks = l.boolean("ALERT_ALLOW_PRIVATE_NETWORKS")
 	if err := l.err(); err != nil {
 		return nil, err
 	}

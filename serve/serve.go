@@ -12,6 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
+	"github.com/delegation-program/uptime-coordinator/alerting/queue"
+	"github.com/delegation-program/uptime-coordinator/alerting/subapi"
+	"github.com/delegation-program/uptime-coordinator/alerting/subscriptions"
 	"github.com/delegation-program/uptime-coordinator/api"
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
@@ -27,6 +33,18 @@ func Handler(reader *api.Reader, hub *api.Hub, logger *slog.Logger, heartbeat ti
 	srv.Register(api.NewAPI(mux), more...)
 	(&web.Pages{Reader: reader, Logger: logger}).Register(mux)
 	return api.Handler(mux)
+}
+
+// subscriptionAPI builds the alert subscription endpoints: they write the
+// subscription tables (create-ro-user grants that much to the read-only
+// user) and queue test messages for the coordinator's run to deliver.
+func subscriptionAPI(pool *pgxpool.Pool, cfg *config.Serve, log *slog.Logger) (*subapi.Handlers, error) {
+	q, err := queue.New(pool, false, queue.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &subapi.Handlers{Logger: log, Store: &subscriptions.Store{Pool: pool, Queue: q, AdminToken: cfg.AdminAPIToken,
+		Policy: outbound.Policy{AllowPrivate: cfg.AlertAllowPrivateNetworks}}}, nil
 }
 
 // Run is `coordinator serve`: it reads with cfg's read connection, follows
@@ -70,8 +88,12 @@ func Run(ctx context.Context, cfg *config.Serve, log *slog.Logger, ready func(ad
 	})
 	m.clients = hub.Clients
 
+	subs, err := subscriptionAPI(pool, cfg, log)
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/", Handler(reader, hub, log, 0))
+	mux.Handle("/", Handler(reader, hub, log, 0, subs.Register))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		pctx, pcancel := context.WithTimeout(r.Context(), 5*time.Second)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/delegation-program/uptime-coordinator/alerting/channels"
 )
 
 // FileEntry is one subscription of ALERT_SUBSCRIPTIONS_FILE.
@@ -91,11 +93,11 @@ func (s *Store) Reconcile(ctx context.Context, entries []FileEntry) (created, ke
 			}
 			var id int64
 			var inserted bool
-			if err := tx.QueryRow(ctx, `INSERT INTO alert_subscriptions (all_producers, producers, channel, url, secret, rules, file_name)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)
+			if err := tx.QueryRow(ctx, `INSERT INTO alert_subscriptions (all_producers, producers, channel, url, host, secret, rules, file_name)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 				ON CONFLICT (file_name) DO UPDATE SET all_producers = EXCLUDED.all_producers, producers = EXCLUDED.producers,
-					channel = EXCLUDED.channel, url = EXCLUDED.url, secret = EXCLUDED.secret, rules = EXCLUDED.rules
-				RETURNING id, xmax = 0`, e.Producers.All, keys, e.Channel, e.URL, e.Secret, rs, e.Name).Scan(&id, &inserted); err != nil {
+					channel = EXCLUDED.channel, url = EXCLUDED.url, host = EXCLUDED.host, secret = EXCLUDED.secret, rules = EXCLUDED.rules
+				RETURNING id, xmax = 0`, e.Producers.All, keys, e.Channel, e.URL, channels.Host(e.URL), e.Secret, rs, e.Name).Scan(&id, &inserted); err != nil {
 				return fmt.Errorf("subscription %s: %w", e.Name, err)
 			}
 			if inserted {

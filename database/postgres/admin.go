@@ -132,9 +132,36 @@ func CreateROUser(ctx context.Context, pool *pgxpool.Pool, db, user, password st
 				return fmt.Errorf("granting read-only access to %q: %w", user, err)
 			}
 		}
-		return nil
+		return grantSubscriptions(ctx, tx, ident)
 	})
 	return created, err
+}
+
+// grantSubscriptions lets the read-only user, with which `coordinator serve`
+// connects, manage alert subscriptions and nothing else: INSERT and DELETE
+// on alert_subscriptions, SELECT on its columns but url and secret (which
+// hold tokens), and INSERT on alert_outbox and River's river_job for test
+// messages. Skipped on a database without the alert tables (not migrated).
+func grantSubscriptions(ctx context.Context, tx pgx.Tx, ident string) error {
+	var present bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('alert_subscriptions') IS NOT NULL AND to_regclass('river_job') IS NOT NULL`).Scan(&present); err != nil {
+		return fmt.Errorf("looking for the alert tables: %w", err)
+	}
+	if !present {
+		return nil
+	}
+	for _, stmt := range []string{
+		"REVOKE SELECT ON alert_subscriptions FROM " + ident,
+		"GRANT SELECT (id, all_producers, producers, channel, host, token_hash, rules, file_name, created_at) ON alert_subscriptions TO " + ident,
+		"GRANT INSERT, DELETE ON alert_subscriptions TO " + ident,
+		"GRANT INSERT ON alert_outbox, river_job TO " + ident,
+		"GRANT USAGE ON SEQUENCE river_job_id_seq TO " + ident,
+	} {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("granting subscription management to %s: %w", ident, err)
+		}
+	}
+	return nil
 }
 
 // Cleanup calls cleanup_old_data(days) and returns the notices it raised
