@@ -63,6 +63,17 @@ func (l *loader) str(name string) string {
 	return s
 }
 
+// strOrEmpty is str, except that a variable set to "" (or blanks) stays
+// empty instead of taking its default: for variables where empty means off.
+func (l *loader) strOrEmpty(name string) string {
+	if s, set := l.lookup(name); set && strings.TrimSpace(s) == "" {
+		l.str(name) // registers it
+		l.raw[name] = ""
+		return ""
+	}
+	return l.str(name)
+}
+
 func (l *loader) required(name, expected string) string {
 	s := l.str(name)
 	if s == "" {

@@ -291,7 +291,7 @@ type HTTP struct {
 }
 
 func (l *loader) http() HTTP {
-	return HTTP{MetricsAddr: l.str("METRICS_ADDR"), APIAddr: l.str("API_ADDR")}
+	return HTTP{MetricsAddr: l.strOrEmpty("METRICS_ADDR"), APIAddr: l.str("API_ADDR")}
 }
 
 // Log is how the coordinator logs.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +27,7 @@ const stallSlack = 10 * time.Minute
 type ops struct {
 	log     *slog.Logger
 	addr    string
+	ln      net.Listener // bound by Listen
 	monitor *monitor.Monitor
 	updater *appstatus.Updater // nil with IGNORE_APPLICATION_STATUS
 }
@@ -106,16 +108,31 @@ func (o *ops) Apply(e *coordinator.Engine) {
 // Workers returns the counters the worker launchers report to.
 func (o *ops) Workers() monitor.WorkerEvents { return o.monitor.Workers() }
 
-// Serve runs the /healthz, /readyz and /metrics listener on METRICS_ADDR
-// until ctx is done (then it shuts down gracefully) or Close is called. With
-// METRICS_ADDR empty it returns nil at once.
-func (o *ops) Serve(ctx context.Context) error {
+// Listen binds METRICS_ADDR for /healthz, /readyz and /metrics: an address
+// that cannot be bound (in use) fails start-up rather than running without
+// probes. With METRICS_ADDR empty nothing listens.
+func (o *ops) Listen(ctx context.Context) error {
 	if o.addr == "" {
 		o.log.Info("METRICS_ADDR is empty: no /healthz, /readyz or /metrics listener")
 		return nil
 	}
-	o.log.Info("serving /healthz, /readyz and /metrics", "addr", o.addr)
-	return o.monitor.Serve(ctx, o.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR=%s: cannot listen for /healthz, /readyz and /metrics: %w", o.addr, err)
+	}
+	o.ln = ln
+	return nil
+}
+
+// Serve serves the listener Listen bound until ctx is done (then it shuts
+// down gracefully) or Close is called; without one it returns nil at once.
+func (o *ops) Serve(ctx context.Context) error {
+	if o.ln == nil {
+		return nil
+	}
+	o.log.Info("serving /healthz, /readyz and /metrics", "addr", o.ln.Addr().String())
+	return o.monitor.ServeListener(ctx, o.ln)
 }
 
 // Close stops the listener at once.

@@ -99,6 +99,9 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 	defer al.Stop()
 	al.Apply(store, eng)
+	if err := ops.Listen(ctx); err != nil {
+		return err
+	}
 	go func() {
 		// Scoring goes on without the listener; its probes will say so.
 		if err := ops.Serve(ctx); err != nil {

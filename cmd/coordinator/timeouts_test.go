@@ -233,3 +233,33 @@ func TestLivenessFailsWhenTheLoopIsWedged(t *testing.T) {
 		t.Errorf("/healthz says %q", body)
 	}
 }
+
+// Issue 10 item 10: METRICS_ADDR set and empty disables the listener (it
+// used to fall back to :8080); an address in use fails start-up with exit 1
+// (it used to run without probes).
+func TestMetricsListener(t *testing.T) {
+	t.Parallel()
+	cfg := seeded(t)
+	out, err := coordinatorCmd(cfg, []string{"METRICS_ADDR="}, "run", "--batches", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("coordinator: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "METRICS_ADDR is empty: no /healthz, /readyz or /metrics listener") ||
+		strings.Contains(string(out), "serving /healthz") || strings.Contains(string(out), `"METRICS_ADDR":":8080"`) {
+		t.Errorf("METRICS_ADDR= did not disable the listener:\n%s", out)
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	out, err = coordinatorCmd(cfg, []string{"METRICS_ADDR=" + busy.Addr().String()}, "run", "--batches", "1").CombinedOutput()
+	want := "METRICS_ADDR=" + busy.Addr().String() + ": cannot listen for /healthz, /readyz and /metrics: listen tcp " + busy.Addr().String() + ": bind: address already in use"
+	if exitCode(err) != 1 || !strings.Contains(string(out), want) {
+		t.Fatalf("exit %d, want 1 with %q:\n%s", exitCode(err), want, out)
+	}
+	if n := committed(t, cfg); n != 1 {
+		t.Errorf("%d batches committed, want only the first run's", n)
+	}
+}
