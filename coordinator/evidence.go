@@ -99,30 +99,45 @@ func SubmissionClass(s *Submission) string {
 // from the same submissions). It is pure and does not depend on the order
 // of subs.
 func Evidence(subs []Submission, r *Result) *BatchEvidence {
-	pointed := make(map[string]bool, len(r.Points))
-	for _, p := range r.Points {
-		pointed[p.Submission.Submitter] = true
-	}
 	type acc struct {
 		ev     ProducerEvidence
+		point  bool
 		hashes []string
 		latest map[string]*Submission // class -> latest failed submission
 	}
-	byKey := map[string]*acc{}
+	// Producers are accumulated in one slice, found by key; verifier
+	// messages repeat, so each distinct text is classified once.
+	byKey := make(map[string]int, len(subs)/3+1)
+	accs := make([]acc, 0, len(subs)/3+1)
+	textClass := map[string]string{}
+	classOf := func(s *Submission) string {
+		if s.ValidationError == nil || *s.ValidationError == "" || s.Verified == nil {
+			return SubmissionClass(s)
+		}
+		text := *s.ValidationError
+		c, ok := textClass[text]
+		if !ok {
+			c = ClassifyError(text)
+			textClass[text] = c
+		}
+		return c
+	}
 	b := &BatchEvidence{ByOutcome: map[string]int{}}
 	classSubs := map[string]int{}
 	classProducers := map[string]map[string]struct{}{}
 	classLatest := map[string]*Submission{}
 	for i := range subs {
 		s := &subs[i]
-		a := byKey[s.Submitter]
-		if a == nil {
-			a = &acc{ev: ProducerEvidence{Producer: s.Submitter}}
-			byKey[s.Submitter] = a
+		k, ok := byKey[s.Submitter]
+		if !ok {
+			k = len(accs)
+			byKey[s.Submitter] = k
+			accs = append(accs, acc{ev: ProducerEvidence{Producer: s.Submitter}})
 		}
+		a := &accs[k]
 		a.ev.Submissions++
 		b.Submissions++
-		switch class := SubmissionClass(s); class {
+		switch class := classOf(s); class {
 		case "":
 			a.ev.Valid++
 			b.Valid++
@@ -149,11 +164,17 @@ func Evidence(subs []Submission, r *Result) *BatchEvidence {
 			}
 		}
 	}
-	b.Producers = make([]ProducerEvidence, 0, len(byKey))
-	for _, a := range byKey {
+	for _, p := range r.Points {
+		if k, ok := byKey[p.Submission.Submitter]; ok {
+			accs[k].point = true
+		}
+	}
+	b.Producers = make([]ProducerEvidence, 0, len(accs))
+	for i := range accs {
+		a := &accs[i]
 		ev := a.ev
 		switch {
-		case pointed[ev.Producer]:
+		case a.point:
 			ev.Outcome = OutcomePoint
 		case ev.Valid > 0:
 			ev.Outcome = OutcomeOffChain
