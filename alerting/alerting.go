@@ -267,12 +267,22 @@ func loadSubscriptions(ctx context.Context, tx pgx.Tx) ([]subscription, error) {
 // score: the batches lying inside [end - window, end].
 func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window) error {
 	windows := map[string]bool{}
+	every := false    // a subscription to every producer has a score rule
+	var keys []string // else: the producers whose scores are needed
 	for _, s := range subs {
 		for _, r := range s.rules {
 			if r.Kind == rules.ScoreBelow {
 				windows[r.Window] = true
+				every = every || s.all
+				keys = append(keys, s.producers...)
 			}
 		}
+	}
+	filter, args := "", []any{}
+	if !every {
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		filter, args = " AND n.block_producer_key = ANY($3::text[])", []any{keys}
 	}
 	for name := range windows {
 		d := rules.Windows[name]
@@ -285,8 +295,8 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 		points := map[string]int64{}
 		rows, err := tx.Query(ctx, `SELECT n.block_producer_key, count(*) FROM points_summary ps
 			JOIN bot_logs b ON b.id = ps.bot_log_id JOIN nodes n ON n.id = ps.node_id
-			WHERE b.batch_start_epoch >= $1 AND b.batch_end_epoch <= $2 AND n.block_producer_key IS NOT NULL
-			GROUP BY 1`, start, end)
+			WHERE b.batch_start_epoch >= $1 AND b.batch_end_epoch <= $2 AND n.block_producer_key IS NOT NULL`+filter+`
+			GROUP BY 1`, append([]any{start, end}, args...)...)
 		if err != nil {
 			return fmt.Errorf("counting the points of the %s window: %w", name, err)
 		}
@@ -296,6 +306,9 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 			return fmt.Errorf("counting the points of the %s window: %w", name, err)
 		}
 		for p, o := range outcomes {
+			if !every && !slices.Contains(keys, p) {
+				continue
+			}
 			if o.Scores == nil {
 				o.Scores = map[string]float64{}
 			}

@@ -108,7 +108,10 @@ func TestProducersOfflineAndBack(t *testing.T) {
 	s := newSetup(t, batches)
 	all := s.subscribe(t, "/all", subscriptions.Spec{Producers: subscriptions.Producers{All: true}, Channel: "webhook",
 		Rules: []rules.Rule{{Kind: rules.MissedBatches}, {Kind: rules.ScoreBelow, Window: "24h", Percent: 80}}})
-	// Three producers with at least one miss streak, on Slack.
+	// Three producers, on Slack, with a score rule only for them.
+	three := []string{s.net.Producers[0], s.net.Producers[1], s.net.Producers[2]}
+	s.subscribe(t, "/slack", subscriptions.Spec{Producers: subscriptions.Producers{Keys: three}, Channel: "slack",
+		Rules: []rules.Rule{{Kind: rules.ScoreBelow, Window: "24h", Percent: 99}}})
 	s.run(t, batches)
 	if left, err := s.queue.Drain(context.Background(), 30*time.Second); err != nil || left != 0 {
 		t.Fatalf("drain: %d left, %v", left, err)
@@ -146,6 +149,28 @@ func TestProducersOfflineAndBack(t *testing.T) {
 	}
 	if g, w := alertingtest.Strings(got), alertingtest.Strings(want); !slices.Equal(g, w) {
 		t.Fatalf("received %d messages, model expects %d:\nreceived %v\nexpected %v", len(g), len(w), g, w)
+	}
+
+	// The Slack subscription: one text per event of its three producers.
+	slack := alertingtest.Model(t, s.pool, s.net, three, 1_000_000, 24*time.Hour, 99, "score_below:24h:99")
+	texts := s.recv.Texts("/slack")
+	if len(slack) == 0 || len(texts) != len(slack) {
+		t.Fatalf("slack got %d texts, the model expects %d", len(texts), len(slack))
+	}
+	for _, e := range slack {
+		want := "Alert: producer " + e.Producer + " — 24h score below 99%"
+		if e.Event == "resolved" {
+			want = "Resolved: producer " + e.Producer + " — 24h score below 99%"
+		}
+		n := 0
+		for _, tx := range texts {
+			if strings.Contains(tx, want) && strings.Contains(tx, e.WindowEnd.Format("15:04:05")+" UTC") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("slack: %d texts for %s, want 1", n, e)
+		}
 	}
 
 	// The state left: exactly the alerts the model leaves firing.

@@ -2,10 +2,13 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -207,5 +210,43 @@ func TestOperatorMessages(t *testing.T) {
 	}
 	if n := len(h.get("/operator")); n != 1 {
 		t.Fatalf("operator webhook got %d messages, want 1", n)
+	}
+}
+
+// TestRebindingRefusedAtDelivery: a host that resolved to a public address
+// when the subscription was made and resolves to loopback at delivery is
+// refused (a dead letter at once), and the receiver is never reached.
+func TestRebindingRefusedAtDelivery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
+	srv, h := server(t)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	opts := queue.Options{Transport: srv.Client().Transport.(*http.Transport).Clone(), PollInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Policy: outbound.Policy{Resolve: func(context.Context, string) ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil // what the attacker's DNS answers now
+		}}}
+	q, err := queue.New(pool, true, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Stop(context.Background()) })
+	sub := subscribe(t, pool, fmt.Sprintf("https://rebind.example:%d/hook", port))
+	if err := q.Enqueue(ctx, msgs(sub, "rebind", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := q.Drain(ctx, 20*time.Second); err != nil || left != 0 {
+		t.Fatalf("drain: %d left, %v", left, err)
+	}
+	var state, lastErr string
+	if err := pool.QueryRow(ctx, `SELECT j.state::text, o.last_error FROM alert_outbox o JOIN river_job j ON j.args->>'outbox_id' = o.id`).Scan(&state, &lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if state != "cancelled" || !strings.Contains(lastErr, "127.0.0.1 is a loopback address") || len(h.get("/hook")) != 0 {
+		t.Fatalf("job %s, error %q, receiver hit %d times: want a refusal naming loopback and no request", state, lastErr, len(h.get("/hook")))
 	}
 }
