@@ -294,13 +294,22 @@ func (l *loader) http() HTTP {
 	return HTTP{MetricsAddr: l.strOrEmpty("METRICS_ADDR"), APIAddr: l.str("API_ADDR")}
 }
 
+// Log formats, as LOG_FORMAT spells them.
+const (
+	LogJSON = "json"
+	LogText = "text"
+)
+
 // Log is how the coordinator logs.
 type Log struct {
 	Level slog.Level // LOG_LEVEL
+	// Format is LOG_FORMAT: LogJSON, LogText, or "" for text on a terminal
+	// and JSON otherwise.
+	Format string
 }
 
 func (l *loader) log() Log {
-	var lg Log
+	lg := Log{Format: strings.ToLower(l.oneOf("LOG_FORMAT", true, LogJSON, LogText))}
 	switch lv := strings.ToLower(l.str("LOG_LEVEL")); lv {
 	case "debug":
 		lg.Level = slog.LevelDebug
@@ -405,7 +414,7 @@ type Serve struct {
 	Postgres   Postgres
 	UptimeDays int
 	Addr       string
-	LogLevel   slog.Level
+	Log        Log
 	// AdminAPIToken (ADMIN_API_TOKEN) and AlertAllowPrivateNetworks
 	// (ALERT_ALLOW_PRIVATE_NETWORKS): the subscription API's admin token
 	// and outbound policy.
@@ -421,7 +430,7 @@ func LoadServe(lookup func(string) (string, bool)) (*Serve, error) {
 	c.Postgres = l.postgres()
 	c.UptimeDays = l.integer("UPTIME_DAYS_FOR_SCORE", 1, 36500)
 	c.Addr = l.required("API_ADDR", "a listen address such as 127.0.0.1:8081 or :8081")
-	c.LogLevel = l.log().Level
+	c.Log = l.log()
 	c.AdminAPIToken = l.str("ADMIN_API_TOKEN")
 	c.AlertAllowPrivateNetworks = l.boolean("ALERT_ALLOW_PRIVATE_NETWORKS")
 	if err := l.err(); err != nil {

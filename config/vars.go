@@ -106,7 +106,8 @@ var Vars = []Var{
 	{Name: "SPREADSHEET_CREDENTIALS_JSON", Group: groupSheets, Doc: "Path to the Google service-account JSON key."},
 
 	{Name: "METRICS_ADDR", Default: ":8080", Group: groupOps, Doc: "New. Listen address of /healthz, /readyz and /metrics; set and empty disables it. The default listens on every interface, which is what a pod needs for its probes; outside a container prefer 127.0.0.1:8080. An address already in use fails start-up (exit 1)."},
-	{Name: "LOG_LEVEL", Default: "info", Group: groupOps, Doc: "New. debug, info, warn or error."},
+	{Name: "LOG_LEVEL", Default: "info", Group: groupOps, Doc: "New. debug, info, warn or error. debug adds the time each phase of a batch took."},
+	{Name: "LOG_FORMAT", Group: groupOps, Doc: "New. json or text (key=value, for people). Default: text when the output is a terminal, json otherwise. Verifier processes always log JSON, which the coordinator relays as structured records."},
 
 	{Name: "API_ADDR", Default: "127.0.0.1:8081", Group: groupServe, Doc: "New. Listen address of coordinator serve: the read API, the stream, the web pages and its own /healthz, /readyz and /metrics."},
 	{Name: "BATCH_END_EPOCH", Group: groupTasks, Doc: "go tool mage initDatabase: as init-database --batch-end-epoch (default now)."},

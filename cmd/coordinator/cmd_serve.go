@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
+	"github.com/delegation-program/uptime-coordinator/internal/logging"
 	"github.com/delegation-program/uptime-coordinator/serve"
 )
 
@@ -37,7 +37,7 @@ func (c *ServeCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(env.Stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := logging.New(env.Stdout, cfg.Log)
 	log.Info("coordinator serve starting", "version", buildinfo.Get().Short(), "config", cfg)
 	return serve.Run(ctx, cfg, log, nil)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -59,6 +60,25 @@ func TestProcessWorkersScoreAsPreverified(t *testing.T) {
 	}
 	if c := strings.Count(string(out), "unverified submissions: "); c != n*5 {
 		t.Errorf("%d verifier summaries logged, want %d:\n%s", c, n*5, out)
+	}
+	// The verifiers' own log records join the coordinator's log as records
+	// (with the worker's attributes), not as lines of text.
+	relayed := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		if l, ok := rec["line"].(string); ok && (strings.HasPrefix(l, "{") || strings.HasPrefix(l, "time=")) {
+			t.Errorf("a verifier's log record logged as a line of text: %s", line)
+		}
+		if rec["msg"] == "bundled verifier: shapes and blocks only, no SNARK verification (as --no-checks)" &&
+			rec["level"] == "INFO" && rec["stream"] == "stderr" && rec["worker"] != nil && rec["mini_batch"] != nil && rec["blocks_dir"] == blocks {
+			relayed++
+		}
+	}
+	if relayed != n*5 {
+		t.Errorf("%d verifier records relayed with their worker, want %d", relayed, n*5)
 	}
 
 	// Every submission verified, true or false as the generator says.

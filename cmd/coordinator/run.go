@@ -17,6 +17,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
+	"github.com/delegation-program/uptime-coordinator/internal/logging"
 	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
 	"github.com/delegation-program/uptime-coordinator/workers/process"
 )
@@ -29,7 +30,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.Log.Level}))
+	log := logging.New(stdout, cfg.Log)
 	slog.SetDefault(log)
 	log.Info("coordinator starting", "version", buildinfo.Get().Short(), "config", cfg)
 	installHaltHook(os.Getenv("COORDINATOR_HALT_AT"))

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/logging"
 	"github.com/delegation-program/uptime-coordinator/workers"
 	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
@@ -33,7 +33,7 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.Level}))
+	log := logging.New(os.Stderr, cfg.Log)
 	log.Info("bundled verifier: shapes and blocks only, no SNARK verification (as --no-checks)",
 		"start", workers.FormatTimestamp(w.Start), "end", workers.FormatTimestamp(w.End), "blocks_dir", cfg.BlocksDir)
 	var store verifier.Store

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/internal/logging"
 	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
@@ -217,7 +218,12 @@ func (w *lineLog) emit(line []byte) {
 		line = line[maxLine:]
 	}
 	s := w.mask.Replace(strings.TrimSuffix(string(line), "\r"))
-	w.log.Info("verifier output", "stream", w.stream, "line", s)
+	// The bundled verifier logs JSON (LOG_FORMAT=json, set by the
+	// launcher): its records join the coordinator's log as records; any
+	// other output is logged line by line.
+	if !logging.Relay(w.log, s, slog.String("stream", w.stream)) {
+		w.log.Info("verifier output", "stream", w.stream, "line", s)
+	}
 	if w.tail > 0 {
 		if len(s) > maxTailLine {
 			s = s[:maxTailLine] + "..."

@@ -254,7 +254,9 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 			masked[i] = mask.Replace(a)
 		}
 		clog := log.With("mini_batch", s.Index, "worker", s.Name)
-		c := newChild(s, environ(base, s.Env), mask, clog, l.grace())
+		// Verifiers log JSON, which the child's log relays as records.
+		env := append(environ(base, s.Env), "LOG_FORMAT="+config.LogJSON)
+		c := newChild(s, env, mask, clog, l.grace())
 		if err := c.start(); err != nil {
 			startErr = fmt.Errorf("mini-batch %d (%s): starting %s: %w", s.Index, s.Name, mask.Replace(s.Args[0]), err)
 			break

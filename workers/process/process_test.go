@@ -416,6 +416,7 @@ func TestEnvironmentAndArguments(t *testing.T) {
 			"SUBMISSION_STORAGE": "CASSANDRA", "POSTGRES_HOST": "127.0.0.1", "POSTGRES_DB": "delegation",
 			"POSTGRES_USER": "coord", "POSTGRES_PASSWORD": "pg-secret", "POSTGRES_PORT": "6543", "POSTGRES_SSLMODE": "disable",
 			"JobName": name, "BatchStart": PythonTime(p.Start), "BatchEnd": PythonTime(p.End),
+			"LOG_FORMAT": "json", // verifiers log JSON, relayed as records
 		}
 		got := map[string]string{}
 		for _, kv := range dump.Env {
