@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 )
@@ -108,4 +110,42 @@ func TestExplainAndStatusOnTheBinary(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Lock holder: none") {
 		t.Errorf("status (text): exit %d\n%s", code, out)
 	}
+}
+
+// TestFailedAttemptsRecorded: a verifier that fails makes the batch fail;
+// every attempt is recorded, the last one as abandoned, and status shows it.
+func TestFailedAttemptsRecorded(t *testing.T) {
+	t.Parallel()
+	cfg := seeded(t)
+	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=false", "RETRY_COUNT=1"}, "run", "--batches", "1")
+	out, err := cmd.CombinedOutput()
+	if exitCode(err) != 1 {
+		t.Fatalf("a failing verifier: exit %d, want 1\n%s", exitCode(err), out)
+	}
+	rows := strs(t, pgtest.Pool(t, cfg), `SELECT concat_ws('|', attempt, final, window_start, window_end) FROM coordinator_failures ORDER BY id`)
+	want := []string{"1|f|2024-06-01 00:00:00+00|2024-06-01 00:20:00+00", "2|t|2024-06-01 00:00:00+00|2024-06-01 00:20:00+00"}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("coordinator_failures:\n%s\nwant\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+	}
+	status := exec.Command(binary, "status")
+	status.Dir, status.Env = t.TempDir(), pgtest.Env(cfg)
+	text, err := status.CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "attempt 2, abandoned: ") || !strings.Contains(string(text), "Last batch: none committed yet") {
+		t.Errorf("status: %v\n%s", err, text)
+	}
+}
+
+func strs(t *testing.T, pool interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
