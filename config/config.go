@@ -57,13 +57,56 @@ func LoadDotEnv(path string) error {
 	if path == "" {
 		path = ".env"
 	}
-	if err := godotenv.Load(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
+	vars, err := godotenv.UnmarshalBytes(data)
+	if err != nil {
+		// The parser's message quotes the text (a password, maybe): name the
+		// line and the variable instead, never the value.
+		return &Error{Problems: []string{dotEnvProblem(path, data)}}
+	}
+	for k, v := range vars {
+		if _, set := os.LookupEnv(k); !set {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("%s: setting %s: %w", path, k, err)
+			}
+		}
+	}
 	return nil
+}
+
+// dotEnvProblem finds the first line of a malformed .env file that does not
+// parse on its own and describes it without its value.
+func dotEnvProblem(path string, data []byte) string {
+	for i, line := range strings.Split(string(data), "\n") {
+		if _, err := godotenv.Unmarshal(line + "\n"); err == nil {
+			continue
+		}
+		name, _, found := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "export "), "=")
+		name = strings.TrimSpace(name)
+		if !found || !validName(name) {
+			return fmt.Sprintf("%s: line %d is malformed (no NAME=value; text hidden, it may hold a secret)", path, i+1)
+		}
+		return fmt.Sprintf("%s: line %d (%s): malformed value (value hidden; check its quotes)", path, i+1, name)
+	}
+	return fmt.Sprintf("%s: malformed (values hidden; check quotes spanning lines)", path)
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r != '_' && !(r >= 'A' && r <= 'Z') && !(r >= 'a' && r <= 'z') && !(i > 0 && r >= '0' && r <= '9') && r != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // Environment is the process environment as the loaders take it.

@@ -8,6 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -318,4 +321,27 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 			t.Errorf("%d batches committed", n)
 		}
 	})
+}
+
+// Issue 10 item 8: a malformed .env line used to be echoed (a password)
+// with exit 1; it is now named by line and variable, value hidden, exit 2.
+func TestMalformedDotEnvMasked(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ file, want, secret string }{
+		{"POSTGRES_HOST=db\nPOSTGRES_PASSWORD=\"hunter2 and more\nLOG_LEVEL=info\n",
+			".env: line 2 (POSTGRES_PASSWORD): malformed value (value hidden; check its quotes)", "hunter2"},
+		{"# comment\nPOSTGRES_HOST=db\nthis is junk s3cretjunk\n",
+			".env: line 3 is malformed (no NAME=value; text hidden, it may hold a secret)", "s3cretjunk"},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(tc.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(binary, "run")
+		cmd.Dir, cmd.Env = dir, []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		if exitCode(err) != 2 || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), tc.secret) {
+			t.Errorf("exit %d, want 2 with %q and without %q:\n%s", exitCode(err), tc.want, tc.secret, out)
+		}
+	}
 }
