@@ -164,6 +164,12 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 		if !w.Start.IsZero() {
 			batch, where = "batch "+fmtWindow(w), []any{"window_start", w.Start, "window_end", w.End}
 		}
+		if final {
+			// An abandoned batch stops the loop: say so as an ERROR record
+			// too, not only in the error the command exits with.
+			e.log().Error("batch abandoned; the coordinator stops", append(where,
+				"attempts", attempt+1, "permanent", permanent, "error", err)...)
+		}
 		if permanent {
 			return nil, fmt.Errorf("%s: permanent error, not retried: %w", batch, err)
 		}
@@ -183,6 +189,7 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 }
 
 func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, error) {
+	phase := e.now()
 	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
 	last, err := e.Store.LastBatch(dbctx)
 	cancel()
@@ -190,6 +197,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
 	}
 	w := Window{Start: last.End, End: last.End.Add(e.Interval)}
+	phase = e.phaseDone("read_last_batch", w, phase)
 	if wait := w.End.Add(e.Grace).Sub(e.now()); wait > 0 {
 		e.log().Info("waiting for the batch window to close", "window_start", w.Start, "window_end", w.End, "wait", wait.Round(time.Second))
 		if e.Busy != nil {
@@ -198,6 +206,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		if err := sleep(ctx, wait); err != nil {
 			return nil, w, err
 		}
+		phase = e.phaseDone("wait_for_window", w, phase)
 	}
 	if e.BeforeBatch != nil {
 		pctx, cancel := e.step(ctx, "the pre-batch step (application status update)", preBatchTimeout)
@@ -206,6 +215,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		if err != nil {
 			e.log().Error("pre-batch step failed; continuing with the batch", "error", err)
 		}
+		phase = e.phaseDone("before_batch", w, phase)
 	}
 	began := e.now()
 	Checkpoint(ctx, "verify")
@@ -219,6 +229,9 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		}
 	}
 	verification := e.now().Sub(verifyStart)
+	if e.Verifier != nil {
+		phase = e.phaseDone("verify", w, phase)
+	}
 
 	dbctx, cancel = e.step(ctx, "reading submissions", e.DBTimeout)
 	defer cancel()
@@ -228,6 +241,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	if err != nil {
 		return nil, w, fmt.Errorf("loading submissions: %w", err)
 	}
+	phase = e.phaseDone("load_submissions", w, phase, "submissions", len(subs))
 	if e.Verifier != nil {
 		if err := checkVerified(subs, e.MaxUnverifiedPercent); err != nil {
 			return nil, w, err
@@ -239,7 +253,9 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	dbctx, cancel = e.step(ctx, "committing the batch", e.DBTimeout)
 	defer cancel()
 	committed, err := e.Store.CommitBatch(dbctx, last, func(prev []ShortlistedHash) (*Record, error) {
+		scoring := e.now()
 		result = Score(subs, prev)
+		e.phaseDone("score", w, scoring)
 		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now(),
 			Submitters: submitters, PrevSubmitters: e.lastSubmitters}
 		if e.CopySubmissions {
@@ -254,6 +270,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	if err != nil {
 		return nil, w, fmt.Errorf("committing the batch: %w", err)
 	}
+	e.phaseDone("commit", w, phase) // scoring included
 	Checkpoint(ctx, "committed")
 	s := &Summary{Window: w, Submissions: len(subs), Submitters: submitters, PrevSubmitters: e.lastSubmitters, Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
@@ -268,6 +285,16 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		e.AfterBatch(ctx, s)
 	}
 	return s, w, nil
+}
+
+// phaseDone logs at debug level how long a phase of the batch took since
+// began, and returns the time it ended.
+func (e *Engine) phaseDone(name string, w Window, began time.Time, attrs ...any) time.Time {
+	end := e.now()
+	if e.log().Enabled(context.Background(), slog.LevelDebug) {
+		e.log().Debug("batch phase done", append([]any{"phase", name, "took", end.Sub(began), "window_end", w.End}, attrs...)...)
+	}
+	return end
 }
 
 func (e *Engine) logSummary(s *Summary) {
