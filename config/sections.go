@@ -143,6 +143,7 @@ type Workers struct {
 	Command              string        // WORKER_COMMAND (process mode)
 	Timeout              time.Duration // WORKER_TIMEOUT
 	MaxUnverifiedPercent float64       // MAX_UNVERIFIED_PERCENT
+	MaxBlockBytes        int64         // BLOCK_FILE_MAX_BYTES, for process-mode bundled verifiers
 	NoChecks             bool
 	NoChecksRaw          string // NO_CHECKS as given, passed to the verifier
 	AWSS3Bucket          string
@@ -162,6 +163,7 @@ func (l *loader) workers() Workers {
 		Command:              l.str("WORKER_COMMAND"),
 		Timeout:              l.duration("WORKER_TIMEOUT"),
 		MaxUnverifiedPercent: l.percent("MAX_UNVERIFIED_PERCENT"),
+		MaxBlockBytes:        int64(l.integer("BLOCK_FILE_MAX_BYTES", 1024, 1<<30)),
 		NoChecksRaw:          l.str("NO_CHECKS"),
 		NoChecks:             l.boolean("NO_CHECKS"),
 		AWSS3Bucket:          l.str("AWS_S3_BUCKET"),
@@ -339,6 +341,7 @@ func LoadLog(lookup func(string) (string, bool)) (Log, error) {
 // the submissions are and where the blocks are.
 type Verifier struct {
 	BlocksDir         string // BLOCKS_DIR
+	MaxBlockBytes     int64  // BLOCK_FILE_MAX_BYTES
 	SubmissionStorage string
 	Postgres          Postgres  // with StoragePostgres
 	Cassandra         Cassandra // with StorageCassandra
@@ -348,7 +351,8 @@ type Verifier struct {
 // LoadVerifier reads and validates the bundled verifier's variables.
 func LoadVerifier(lookup func(string) (string, bool)) (Verifier, error) {
 	l := newLoader(lookup)
-	v := Verifier{BlocksDir: l.str("BLOCKS_DIR"), SubmissionStorage: l.storage(), Log: l.log()}
+	v := Verifier{BlocksDir: l.str("BLOCKS_DIR"), MaxBlockBytes: int64(l.integer("BLOCK_FILE_MAX_BYTES", 1024, 1<<30)),
+		SubmissionStorage: l.storage(), Log: l.log()}
 	if v.BlocksDir == "" {
 		l.errs = append(l.errs, "BLOCKS_DIR: missing; required by the bundled verifier; expected the directory of <block_hash>.json precomputed blocks")
 	}

@@ -52,7 +52,7 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 		defer pool.Close()
 		store = &postgres.Store{Pool: pool}
 	}
-	v := &verifier.Verifier{Store: store, BlocksDir: cfg.BlocksDir, Logger: log}
+	v := &verifier.Verifier{Store: store, BlocksDir: cfg.BlocksDir, MaxBlockBytes: cfg.MaxBlockBytes, Logger: log}
 	res, err := v.Verify(ctx, w)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

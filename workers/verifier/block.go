@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -21,7 +22,12 @@ const (
 	ReasonBlockUnreadable = "block unreadable"
 	ReasonMalformedBlock  = "malformed block"
 	ReasonHashMismatch    = "block hash mismatch"
+	ReasonBlockTooLarge   = "block too large"
 )
+
+// DefaultMaxBlockBytes is the default cap of a block file's size
+// (BLOCK_FILE_MAX_BYTES).
+const DefaultMaxBlockBytes = 8 << 20
 
 // Rejection is why a submission is invalid. Its Error is the submission's
 // validation_error: the reason, then the detail when there is one.
@@ -200,14 +206,22 @@ func ParseBlock(data []byte) (*Block, error) {
 }
 
 // ReadBlock reads the precomputed block <hash>.json in dir and checks that
-// it is the block hash names. The error is a *Rejection.
-func ReadBlock(dir, hash string) (*Block, error) {
+// it is the block hash names. A file larger than maxBytes (0: the default)
+// is not read. The error is a *Rejection.
+func ReadBlock(dir, hash string, maxBytes int64) (*Block, error) {
 	if err := CheckStateHash(hash); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, hash+".json"))
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBlockBytes
+	}
+	data, err := readCapped(filepath.Join(dir, hash+".json"), maxBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &Rejection{Reason: ReasonBlockNotFound}
+	}
+	var tooLarge *tooLargeError
+	if errors.As(err, &tooLarge) {
+		return nil, reject(ReasonBlockTooLarge, "%s, more than the limit of %d bytes (BLOCK_FILE_MAX_BYTES)", tooLarge.size, maxBytes)
 	}
 	if err != nil {
 		var pe *fs.PathError
@@ -225,4 +239,34 @@ func ReadBlock(dir, hash string) (*Block, error) {
 	}
 	b.StateHash = hash
 	return b, nil
+}
+
+type tooLargeError struct{ size string }
+
+func (e *tooLargeError) Error() string { return "file too large: " + e.size }
+
+// readCapped reads the file at path unless it holds more than max bytes:
+// the size is checked before reading, and the read stops after max+1 bytes
+// in case the file grows meanwhile.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > max {
+		return nil, &tooLargeError{size: fmt.Sprintf("%d bytes", st.Size())}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, &tooLargeError{size: fmt.Sprintf("over %d bytes", max)}
+	}
+	return data, nil
 }

@@ -131,30 +131,59 @@ func TestReadBlock(t *testing.T) {
 	}
 	body := `"protocol_state":{"previous_state_hash":"` + hashB + `","body":{"consensus_state":{"blockchain_length":"5","global_slot_since_genesis":"9"}}}`
 	write(hashA, `{`+body+`}`)
-	b, err := ReadBlock(dir, hashA)
+	b, err := ReadBlock(dir, hashA, 0)
 	if err != nil || *b != (Block{StateHash: hashA, Parent: hashB, Height: 5, Slot: 9}) {
 		t.Fatalf("ReadBlock: %+v, %v", b, err)
 	}
 	write(hashA, `{"state_hash":"`+hashA+`",`+body+`}`)
-	if _, err := ReadBlock(dir, hashA); err != nil {
+	if _, err := ReadBlock(dir, hashA, 0); err != nil {
 		t.Errorf("a file declaring its own hash: %v", err)
 	}
 	write(hashA, `{"state_hash":"`+hashB+`",`+body+`}`)
-	if _, err := ReadBlock(dir, hashA); err == nil || err.Error() != "block hash mismatch: the file declares state_hash "+hashB {
+	if _, err := ReadBlock(dir, hashA, 0); err == nil || err.Error() != "block hash mismatch: the file declares state_hash "+hashB {
 		t.Errorf("a file declaring another hash: %v", err)
 	}
-	if _, err := ReadBlock(dir, hashB); err == nil || err.Error() != "block not found" {
+	if _, err := ReadBlock(dir, hashB, 0); err == nil || err.Error() != "block not found" {
 		t.Errorf("a missing file: %v", err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, hashB+".json"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadBlock(dir, hashB); err == nil || rejectionOf(t, err).Reason != ReasonBlockUnreadable {
+	if _, err := ReadBlock(dir, hashB, 0); err == nil || rejectionOf(t, err).Reason != ReasonBlockUnreadable {
 		t.Errorf("an unreadable file: %v", err)
 	} else if r := rejectionOf(t, err); r.Detail != "is a directory" {
 		t.Errorf("unreadable detail %q, want the error without the path", r.Detail)
 	}
-	if _, err := ReadBlock(dir, "../"+hashA[3:]); err == nil || rejectionOf(t, err).Reason != ReasonBadBlockHash {
+	if _, err := ReadBlock(dir, "../"+hashA[3:], 0); err == nil || rejectionOf(t, err).Reason != ReasonBadBlockHash {
 		t.Errorf("a path for a hash: %v", err)
+	}
+}
+
+// Issue 10 item 12: a block file larger than the cap is rejected with a
+// reason and never read (a 1.2 GB file used to be read whole: 1.3 GB RSS).
+func TestReadBlockSizeCap(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, hashA+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1_200_000_000); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = ReadBlock(dir, hashA, 0)
+	if err == nil || err.Error() != "block too large: 1200000000 bytes, more than the limit of 8388608 bytes (BLOCK_FILE_MAX_BYTES)" {
+		t.Fatalf("ReadBlock of a 1.2 GB file: %v", err)
+	}
+	// A smaller cap applies too; a file at the cap is read.
+	body := `{"protocol_state":{"previous_state_hash":"` + hashB + `","body":{"consensus_state":{"blockchain_length":"5","global_slot_since_genesis":"9"}}}}`
+	if err := os.WriteFile(filepath.Join(dir, hashA+".json"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadBlock(dir, hashA, int64(len(body))); err != nil {
+		t.Fatalf("a file at the cap: %v", err)
+	}
+	if _, err := ReadBlock(dir, hashA, int64(len(body))-1); err == nil || rejectionOf(t, err).Reason != ReasonBlockTooLarge {
+		t.Fatalf("a file one byte over the cap: %v", err)
 	}
 }

@@ -76,7 +76,9 @@ func (f filtered) Unverified(ctx context.Context, w coordinator.Window) ([]coord
 type Verifier struct {
 	Store     Store
 	BlocksDir string
-	Logger    *slog.Logger // default slog.Default()
+	// MaxBlockBytes caps the size of a block file (0: DefaultMaxBlockBytes).
+	MaxBlockBytes int64
+	Logger        *slog.Logger // default slog.Default()
 }
 
 // Result sums up the verification of a window.
@@ -191,7 +193,7 @@ func (v *Verifier) readBlocks(ctx context.Context, subs []coordinator.Submission
 	for range min(len(hashes), 2*runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for h := range work {
-				b, err := ReadBlock(v.BlocksDir, h)
+				b, err := ReadBlock(v.BlocksDir, h, v.MaxBlockBytes)
 				mu.Lock()
 				results[h] = outcome{b, err}
 				mu.Unlock()
