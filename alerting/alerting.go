@@ -69,18 +69,23 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 		}
 	}
 
+	began := time.Now()
 	outcomes, err := e.outcomes(ctx, tx, rec, out.BotLogID)
 	if err != nil {
 		return err
 	}
+	missTime := time.Since(began)
 	subs, err := loadSubscriptions(ctx, tx)
 	if err != nil {
 		return err
 	}
+	var scoreTime time.Duration
 	if len(subs) > 0 {
-		if err := scores(ctx, tx, subs, outcomes, w); err != nil {
+		t := time.Now()
+		if err := scores(ctx, tx, subs, outcomes, w, rec.UptimeDays); err != nil {
 			return err
 		}
+		scoreTime = time.Since(t)
 		active, err := loadState(ctx, tx)
 		if err != nil {
 			return err
@@ -124,6 +129,9 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 	if err != nil {
 		return err
 	}
+	e.log().Debug("alerts step", "bot_log_id", out.BotLogID, "producers", len(outcomes), "subscriptions", len(subs),
+		"messages", n, "miss_counts_seconds", missTime.Seconds(), "scores_seconds", scoreTime.Seconds(),
+		"seconds", time.Since(began).Seconds())
 	if n > 0 {
 		e.log().Info("alerts queued", "bot_log_id", out.BotLogID, "messages", n)
 	}
@@ -264,8 +272,10 @@ func loadSubscriptions(ctx context.Context, tx pgx.Tx) ([]subscription, error) {
 
 // scores fills the score windows the subscriptions' score_below rules need,
 // for every producer with an outcome, counted as the coordinator counts its
-// score: the batches lying inside [end - window, end].
-func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window) error {
+// score: the batches lying inside [end - window, end]. The window of
+// UPTIME_DAYS_FOR_SCORE is nodes.score_percent, which the batch has just
+// updated; other windows are counted from points_summary.
+func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window, uptimeDays int) error {
 	windows := map[string]bool{}
 	every := false    // a subscription to every producer has a score rule
 	var keys []string // else: the producers whose scores are needed
@@ -286,6 +296,27 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 	}
 	for name := range windows {
 		d := rules.Windows[name]
+		if d == time.Duration(uptimeDays)*24*time.Hour {
+			rows, err := tx.Query(ctx, `SELECT DISTINCT ON (n.block_producer_key) n.block_producer_key, coalesce(n.score_percent, 0)::float8
+				FROM nodes n WHERE n.block_producer_key IS NOT NULL`+strings.ReplaceAll(filter, "$3", "$1")+` ORDER BY n.block_producer_key, n.id`, args...)
+			if err != nil {
+				return fmt.Errorf("reading the scores of the %s window: %w", name, err)
+			}
+			var key string
+			var pct float64
+			if _, err := pgx.ForEachRow(rows, []any{&key, &pct}, func() error {
+				if o, ok := outcomes[key]; ok {
+					if o.Scores == nil {
+						o.Scores = map[string]float64{}
+					}
+					o.Scores[name] = pct
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("reading the scores of the %s window: %w", name, err)
+			}
+			continue
+		}
 		start, end := w.End.Add(-d).Unix(), w.End.Unix()
 		var surveys int64
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs
@@ -293,10 +324,14 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 			return fmt.Errorf("counting the batches of the %s window: %w", name, err)
 		}
 		points := map[string]int64{}
-		rows, err := tx.Query(ctx, `SELECT n.block_producer_key, count(*) FROM points_summary ps
-			JOIN bot_logs b ON b.id = ps.bot_log_id JOIN nodes n ON n.id = ps.node_id
-			WHERE b.batch_start_epoch >= $1 AND b.batch_end_epoch <= $2 AND n.block_producer_key IS NOT NULL`+filter+`
-			GROUP BY 1`, append([]any{start, end}, args...)...)
+		// Count per node over the window's batches (the unique index on
+		// (bot_log_id, node_id) serves it), then name the nodes.
+		rows, err := tx.Query(ctx, `WITH c AS (
+				SELECT ps.node_id, count(*) AS n FROM points_summary ps
+				WHERE ps.bot_log_id = ANY(ARRAY(SELECT id FROM bot_logs WHERE batch_start_epoch >= $1 AND batch_end_epoch <= $2))
+				GROUP BY ps.node_id)
+			SELECT n.block_producer_key, c.n FROM c JOIN nodes n ON n.id = c.node_id
+			WHERE n.block_producer_key IS NOT NULL`+filter, append([]any{start, end}, args...)...)
 		if err != nil {
 			return fmt.Errorf("counting the points of the %s window: %w", name, err)
 		}

@@ -107,7 +107,7 @@ func TestProducersOfflineAndBack(t *testing.T) {
 	const batches = 24
 	s := newSetup(t, batches)
 	all := s.subscribe(t, "/all", subscriptions.Spec{Producers: subscriptions.Producers{All: true}, Channel: "webhook",
-		Rules: []rules.Rule{{Kind: rules.MissedBatches}, {Kind: rules.ScoreBelow, Window: "24h", Percent: 80}}})
+		Rules: []rules.Rule{{Kind: rules.MissedBatches}, {Kind: rules.ScoreBelow, Window: "24h", Percent: 80}, {Kind: rules.ScoreBelow, Window: "90d", Percent: 85}}})
 	// Three producers, on Slack, with a score rule only for them.
 	three := []string{s.net.Producers[0], s.net.Producers[1], s.net.Producers[2]}
 	s.subscribe(t, "/slack", subscriptions.Spec{Producers: subscriptions.Producers{Keys: three}, Channel: "slack",
@@ -118,6 +118,12 @@ func TestProducersOfflineAndBack(t *testing.T) {
 	}
 
 	want := alertingtest.Model(t, s.pool, s.net, s.net.Producers, 3, 24*time.Hour, 80, "score_below:24h:80")
+	// 90d is UPTIME_DAYS_FOR_SCORE: read from nodes.score_percent.
+	want90 := alertingtest.Model(t, s.pool, s.net, s.net.Producers, 1_000_000, 90*24*time.Hour, 85, "score_below:90d:85")
+	if len(want90) == 0 {
+		t.Fatal("the 90d rule gives no alert: the test would not check it")
+	}
+	want = append(want, want90...)
 	var fired, resolved int
 	for _, e := range want {
 		if e.Event == "fired" {
