@@ -139,13 +139,13 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// Bench runs the benchmarks against a durable throwaway PostgreSQL: scoring alone and a whole batch at 200, 1,000 and 10,000 producers, then a day of batches (BENCH_DAY_PRODUCERS, default 1000) for the history-growth trend.
+// Bench runs the benchmarks against a durable throwaway PostgreSQL: scoring and the per-producer evidence alone, a whole batch at 200, 1,000 and 10,000 producers, the evidence's cost at 3,000 and 10,000, then a day of batches (BENCH_DAY_PRODUCERS, default 1000) for the history-growth trend.
 func Bench() error {
 	os.Setenv("PGTEST_DURABLE", "1")
-	if err := sh("go", "test", "-run", "^$", "-bench", "Score", "-benchtime", "20x", "./coordinator/"); err != nil {
+	if err := sh("go", "test", "-run", "^$", "-bench", "Score|Evidence", "-benchtime", "20x", "./coordinator/"); err != nil {
 		return err
 	}
-	return sh("go", "test", "-run", "^$", "-bench", "Batch|Day", "-benchtime", "5x", "-timeout", "60m", "./database/postgres/")
+	return sh("go", "test", "-run", "^$", "-bench", "Batch|Evidence|Day", "-benchtime", "5x", "-timeout", "60m", "./database/postgres/")
 }
 
 // BenchServe runs the read API's benchmarks against a durable throwaway PostgreSQL: leaderboards, producer pages and 1,000 stream clients at 10,000 producers and 90 days of batches seeded with set-based SQL (BENCH_API_PRODUCERS, BENCH_API_DAYS, BENCH_API_CLIENTS), then the read index's cost to the batch write at 10,000 producers (BENCH_API_WRITE_PRODUCERS).
