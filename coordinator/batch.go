@@ -107,18 +107,16 @@ type Store interface {
 	CommitBatch(ctx context.Context, last LastBatch, build func(prev []ShortlistedHash) (*Record, error)) (Committed, error)
 }
 
-// checkpointHook is called at named points of a batch; see SetCheckpointHook.
-var checkpointHook func(ctx context.Context, name string)
-
-// SetCheckpointHook installs a function called at named points of every
-// batch (between the statements of the batch transaction too). It exists for
+// Checkpoint is called at named points of a batch, between the engine's
+// phases and between the statements of the batch transaction. It exists for
 // fault-injection tests, which halt the process at a chosen point and kill
-// it; production never sets it. Call it before the engine starts.
-func SetCheckpointHook(f func(ctx context.Context, name string)) { checkpointHook = f }
+// it there; it is nil in the shipped binary (see cmd/coordinator's crashtest
+// build). A Checkpoint may block, and must return once ctx is done.
+type Checkpoint func(ctx context.Context, name string)
 
-// Checkpoint marks a named point of a batch for the checkpoint hook.
-func Checkpoint(ctx context.Context, name string) {
-	if checkpointHook != nil {
-		checkpointHook(ctx, name)
+// Reach calls c when it is set.
+func (c Checkpoint) Reach(ctx context.Context, name string) {
+	if c != nil {
+		c(ctx, name)
 	}
 }

@@ -131,7 +131,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	}
 	began := e.now()
 	e.log().Info("catching up", "batches", n, "window_start", span.Start, "window_end", span.End)
-	Checkpoint(ctx, "verify")
+	e.Checkpoint.Reach(ctx, "verify")
 	verification := make([]time.Duration, n)
 	if e.Verifier != nil {
 		for i, w := range windows {
@@ -142,7 +142,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 			verification[i] = e.now().Sub(t)
 		}
 	}
-	Checkpoint(ctx, "load")
+	e.Checkpoint.Reach(ctx, "load")
 	subs, err := e.Source.Submissions(ctx, span)
 	if err != nil {
 		return nil, span, fmt.Errorf("loading submissions: %w", err)
@@ -176,7 +176,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	if err != nil {
 		return nil, span, fmt.Errorf("committing the catch-up: %w", err)
 	}
-	Checkpoint(ctx, "committed")
+	e.Checkpoint.Reach(ctx, "committed")
 	took := e.now().Sub(began)
 	out := make([]*Summary, n)
 	for i := range out {

@@ -68,6 +68,10 @@ type Engine struct {
 	// that step may legitimately take (0: no bound), so that liveness can
 	// tell a wedged loop from a busy or waiting one.
 	Busy func(what string, limit time.Duration)
+	// Checkpoint, when set, is reached before verifying ("verify"), before
+	// loading ("load") and after committing ("committed"); fault-injection
+	// tests only.
+	Checkpoint Checkpoint
 
 	lastSubmitters int // Submitters of the last committed batch
 }
@@ -218,7 +222,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		phase = e.phaseDone("before_batch", w, phase)
 	}
 	began := e.now()
-	Checkpoint(ctx, "verify")
+	e.Checkpoint.Reach(ctx, "verify")
 	verifyStart := e.now()
 	if e.Verifier != nil {
 		if e.Busy != nil {
@@ -235,7 +239,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 
 	dbctx, cancel = e.step(ctx, "reading submissions", e.DBTimeout)
 	defer cancel()
-	Checkpoint(ctx, "load")
+	e.Checkpoint.Reach(ctx, "load")
 	subs, err := e.Source.Submissions(dbctx, w)
 	cancel()
 	if err != nil {
@@ -271,7 +275,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		return nil, w, fmt.Errorf("committing the batch: %w", err)
 	}
 	e.phaseDone("commit", w, phase) // scoring included
-	Checkpoint(ctx, "committed")
+	e.Checkpoint.Reach(ctx, "committed")
 	s := &Summary{Window: w, Submissions: len(subs), Submitters: submitters, PrevSubmitters: e.lastSubmitters, Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
 	e.lastSubmitters = submitters

@@ -28,7 +28,7 @@ import (
 // SIGKILL.
 func killAt(t *testing.T, cfg config.Postgres, env []string, point string, args ...string) {
 	t.Helper()
-	cmd := coordinatorCmd(cfg, append(env, "COORDINATOR_HALT_AT="+point), args...)
+	cmd := coordinatorBinaryCmd(crashBinary, cfg, append(env, "COORDINATOR_HALT_AT="+point), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +21,10 @@ import (
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
-var binary string
+// binary is the coordinator as shipped; crashBinary is the same built with
+// -tags crashtest, which halts at COORDINATOR_HALT_AT (see
+// checkpoint_crashtest.go).
+var binary, crashBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "coordinator-bin-")
@@ -28,10 +32,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "coordinator")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the coordinator: %v\n%s", err, out)
-		os.Exit(1)
+	binary, crashBinary = filepath.Join(dir, "coordinator"), filepath.Join(dir, "coordinator-crashtest")
+	for _, b := range []struct{ out, tags string }{{binary, ""}, {crashBinary, "crashtest"}} {
+		if out, err := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building the coordinator (tags %q): %v\n%s", b.tags, err, out)
+			os.Exit(1)
+		}
 	}
 	code := pgtest.MainFunc(func() int { return cassandratest.MainFunc(m.Run) })
 	os.RemoveAll(dir)
@@ -66,7 +72,17 @@ func seeded(t *testing.T) config.Postgres {
 }
 
 func coordinatorCmd(cfg config.Postgres, extraEnv []string, args ...string) *exec.Cmd {
-	cmd := exec.Command(binary, args...)
+	return coordinatorBinaryCmd(binary, cfg, extraEnv, args...)
+}
+
+// haltingCmd is coordinatorCmd with the crashtest build, halting at point
+// (name#n).
+func haltingCmd(cfg config.Postgres, point string, args ...string) *exec.Cmd {
+	return coordinatorBinaryCmd(crashBinary, cfg, []string{"COORDINATOR_HALT_AT=" + point}, args...)
+}
+
+func coordinatorBinaryCmd(bin string, cfg config.Postgres, extraEnv []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = os.TempDir() // no stray .env
 	cmd.Env = append(append(pgtest.Env(cfg), "WORKER_MODE=none", "IGNORE_APPLICATION_STATUS=1", "METRICS_ADDR=",
 		"SURVEY_INTERVAL_MINUTES=20", "PATH="+os.Getenv("PATH")), extraEnv...)
@@ -75,10 +91,44 @@ func coordinatorCmd(cfg config.Postgres, extraEnv []string, args ...string) *exe
 
 func runCoordinator(t *testing.T, cfg config.Postgres, args ...string) {
 	t.Helper()
-	out, err := coordinatorCmd(cfg, nil, args...).CombinedOutput()
+	runCoordinatorEnv(t, cfg, nil, args...)
+}
+
+func runCoordinatorEnv(t *testing.T, cfg config.Postgres, env []string, args ...string) {
+	t.Helper()
+	out, err := coordinatorCmd(cfg, env, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("coordinator %v: %v\n%s", args, err, out)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a test may read while a process writes
+// it (exec copies a non-file Stdout from another goroutine).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor waits up to d for the output to contain s.
+func (b *syncBuffer) waitFor(s string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(b.String(), s) {
+			return true
+		}
+	}
+	return false
 }
 
 func committed(t *testing.T, cfg config.Postgres) int {
@@ -111,12 +161,12 @@ func reference(t *testing.T) pgtest.Snapshot {
 // it to get there and kills it with SIGKILL.
 func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
 	t.Helper()
-	cmd := coordinatorCmd(cfg, []string{"COORDINATOR_HALT_AT=" + point}, "run", "--batches", fmt.Sprint(batches))
+	cmd := haltingCmd(cfg, point, "run", "--batches", fmt.Sprint(batches))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout bytes.Buffer
+	var stdout syncBuffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -139,7 +189,9 @@ func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
 			t.Fatalf("coordinator never reached %s:\n%s", point, stdout.String())
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("coordinator did not reach %s within 60s", point)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("coordinator did not reach %s within 60s:\n%s", point, stdout.String())
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -150,7 +202,7 @@ func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
 func TestCrashSafety(t *testing.T) {
 	want := reference(t)
 	points := []string{"verify", "load", "tx_begin", "tx_statehash", "tx_nodes", "tx_bot_logs", "tx_shortlist",
-		"tx_points", "tx_scores", "tx_scoreboard", "tx_evidence", "tx_alerts", "committed"}
+		"tx_points", "tx_scores", "tx_scoreboard", "tx_evidence", "tx_alerts", "tx_notify", "committed"}
 	for _, name := range points {
 		for _, nth := range []int{1, 3} {
 			point := fmt.Sprintf("%s#%d", name, nth)
@@ -192,12 +244,14 @@ func TestCrashSafetyRepeatedKills(t *testing.T) {
 	}
 }
 
+// TestRestartIndependence also runs the shipped binary with the crash
+// tests' halt variable set: it has no checkpoints, so it must not halt.
 func TestRestartIndependence(t *testing.T) {
 	t.Parallel()
 	want := reference(t)
 	cfg := seeded(t)
 	for range batches {
-		runCoordinator(t, cfg, "run", "--batches", "1")
+		runCoordinatorEnv(t, cfg, []string{"COORDINATOR_HALT_AT=verify#1"}, "run", "--batches", "1")
 	}
 	if d := want.Diff(pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))); d != "" {
 		t.Fatalf("a run restarted after every batch differs from a continuous run:\n%s", d)
@@ -208,7 +262,7 @@ func TestSignalStopsPromptly(t *testing.T) {
 	t.Parallel()
 	cfg := seeded(t)
 	// Halt inside the second batch's transaction, then ask politely.
-	cmd := coordinatorCmd(cfg, []string{"COORDINATOR_HALT_AT=tx_points#2"}, "run")
+	cmd := haltingCmd(cfg, "tx_points#2", "run")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -248,14 +302,15 @@ func TestSignalStopsPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd = coordinatorCmd(cfg2, nil, "run")
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "waiting for the batch window to close") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	if !out.waitFor("waiting for the batch window to close", 20*time.Second) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the coordinator never waited for the window to close:\n%s", out.String())
 	}
 	began = time.Now()
 	_ = cmd.Process.Signal(syscall.SIGINT)
@@ -293,15 +348,14 @@ func TestSecondCoordinatorRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := coordinatorCmd(cfg, nil, "run")
-	var out bytes.Buffer
+	var out syncBuffer
 	first.Stdout = &out
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Process.Signal(syscall.SIGTERM); _ = first.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "waiting for the batch window to close") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	if !out.waitFor("waiting for the batch window to close", 20*time.Second) {
+		t.Fatalf("the first coordinator never waited for the window to close:\n%s", out.String())
 	}
 	second, err := coordinatorCmd(cfg, nil, "run", "--batches", "1").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {

@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/delegation-program/uptime-coordinator/config"
@@ -33,7 +29,6 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	log := logging.New(stdout, cfg.Log)
 	slog.SetDefault(log)
 	log.Info("coordinator starting", "version", buildinfo.Get().Short(), "config", cfg)
-	installHaltHook(os.Getenv("COORDINATOR_HALT_AT"))
 
 	conn := cfg.Postgres.ConnString("")
 	if err := migrateOnStart(ctx, cfg, conn, log); err != nil {
@@ -49,7 +44,8 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	store := &postgres.Store{Pool: pool, Lock: lock}
+	cp := checkpoint() // nil but in the crash tests' build
+	store := &postgres.Store{Pool: pool, Lock: lock, Checkpoint: cp}
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
 	if err != nil {
 		return err
@@ -82,7 +78,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Retries: cfg.Runtime.RetryCount, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
 		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.Workers.Timeout,
-		Logger: log,
+		Logger: log, Checkpoint: cp,
 		// Recorded for coordinator status; a failure to record is logged and
 		// never stops the loop.
 		OnFailure: func(ctx context.Context, w coordinator.Window, attempt int, cause error, final bool) {
@@ -243,34 +239,4 @@ func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, even
 	default:
 		return nil, fmt.Errorf("WORKER_MODE=%s is not supported by this build", cfg.Workers.Mode)
 	}
-}
-
-// installHaltHook implements COORDINATOR_HALT_AT=name#n, a fault-injection
-// aid for the crash tests: at the n-th time the batch reaches checkpoint
-// name, the process prints "HALT name n" to stderr and blocks until killed
-// (or until a signal stops it, which then abandons the batch).
-func installHaltHook(spec string) {
-	if spec == "" {
-		return
-	}
-	name, nth, _ := strings.Cut(spec, "#")
-	want, err := strconv.Atoi(nth)
-	if err != nil || want < 1 {
-		want = 1
-	}
-	var mu sync.Mutex
-	seen := 0
-	coordinator.SetCheckpointHook(func(ctx context.Context, point string) {
-		if point != name {
-			return
-		}
-		mu.Lock()
-		seen++
-		hit := seen == want
-		mu.Unlock()
-		if hit {
-			fmt.Fprintf(os.Stderr, "HALT %s %d\n", name, want)
-			<-ctx.Done() // wait to be killed, or to be stopped by a signal
-		}
-	})
 }

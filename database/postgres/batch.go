@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,9 +24,13 @@ type Store struct {
 	// BulkPoints writes a batch's points with the fast path (see
 	// CanBulkWritePoints). Set it from CanBulkWritePoints.
 	BulkPoints bool
-	// Steps run in the batch's transaction after everything else is written
-	// (the alert rules and their outbox): an error rolls the batch back.
+	// Steps run in the batch's transaction after its own steps (see
+	// batchSteps): the alert rules and their outbox. An error rolls the
+	// batch back.
 	Steps []Step
+	// Checkpoint, when set, is reached between the steps of the batch
+	// transaction; fault-injection tests only.
+	Checkpoint coordinator.Checkpoint
 
 	// producers caches evidence_producers ids (see producerIDs).
 	producers producerCache
@@ -36,7 +41,8 @@ type Store struct {
 }
 
 // Step is a named step of the batch transaction that another package
-// contributes; it reads what the batch wrote and may write more.
+// contributes; it reads what the batch wrote and may write more. The
+// transaction reaches the checkpoint "tx_" + Name after it.
 type Step struct {
 	Name string
 	Run  func(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, out coordinator.Committed) error
@@ -188,23 +194,11 @@ func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, bui
 		if err != nil {
 			return err
 		}
-		out, err = write(ctx, tx, rec, s.BulkPoints)
+		b, err := s.write(ctx, tx, last, rec)
 		if err != nil {
 			return err
 		}
-		if rec.Evidence != nil {
-			out.PreviousShares, staged, err = writeEvidence(ctx, tx, &s.producers, last.ID, out.BotLogID, rec.Evidence)
-			if err != nil {
-				return err
-			}
-			coordinator.Checkpoint(ctx, "tx_evidence")
-		}
-		for _, step := range s.Steps {
-			if err := step.Run(ctx, tx, rec, out); err != nil {
-				return fmt.Errorf("%s: %w", step.Name, err)
-			}
-			coordinator.Checkpoint(ctx, "tx_"+step.Name)
-		}
+		out, staged = b.out, b.staged
 		return nil
 	})
 	if err == nil {
@@ -233,131 +227,224 @@ func shortlist(ctx context.Context, tx pgx.Tx, botLogID int64) ([]coordinator.Sh
 	return out, nil
 }
 
-func write(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, bulk bool) (coordinator.Committed, error) {
-	var out coordinator.Committed
-	coordinator.Checkpoint(ctx, "tx_begin")
-	if rec.Copy != nil {
-		if err := copySubmissions(ctx, tx, rec.Copy); err != nil {
-			return out, err
-		}
-		coordinator.Checkpoint(ctx, "tx_copied")
-	}
+// batchTx is one batch transaction: the record being written and what its
+// steps have written so far.
+type batchTx struct {
+	tx   pgx.Tx
+	last coordinator.LastBatch // the batch this one follows
+	rec  *coordinator.Record
+	bulk bool
 
-	hashes := rec.StateHashes()
-	if _, err := tx.Exec(ctx, `INSERT INTO statehash (value)
+	hashIDs map[string]int64 // statehash.value -> id of the batch's hashes
+	nodeIDs map[string]int64 // block_producer_key -> nodes.id of its producers
+	out     coordinator.Committed
+
+	producers *producerCache   // evidence_producers ids committed before
+	staged    map[string]int32 // evidence_producers ids this batch inserted
+}
+
+// batchStep is one step of the batch transaction. After a step the
+// transaction reaches the checkpoint "tx_" + name.
+type batchStep struct {
+	name string
+	run  func(b *batchTx, ctx context.Context) error
+}
+
+// batchSteps are the steps of a batch transaction, in order: a new write
+// (another table, an outbox row, a NOTIFY) is a new step here, or a Step
+// another package adds to Store.Steps (run after these, before notify). A
+// step may use what the steps before it wrote (hashIDs, nodeIDs,
+// out.BotLogID). Add its checkpoint to the crash tests
+// (cmd/coordinator/crash_test.go).
+var batchSteps = []batchStep{
+	{"copied", (*batchTx).copySubmissions},
+	{"statehash", (*batchTx).insertStateHashes},
+	{"nodes", (*batchTx).insertNodes},
+	{"bot_logs", (*batchTx).insertBotLog},
+	{"shortlist", (*batchTx).insertShortlist},
+	{"points", (*batchTx).insertPoints},
+	{"scores", (*batchTx).updateScores},
+	{"scoreboard", (*batchTx).appendScoreHistory},
+	{"evidence", (*batchTx).insertEvidence},
+}
+
+// notifyStep is the last step: readers (coordinator serve) learn of the
+// batch when it commits.
+var notifyStep = batchStep{"notify", (*batchTx).notify}
+
+// write runs the batch steps in tx, then the Store's Steps and the notify
+// step, reaching the checkpoint "tx_begin" first and "tx_<step>" after each
+// step.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch, rec *coordinator.Record) (*batchTx, error) {
+	b := &batchTx{tx: tx, last: last, rec: rec, bulk: s.BulkPoints, producers: &s.producers}
+	steps := slices.Clone(batchSteps)
+	for _, st := range s.Steps {
+		steps = append(steps, batchStep{st.Name, func(b *batchTx, ctx context.Context) error {
+			if err := st.Run(ctx, b.tx, b.rec, b.out); err != nil {
+				return fmt.Errorf("%s: %w", st.Name, err)
+			}
+			return nil
+		}})
+	}
+	steps = append(steps, notifyStep)
+	s.Checkpoint.Reach(ctx, "tx_begin")
+	for _, step := range steps {
+		if err := step.run(b, ctx); err != nil {
+			return nil, err
+		}
+		s.Checkpoint.Reach(ctx, "tx_"+step.name)
+	}
+	return b, nil
+}
+
+// copySubmissions copies the batch's submissions into Postgres when
+// Cassandra is the primary store.
+func (b *batchTx) copySubmissions(ctx context.Context) error {
+	if b.rec.Copy == nil {
+		return nil
+	}
+	return copySubmissions(ctx, b.tx, b.rec.Copy)
+}
+
+// insertStateHashes inserts the state hashes the batch references and reads
+// their ids.
+func (b *batchTx) insertStateHashes(ctx context.Context) error {
+	hashes := b.rec.StateHashes()
+	if _, err := b.tx.Exec(ctx, `INSERT INTO statehash (value)
 		SELECT v FROM unnest($1::text[]) AS u(v)
 		WHERE NOT EXISTS (SELECT 1 FROM statehash s WHERE s.value = u.v) ORDER BY v
 		ON CONFLICT (value) DO NOTHING`, hashes); err != nil {
-		return out, fmt.Errorf("inserting state hashes: %w", err)
+		return fmt.Errorf("inserting state hashes: %w", err)
 	}
 	// FOR KEY SHARE: what a foreign-key check would lock, so that no
 	// concurrent cleanup deletes a row this batch is about to reference.
-	hashIDs, err := idMap(ctx, tx, `SELECT value, id FROM statehash WHERE value = ANY($1::text[]) FOR KEY SHARE`, hashes)
+	var err error
+	b.hashIDs, err = idMap(ctx, b.tx, `SELECT value, id FROM statehash WHERE value = ANY($1::text[]) FOR KEY SHARE`, hashes)
 	if err != nil {
-		return out, fmt.Errorf("reading state hash ids: %w", err)
+		return fmt.Errorf("reading state hash ids: %w", err)
 	}
-	coordinator.Checkpoint(ctx, "tx_statehash")
+	return nil
+}
 
-	producers := rec.Producers()
-	tag, err := tx.Exec(ctx, `INSERT INTO nodes (block_producer_key, updated_at)
+// insertNodes inserts the producers seen for the first time, reads the ids
+// of all the batch's producers and locks their rows.
+func (b *batchTx) insertNodes(ctx context.Context) error {
+	producers := b.rec.Producers()
+	tag, err := b.tx.Exec(ctx, `INSERT INTO nodes (block_producer_key, updated_at)
 		SELECT k, $2 FROM unnest($1::text[]) AS u(k)
-		WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.block_producer_key = u.k) ORDER BY k`, producers, rec.Now)
+		WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.block_producer_key = u.k) ORDER BY k`, producers, b.rec.Now)
 	if err != nil {
-		return out, fmt.Errorf("inserting nodes: %w", err)
+		return fmt.Errorf("inserting nodes: %w", err)
 	}
-	out.NewNodes = tag.RowsAffected()
+	b.out.NewNodes = tag.RowsAffected()
 	// A database the original wrote may hold a key twice: use its first row.
-	nodeIDs, err := idMap(ctx, tx, `SELECT DISTINCT ON (block_producer_key) block_producer_key, id FROM nodes
+	b.nodeIDs, err = idMap(ctx, b.tx, `SELECT DISTINCT ON (block_producer_key) block_producer_key, id FROM nodes
 		WHERE block_producer_key = ANY($1::text[]) ORDER BY block_producer_key, id`, producers)
 	if err != nil {
-		return out, fmt.Errorf("reading node ids: %w", err)
+		return fmt.Errorf("reading node ids: %w", err)
 	}
-	nodeIDList := make([]int64, 0, len(nodeIDs))
-	for _, id := range nodeIDs {
-		nodeIDList = append(nodeIDList, id)
+	ids := make([]int64, 0, len(b.nodeIDs))
+	for _, id := range b.nodeIDs {
+		ids = append(ids, id)
 	}
-	if _, err := tx.Exec(ctx, `SELECT FROM nodes WHERE id = ANY($1::int8[]) FOR KEY SHARE`, nodeIDList); err != nil {
-		return out, fmt.Errorf("locking nodes: %w", err)
+	if _, err := b.tx.Exec(ctx, `SELECT FROM nodes WHERE id = ANY($1::int8[]) FOR KEY SHARE`, ids); err != nil {
+		return fmt.Errorf("locking nodes: %w", err)
 	}
-	coordinator.Checkpoint(ctx, "tx_nodes")
+	return nil
+}
 
-	w := rec.Window
-	if err := tx.QueryRow(ctx, `INSERT INTO bot_logs (files_processed, file_timestamps, batch_start_epoch, batch_end_epoch, processing_time)
+// insertBotLog inserts the batch's bot_logs row.
+func (b *batchTx) insertBotLog(ctx context.Context) error {
+	rec, w := b.rec, b.rec.Window
+	if err := b.tx.QueryRow(ctx, `INSERT INTO bot_logs (files_processed, file_timestamps, batch_start_epoch, batch_end_epoch, processing_time)
 		VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-		rec.FilesProcessed(), rec.FileTimestamp().UTC(), w.Start.Unix(), w.End.Unix(), rec.ProcessingTime.Seconds()).Scan(&out.BotLogID); err != nil {
-		return out, fmt.Errorf("inserting bot_logs: %w", err)
+		rec.FilesProcessed(), rec.FileTimestamp().UTC(), w.Start.Unix(), w.End.Unix(), rec.ProcessingTime.Seconds()).Scan(&b.out.BotLogID); err != nil {
+		return fmt.Errorf("inserting bot_logs: %w", err)
 	}
-	coordinator.Checkpoint(ctx, "tx_bot_logs")
+	return nil
+}
 
-	sl := rec.Result.Shortlist
+// insertShortlist inserts the batch's shortlist (bot_logs_statehash), which
+// the next batch reads.
+func (b *batchTx) insertShortlist(ctx context.Context) error {
+	sl := b.rec.Result.Shortlist
 	parents, ids, weights := make([]*int64, len(sl)), make([]int64, len(sl)), make([]int32, len(sl))
 	for i, h := range sl {
-		ids[i] = hashIDs[h.StateHash]
+		ids[i] = b.hashIDs[h.StateHash]
 		weights[i] = int32(h.Weight)
 		if h.Parent != "" {
-			if p, ok := hashIDs[h.Parent]; ok {
+			if p, ok := b.hashIDs[h.Parent]; ok {
 				parents[i] = &p
 			}
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO bot_logs_statehash (parent_statehash_id, statehash_id, weight, bot_log_id)
-		SELECT p, s, w, $4 FROM unnest($1::int8[], $2::int8[], $3::int4[]) AS u(p, s, w)`, parents, ids, weights, out.BotLogID); err != nil {
-		return out, fmt.Errorf("inserting bot_logs_statehash: %w", err)
+	if _, err := b.tx.Exec(ctx, `INSERT INTO bot_logs_statehash (parent_statehash_id, statehash_id, weight, bot_log_id)
+		SELECT p, s, w, $4 FROM unnest($1::int8[], $2::int8[], $3::int4[]) AS u(p, s, w)`, parents, ids, weights, b.out.BotLogID); err != nil {
+		return fmt.Errorf("inserting bot_logs_statehash: %w", err)
 	}
-	coordinator.Checkpoint(ctx, "tx_shortlist")
+	return nil
+}
 
-	points := rec.Result.Points
-	if bulk {
-		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
-			return out, fmt.Errorf("entering the bulk points path: %w", err)
+// insertPoints COPYs the batch's points; on the bulk path (see
+// CanBulkWritePoints) it enters replica mode, which the scoreboard step
+// leaves, and writes points_summary itself.
+func (b *batchTx) insertPoints(ctx context.Context) error {
+	points, rec := b.rec.Result.Points, b.rec
+	if b.bulk {
+		if _, err := b.tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return fmt.Errorf("entering the bulk points path: %w", err)
 		}
 	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{"points"},
+	n, err := b.tx.CopyFrom(ctx, pgx.Identifier{"points"},
 		[]string{"file_name", "file_timestamps", "blockchain_epoch", "blockchain_height", "amount", "created_at", "node_id", "bot_log_id", "statehash_id"},
 		pgx.CopyFromSlice(len(points), func(i int) ([]any, error) {
 			p := points[i].Submission
 			return []any{points[i].FileName, p.SubmittedAt.UTC(), coordinator.BlockchainEpoch(p), p.Height, int32(1),
-				rec.Now, nodeIDs[p.Submitter], out.BotLogID, hashIDs[points[i].StateHash]}, nil
+				rec.Now, b.nodeIDs[p.Submitter], b.out.BotLogID, b.hashIDs[points[i].StateHash]}, nil
 		}))
 	if err != nil {
-		return out, fmt.Errorf("inserting points: %w", err)
+		return fmt.Errorf("inserting points: %w", err)
 	}
 	if int(n) != len(points) {
-		return out, fmt.Errorf("inserting points: copied %d of %d rows", n, len(points))
+		return fmt.Errorf("inserting points: copied %d of %d rows", n, len(points))
 	}
-	if bulk {
-		// What trg_after_insert_points would have written, in one statement.
-		pointed := make([]int64, 0, len(nodeIDs))
-		seen := make(map[int64]bool, len(nodeIDs))
-		for _, p := range points {
-			if id := nodeIDs[p.Submission.Submitter]; !seen[id] {
-				seen[id] = true
-				pointed = append(pointed, id)
-			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO points_summary (bot_log_id, node_id)
-			SELECT $1, unnest($2::int8[]) ON CONFLICT (bot_log_id, node_id) DO NOTHING`, out.BotLogID, pointed); err != nil {
-			return out, fmt.Errorf("inserting points_summary: %w", err)
+	if !b.bulk {
+		return nil
+	}
+	// What trg_after_insert_points would have written, in one statement.
+	pointed := make([]int64, 0, len(b.nodeIDs))
+	seen := make(map[int64]bool, len(b.nodeIDs))
+	for _, p := range points {
+		if id := b.nodeIDs[p.Submission.Submitter]; !seen[id] {
+			seen[id] = true
+			pointed = append(pointed, id)
 		}
 	}
-	coordinator.Checkpoint(ctx, "tx_points")
+	if _, err := b.tx.Exec(ctx, `INSERT INTO points_summary (bot_log_id, node_id)
+		SELECT $1, unnest($2::int8[]) ON CONFLICT (bot_log_id, node_id) DO NOTHING`, b.out.BotLogID, pointed); err != nil {
+		return fmt.Errorf("inserting points_summary: %w", err)
+	}
+	return nil
+}
 
-	out.Scoreboard, err = updateScoreboard(ctx, tx, w, rec.UptimeDays, bulk)
-	if err != nil {
-		return out, err
+// insertEvidence writes the batch's per-producer evidence, when it has any,
+// and reads the previous batch's error-class shares.
+func (b *batchTx) insertEvidence(ctx context.Context) error {
+	if b.rec.Evidence == nil {
+		return nil
 	}
-	if bulk {
-		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = origin`); err != nil {
-			return out, fmt.Errorf("leaving the bulk path: %w", err)
-		}
-	}
-	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	var err error
+	b.out.PreviousShares, b.staged, err = writeEvidence(ctx, b.tx, b.producers, b.last.ID, b.out.BotLogID, b.rec.Evidence)
+	return err
+}
 
-	// Readers (coordinator serve) learn of the batch when it commits.
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, BatchChannel, fmt.Sprint(out.BotLogID)); err != nil {
-		return out, fmt.Errorf("notifying %s: %w", BatchChannel, err)
+// notify announces the batch's bot_log_id on BatchChannel (delivered at
+// commit).
+func (b *batchTx) notify(ctx context.Context) error {
+	if _, err := b.tx.Exec(ctx, `SELECT pg_notify($1, $2)`, BatchChannel, fmt.Sprint(b.out.BotLogID)); err != nil {
+		return fmt.Errorf("notifying %s: %w", BatchChannel, err)
 	}
-	return out, nil
+	return nil
 }
 
 func idMap(ctx context.Context, tx pgx.Tx, sql string, keys []string) (map[string]int64, error) {

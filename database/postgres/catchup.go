@@ -38,7 +38,7 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 		if err != nil {
 			return err
 		}
-		if out, err = writeRange(ctx, tx, last.ID, recs, s.BulkPoints); err != nil {
+		if out, err = writeRange(ctx, tx, last.ID, recs, s.BulkPoints, s.Checkpoint); err != nil {
 			return err
 		}
 		// The contributed steps (alert rules) batch after batch, each seeing
@@ -51,7 +51,7 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 				if err := step.Run(ctx, tx, rec, c); err != nil {
 					return fmt.Errorf("%s: %w", step.Name, err)
 				}
-				coordinator.Checkpoint(ctx, "tx_"+step.Name)
+				s.Checkpoint.Reach(ctx, "tx_"+step.Name)
 			}
 		}
 		return nil
@@ -59,14 +59,14 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 	return out, err
 }
 
-func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinator.Record, bulk bool) (coordinator.RangeCommitted, error) {
+func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinator.Record, bulk bool, cp coordinator.Checkpoint) (coordinator.RangeCommitted, error) {
 	var out coordinator.RangeCommitted
 	if len(recs) == 0 {
 		return out, nil
 	}
 	now := recs[0].Now
 	days := recs[0].UptimeDays
-	coordinator.Checkpoint(ctx, "tx_begin")
+	cp.Reach(ctx, "tx_begin")
 	var copies []coordinator.Submission
 	var allHashes, allProducers []string
 	for _, r := range recs {
@@ -78,13 +78,13 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 		if err := copySubmissions(ctx, tx, copies); err != nil {
 			return out, err
 		}
-		coordinator.Checkpoint(ctx, "tx_copied")
+		cp.Reach(ctx, "tx_copied")
 	}
 	hashes, nodes := newKeyIDs(), newKeyIDs()
 	if err := hashes.ensureHashes(ctx, tx, dedupe(allHashes)); err != nil {
 		return out, err
 	}
-	coordinator.Checkpoint(ctx, "tx_statehash")
+	cp.Reach(ctx, "tx_statehash")
 	if err := nodes.loadNodes(ctx, tx); err != nil {
 		return out, err
 	}
@@ -92,7 +92,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 	if out.NewNodes, err = nodes.ensureNodes(ctx, tx, dedupe(allProducers), now); err != nil {
 		return out, err
 	}
-	coordinator.Checkpoint(ctx, "tx_nodes")
+	cp.Reach(ctx, "tx_nodes")
 
 	n := len(recs)
 	files, starts, ends := make([]int32, n), make([]int64, n), make([]int64, n)
@@ -113,7 +113,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 	if len(out.BotLogIDs) != n {
 		return out, fmt.Errorf("inserting bot_logs: %d of %d rows", len(out.BotLogIDs), n)
 	}
-	coordinator.Checkpoint(ctx, "tx_bot_logs")
+	cp.Reach(ctx, "tx_bot_logs")
 
 	ex := &existingRows{short: map[int64][]shortRow{}, files: map[int64]int{}, fileTS: map[int64]int64{}}
 	d := &rangeDiff{}
@@ -125,7 +125,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 		d.diffBatch(id, nb, ex)
 		overlay[id] = nb.Summary
 	}
-	if err := d.apply(ctx, tx, now, bulk); err != nil {
+	if err := d.apply(ctx, tx, now, bulk, cp); err != nil {
 		return out, err
 	}
 	evs := make([]*coordinator.BatchEvidence, n)
@@ -141,7 +141,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 		}
 		out.PreviousShares = append(out.PreviousShares, prevShares)
 	}
-	if err := writeEvidenceRange(ctx, tx, out.BotLogIDs, evs, false); err != nil {
+	if err := writeEvidenceRange(ctx, tx, out.BotLogIDs, evs, false, cp); err != nil {
 		return out, err
 	}
 
@@ -183,7 +183,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 		return out, err
 	}
 	out.Scoreboards[n-1].Changed = changed
-	coordinator.Checkpoint(ctx, "tx_scores")
+	cp.Reach(ctx, "tx_scores")
 	// A re-run replaces rather than fails on the unique (node_id, score_at).
 	if _, err := tx.Exec(ctx, `DELETE FROM score_history WHERE score_at = ANY($1::timestamp[])`, atEnds); err != nil {
 		return out, fmt.Errorf("replacing score history: %w", err)
@@ -194,7 +194,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 	if err := setScoreboardState(ctx, tx, ends[n-1], days); err != nil {
 		return out, err
 	}
-	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	cp.Reach(ctx, "tx_scoreboard")
 	// Readers (coordinator serve) learn of each batch when the range commits.
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, id::text) FROM unnest($2::int8[]) AS id`, BatchChannel, out.BotLogIDs); err != nil {
 		return out, fmt.Errorf("notifying %s: %w", BatchChannel, err)

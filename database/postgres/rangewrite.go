@@ -327,7 +327,7 @@ func (d *rangeDiff) diffBatch(id int64, nb batchRows, ex *existingRows) {
 // referenced rows are locked FOR KEY SHARE (see CanBulkWritePoints);
 // points_summary is always written explicitly (the trigger, when it runs,
 // inserts the same rows and the explicit insert then adds nothing).
-func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bool) error {
+func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bool, cp coordinator.Checkpoint) error {
 	if len(d.updBatch) > 0 {
 		if _, err := tx.Exec(ctx, `UPDATE bot_logs b SET files_processed = u.f, file_timestamps = u.ts
 			FROM unnest($1::int8[], $2::int4[], $3::timestamptz[]) AS u(id, f, ts) WHERE b.id = u.id`, d.updBatch, d.updFiles, d.updTS); err != nil {
@@ -351,7 +351,7 @@ func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bo
 			return fmt.Errorf("inserting bot_logs_statehash: %w", err)
 		}
 	}
-	coordinator.Checkpoint(ctx, "tx_shortlist")
+	cp.Reach(ctx, "tx_shortlist")
 	if len(d.delPoints) > 0 {
 		if _, err := tx.Exec(ctx, `DELETE FROM points WHERE id = ANY($1::int8[])`, d.delPoints); err != nil {
 			return fmt.Errorf("deleting points: %w", err)
@@ -398,7 +398,7 @@ func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bo
 			return fmt.Errorf("leaving the bulk path: %w", err)
 		}
 	}
-	coordinator.Checkpoint(ctx, "tx_points")
+	cp.Reach(ctx, "tx_points")
 	return nil
 }
 
@@ -464,7 +464,7 @@ func loadSpan(ctx context.Context, tx pgx.Tx, w coordinator.Window) ([]coordinat
 
 // writeEvidenceRange writes the evidence of many batches (evs[i] of batch
 // ids[i]; nil entries are skipped), replacing what they had with replace.
-func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coordinator.BatchEvidence, replace bool) error {
+func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coordinator.BatchEvidence, replace bool, cp coordinator.Checkpoint) error {
 	for i, ev := range evs {
 		var err error
 		switch {
@@ -477,6 +477,6 @@ func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coor
 			return err
 		}
 	}
-	coordinator.Checkpoint(ctx, "tx_evidence")
+	cp.Reach(ctx, "tx_evidence")
 	return nil
 }

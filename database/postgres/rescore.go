@@ -37,6 +37,9 @@ type RescoreOptions struct {
 	// ChunkBatches is how many batches are read and scored at a time
 	// (memory); default 72, a day of 20-minute batches.
 	ChunkBatches int
+	// Checkpoint, when set, is reached between the steps of the rescore
+	// transaction; fault-injection tests only.
+	Checkpoint coordinator.Checkpoint
 }
 
 // ProducerChange is how a rescore changes one producer's outcome.
@@ -159,7 +162,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 			return err
 		}
 	}
-	coordinator.Checkpoint(ctx, "tx_begin")
+	opts.Checkpoint.Reach(ctx, "tx_begin")
 	nodes, hashes := newKeyIDs(), newKeyIDs()
 	if err := nodes.loadNodes(ctx, tx); err != nil {
 		return err
@@ -182,7 +185,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 		if err != nil {
 			return false, err
 		}
-		coordinator.Checkpoint(ctx, "load")
+		opts.Checkpoint.Reach(ctx, "load")
 		type scored struct {
 			log botLog
 			rec *coordinator.Record
@@ -234,11 +237,11 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 			if err := hashes.ensureHashes(ctx, tx, allHashes); err != nil {
 				return false, err
 			}
-			coordinator.Checkpoint(ctx, "tx_statehash")
+			opts.Checkpoint.Reach(ctx, "tx_statehash")
 			if _, err := nodes.ensureNodes(ctx, tx, allProducers, opts.Now); err != nil {
 				return false, err
 			}
-			coordinator.Checkpoint(ctx, "tx_nodes")
+			opts.Checkpoint.Reach(ctx, "tx_nodes")
 		}
 		ids := make([]int64, len(batch))
 		for k, b := range batch {
@@ -295,7 +298,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 		changed := len(batch) > 0 && slices.Contains(d.shortBatch, batch[len(batch)-1].log.ID)
 		if !opts.DryRun {
 			if !d.empty() {
-				if err := d.apply(ctx, tx, opts.Now, opts.Bulk); err != nil {
+				if err := d.apply(ctx, tx, opts.Now, opts.Bulk, opts.Checkpoint); err != nil {
 					return false, err
 				}
 			}
@@ -303,7 +306,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 			for k, b := range batch {
 				evs[k] = b.ev
 			}
-			if err := writeEvidenceRange(ctx, tx, ids, evs, true); err != nil {
+			if err := writeEvidenceRange(ctx, tx, ids, evs, true, opts.Checkpoint); err != nil {
 				return false, err
 			}
 		}
@@ -417,7 +420,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 	if rep.ScoresChanged, err = writeNodeScores(ctx, tx, cur, final); err != nil {
 		return err
 	}
-	coordinator.Checkpoint(ctx, "tx_scores")
+	opts.Checkpoint.Reach(ctx, "tx_scores")
 
 	// What a scratch run would not have created: state hashes and nodes that
 	// only the old results needed.
@@ -444,7 +447,7 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 	if err := setScoreboardState(ctx, tx, latest.End, opts.UptimeDays); err != nil {
 		return err
 	}
-	coordinator.Checkpoint(ctx, "tx_scoreboard")
+	opts.Checkpoint.Reach(ctx, "tx_scoreboard")
 	return nil
 }
 

@@ -6,13 +6,11 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
 const day = 24 * 60 * 60
 
-// updateScoreboard brings nodes.score and nodes.score_percent to the window
+// updateScores brings nodes.score and nodes.score_percent to the window
 // [w.End - days, w.End] and appends score_history, with the original's
 // formula: surveys = the batches (files_processed > -1) inside the window,
 // score = a node's points_summary rows in those batches, score_percent =
@@ -23,11 +21,11 @@ const day = 24 * 60 * 60
 // at w.Start (the previous batch), only the batches entering and leaving the
 // window are read; otherwise the whole window is recomputed.
 //
-// With bulk (replica mode, see CanBulkWritePoints), the nodes the history
-// references are locked FOR KEY SHARE by the same statement, as the skipped
-// foreign-key checks would have.
-func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days int, bulk bool) (coordinator.Scoreboard, error) {
-	var sb coordinator.Scoreboard
+// The step after it, appendScoreHistory, appends score_history and records
+// the scoreboard state.
+func (b *batchTx) updateScores(ctx context.Context) error {
+	tx, w, days := b.tx, b.rec.Window, b.rec.UptimeDays
+	sb := &b.out.Scoreboard
 	end, start := w.End.Unix(), w.End.Unix()-int64(days)*day
 	prevEnd, prevStart := w.Start.Unix(), w.Start.Unix()-int64(days)*day
 
@@ -37,14 +35,14 @@ func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
-		return sb, fmt.Errorf("reading the scoreboard state: %w", err)
+		return fmt.Errorf("reading the scoreboard state: %w", err)
 	default:
 		sb.Incremental = stateEnd == prevEnd && stateDays == days && prevEnd < end
 	}
 
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs
 		WHERE files_processed > -1 AND batch_start_epoch >= $1 AND batch_end_epoch <= $2`, start, end).Scan(&sb.Surveys); err != nil {
-		return sb, fmt.Errorf("counting the surveys of the scoring window: %w", err)
+		return fmt.Errorf("counting the surveys of the scoring window: %w", err)
 	}
 
 	// counts yields, per node, the change of its score (incremental) or its
@@ -75,31 +73,44 @@ func updateScoreboard(ctx context.Context, tx pgx.Tx, w coordinator.Window, days
 		UPDATE nodes n SET score = s.score, score_percent = s.score_percent FROM scored s
 		WHERE n.id = s.id AND (n.score IS DISTINCT FROM s.score OR n.score_percent IS DISTINCT FROM s.score_percent)`, args...)
 	if err != nil {
-		return sb, fmt.Errorf("updating scores: %w", err)
+		return fmt.Errorf("updating scores: %w", err)
 	}
 	sb.Changed = tag.RowsAffected()
-	coordinator.Checkpoint(ctx, "tx_scores")
+	return nil
+}
 
+// appendScoreHistory appends the scores of the window ending at the batch's
+// end to score_history (replacing the rows of a re-run batch), records the
+// scoreboard state and leaves the bulk path. With bulk (replica mode, see
+// CanBulkWritePoints), the nodes the history references are locked FOR KEY
+// SHARE by the same statement, as the skipped foreign-key checks would have.
+func (b *batchTx) appendScoreHistory(ctx context.Context) error {
+	tx, w, days := b.tx, b.rec.Window, b.rec.UptimeDays
 	lock := ""
-	if bulk {
+	if b.bulk {
 		lock = "FOR KEY SHARE"
 	}
 	// A re-run of a batch replaces its history rather than failing on the
 	// unique (node_id, score_at) index; a plain INSERT after the DELETE
 	// avoids the cost of speculative insertion on every row.
 	if _, err := tx.Exec(ctx, `DELETE FROM score_history WHERE score_at = $1`, w.End.UTC()); err != nil {
-		return sb, fmt.Errorf("replacing score history: %w", err)
+		return fmt.Errorf("replacing score history: %w", err)
 	}
-	tag, err = tx.Exec(ctx, `INSERT INTO score_history (node_id, score_at, score, score_percent)
+	tag, err := tx.Exec(ctx, `INSERT INTO score_history (node_id, score_at, score, score_percent)
 		SELECT id, $1, score, score_percent FROM nodes WHERE score IS NOT NULL `+lock, w.End.UTC())
 	if err != nil {
-		return sb, fmt.Errorf("inserting score history: %w", err)
+		return fmt.Errorf("inserting score history: %w", err)
 	}
-	sb.Scored = tag.RowsAffected()
+	b.out.Scoreboard.Scored = tag.RowsAffected()
 
 	if _, err := tx.Exec(ctx, `INSERT INTO coordinator_scoreboard (window_end_epoch, uptime_days) VALUES ($1, $2)
-		ON CONFLICT (singleton) DO UPDATE SET window_end_epoch = EXCLUDED.window_end_epoch, uptime_days = EXCLUDED.uptime_days`, end, days); err != nil {
-		return sb, fmt.Errorf("recording the scoreboard state: %w", err)
+		ON CONFLICT (singleton) DO UPDATE SET window_end_epoch = EXCLUDED.window_end_epoch, uptime_days = EXCLUDED.uptime_days`, w.End.Unix(), days); err != nil {
+		return fmt.Errorf("recording the scoreboard state: %w", err)
 	}
-	return sb, nil
+	if b.bulk {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = origin`); err != nil {
+			return fmt.Errorf("leaving the bulk path: %w", err)
+		}
+	}
+	return nil
 }
