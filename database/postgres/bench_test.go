@@ -137,16 +137,15 @@ func BenchmarkEvidence(b *testing.B) {
 			}
 			var stepStart time.Time
 			var step time.Duration
-			coordinator.SetCheckpointHook(func(_ context.Context, name string) {
+			store := eng.Store.(*postgres.Store)
+			store.Checkpoint = func(_ context.Context, name string) {
 				switch name {
 				case "tx_scoreboard":
 					stepStart = time.Now()
 				case "tx_evidence":
 					step = time.Since(stepStart)
 				}
-			})
-			defer coordinator.SetCheckpointHook(nil)
-			store := eng.Store.(*postgres.Store)
+			}
 			var off, on []time.Duration
 			var shares []float64
 			b.ResetTimer()
