@@ -61,6 +61,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// Build labels the uptime_coordinator_build_info series.
 	Build BuildInfo
+	// WorkerMode (ModeProcess, ModeKubernetes, or anything else for none)
+	// is the only mode whose worker series exist before a worker event.
+	WorkerMode string
 }
 
 // BuildInfo is the running build, as uptime_coordinator_build_info's labels.
@@ -113,23 +116,26 @@ func New(opts Options) *Monitor {
 	m := &Monitor{opts: opts, reg: prometheus.NewRegistry()}
 	m.progress = opts.Now()
 	f := promauto.With(m.reg)
-	m.committed = f.NewCounter(prometheus.CounterOpts{Name: "coordinator_batches_committed_total", Help: "Batches committed."})
-	m.failed = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_batches_failed_total",
-		Help: "Failed batch attempts; final=true when the batch was abandoned after its retries."}, []string{"final"})
-	m.batchTime = f.NewHistogram(prometheus.HistogramOpts{Name: "coordinator_batch_duration_seconds",
+	m.committed = f.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "batches_committed_total", Help: "Batches committed."})
+	m.failed = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "batches_failed_total",
+		Help: "Failed batch attempts; final=true when the batch was abandoned (after its retries, or at once for a permanent error)."}, []string{"final"})
+	m.batchTime = f.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "batch_duration_seconds",
 		Help: "Time from the start of a batch's processing to its commit.", Buckets: durationBuckets})
-	m.verifyTime = f.NewHistogram(prometheus.HistogramOpts{Name: "coordinator_verification_duration_seconds",
+	m.verifyTime = f.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "verification_duration_seconds",
 		Help: "Time the verifiers took on a committed batch.", Buckets: durationBuckets})
-	m.submissions = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_submissions_total",
-		Help: "Submissions of committed batches by outcome: valid, invalid_<reason>, or off_chain (valid, but not on the consensus chain; a subset of valid)."}, []string{"outcome"})
-	m.invalidClass = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_submissions_invalid_total",
-		Help: "Submissions of committed batches that failed verification, by verifier error class (see the README's error classes)."}, []string{"class"})
-	m.points = f.NewCounter(prometheus.CounterOpts{Name: "coordinator_points_awarded_total", Help: "Points awarded."})
-	m.scored = f.NewGauge(prometheus.GaugeOpts{Name: "coordinator_producers_scored", Help: "Block producers with a score after the last committed batch."})
-	m.workersStart = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_started_total", Help: "Verifier workers started."}, []string{"mode"})
-	m.workersFail = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_failed_total", Help: "Verifier workers that failed."}, []string{"mode"})
-	m.workersRetry = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_workers_retried_total", Help: "Verifier workers started again after a failure."}, []string{"mode"})
-	f.NewGaugeVec(prometheus.GaugeOpts{Name: "uptime_coordinator_build_info",
+	m.submissions = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "submissions_total",
+		Help: "Submissions of committed batches by outcome, which partition them (the series sum to every submission): " +
+			"on_chain (valid, naming a state hash on the consensus chain: earns the point), off_chain (valid, not on the chain), " +
+			"invalid (reason says why: unverified, verification_failed, validation_error, no_state_hash, malformed; empty for the valid outcomes)."},
+		[]string{"outcome", "reason"})
+	m.invalidClass = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "submissions_failed_total",
+		Help: "Submissions of committed batches the verifier failed, by verifier error class (docs: error classes)."}, []string{"class"})
+	m.points = f.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "points_awarded_total", Help: "Points awarded."})
+	m.scored = f.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "producers_scored", Help: "Block producers with a score after the last committed batch."})
+	m.workersStart = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "workers_started_total", Help: "Verifier workers started (processes or Kubernetes Jobs, as mode says)."}, []string{"mode"})
+	m.workersFail = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "workers_failed_total", Help: "Verifier workers that failed."}, []string{"mode"})
+	m.workersRetry = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "workers_retried_total", Help: "Verifier workers started again after a failure."}, []string{"mode"})
+	f.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "build_info",
 		Help: "Always 1; the labels say which build is running."}, []string{"version", "revision", "goversion"}).
 		WithLabelValues(opts.Build.Version, opts.Build.Revision, opts.Build.GoVersion).Set(1)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), batchClock{m})
@@ -138,23 +144,37 @@ func New(opts Options) *Monitor {
 	for _, final := range []string{"false", "true"} {
 		m.failed.WithLabelValues(final)
 	}
-	for _, outcome := range []string{"valid", "off_chain",
-		invalid(coordinator.ReasonUnverified), invalid(coordinator.ReasonRejected),
-		invalid(coordinator.ReasonValidationError), invalid(coordinator.ReasonNoStateHash), invalid(coordinator.ReasonMalformed)} {
-		m.submissions.WithLabelValues(outcome)
+	m.submissions.WithLabelValues(OutcomeOnChain, "")
+	m.submissions.WithLabelValues(OutcomeOffChain, "")
+	for _, reason := range InvalidReasons {
+		m.submissions.WithLabelValues(OutcomeInvalid, reason)
 	}
 	for _, class := range coordinator.ClassNames {
 		m.invalidClass.WithLabelValues(class)
 	}
-	for _, mode := range []string{ModeProcess, ModeKubernetes} {
-		m.workersStart.WithLabelValues(mode)
-		m.workersFail.WithLabelValues(mode)
-		m.workersRetry.WithLabelValues(mode)
+	// Only the configured mode's worker series: none in process mode names
+	// Kubernetes, none at all with WORKER_MODE=none.
+	if opts.WorkerMode == ModeProcess || opts.WorkerMode == ModeKubernetes {
+		m.workersStart.WithLabelValues(opts.WorkerMode)
+		m.workersFail.WithLabelValues(opts.WorkerMode)
+		m.workersRetry.WithLabelValues(opts.WorkerMode)
 	}
 	return m
 }
 
-func invalid(reason string) string { return "invalid_" + reason }
+// Namespace prefixes every metric of the coordinator: uptime_coordinator_….
+const Namespace = "uptime_coordinator"
+
+// Outcomes of a submission, the values of submissions_total's outcome label.
+const (
+	OutcomeOnChain  = "on_chain"
+	OutcomeOffChain = "off_chain"
+	OutcomeInvalid  = "invalid"
+)
+
+// InvalidReasons are the reason label's values with outcome="invalid".
+var InvalidReasons = []string{coordinator.ReasonUnverified, coordinator.ReasonRejected,
+	coordinator.ReasonValidationError, coordinator.ReasonNoStateHash, coordinator.ReasonMalformed}
 
 // Registry is the Monitor's registry, for more collectors.
 func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
@@ -175,10 +195,10 @@ func (m *Monitor) AfterBatch(_ context.Context, s *coordinator.Summary) {
 	m.batchTime.Observe(s.Duration.Seconds())
 	m.verifyTime.Observe(s.Verification.Seconds())
 	if r := s.Result; r != nil {
-		m.submissions.WithLabelValues("valid").Add(float64(len(r.Valid)))
-		m.submissions.WithLabelValues("off_chain").Add(float64(r.OffChain()))
+		m.submissions.WithLabelValues(OutcomeOnChain, "").Add(float64(len(r.Points)))
+		m.submissions.WithLabelValues(OutcomeOffChain, "").Add(float64(r.OffChain()))
 		for reason, n := range r.Invalid {
-			m.submissions.WithLabelValues(invalid(reason)).Add(float64(n))
+			m.submissions.WithLabelValues(OutcomeInvalid, reason).Add(float64(n))
 		}
 		m.points.Add(float64(len(r.Points)))
 	}
@@ -372,9 +392,9 @@ func (m *Monitor) Close() error {
 type batchClock struct{ m *Monitor }
 
 var (
-	lastBatchEndDesc = prometheus.NewDesc("coordinator_last_batch_end_timestamp_seconds",
+	lastBatchEndDesc = prometheus.NewDesc(Namespace+"_last_batch_end_timestamp_seconds",
 		"End of the last committed batch's window (Unix seconds).", nil, nil)
-	batchLagDesc = prometheus.NewDesc("coordinator_batch_lag_seconds",
+	batchLagDesc = prometheus.NewDesc(Namespace+"_batch_lag_seconds",
 		"Wall clock minus the end of the last committed batch's window.", nil, nil)
 )
 

@@ -174,7 +174,7 @@ func TestInvalidByClassMetric(t *testing.T) {
 	zero := map[string]float64{}
 	for _, class := range []string{"snark_invalid", "sok_digest_mismatch", "block_missing", "block_malformed",
 		"signature_invalid", "timeout", "no_state_hash", "other"} {
-		zero["coordinator_submissions_invalid_total{class="+class+"}"] = 0
+		zero["uptime_coordinator_submissions_failed_total{class="+class+"}"] = 0
 	}
 	check(t, scrape(t, base), zero)
 	ctx := context.Background()
@@ -185,38 +185,39 @@ func TestInvalidByClassMetric(t *testing.T) {
 	s.Evidence = &coordinator.BatchEvidence{Classes: []coordinator.ClassCount{{Class: "sok_digest_mismatch", Submissions: 4, Producers: 2}}}
 	m.AfterBatch(ctx, s)
 	check(t, scrape(t, base), map[string]float64{
-		"coordinator_submissions_invalid_total{class=sok_digest_mismatch}": 27,
-		"coordinator_submissions_invalid_total{class=timeout}":             2,
-		"coordinator_submissions_invalid_total{class=snark_invalid}":       0,
+		"uptime_coordinator_submissions_failed_total{class=sok_digest_mismatch}": 27,
+		"uptime_coordinator_submissions_failed_total{class=timeout}":             2,
+		"uptime_coordinator_submissions_failed_total{class=snark_invalid}":       0,
 	})
 }
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: t0}
-	m := monitor.New(monitor.Options{Now: clk.Now, Build: monitor.BuildInfo{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.26.0"}})
+	m := monitor.New(monitor.Options{Now: clk.Now, Build: monitor.BuildInfo{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.26.0"},
+		WorkerMode: monitor.ModeKubernetes})
 	base := serve(t, m)
 
 	got := scrape(t, base)
 	check(t, got, map[string]float64{
 		"uptime_coordinator_build_info{goversion=go1.26.0,revision=abc123,version=v1.2.3}": 1,
-		"coordinator_batches_committed_total":                                              0,
-		"coordinator_batches_failed_total{final=false}":                                    0,
-		"coordinator_batches_failed_total{final=true}":                                     0,
-		"coordinator_submissions_total{outcome=valid}":                                     0,
-		"coordinator_submissions_total{outcome=off_chain}":                                 0,
-		"coordinator_submissions_total{outcome=invalid_unverified}":                        0,
-		"coordinator_points_awarded_total":                                                 0,
-		"coordinator_producers_scored":                                                     0,
-		"coordinator_batch_duration_seconds_count":                                         0,
-		"coordinator_verification_duration_seconds_count":                                  0,
-		"coordinator_workers_started_total{mode=process}":                                  0,
-		"coordinator_workers_failed_total{mode=kubernetes}":                                0,
-		"coordinator_workers_retried_total{mode=kubernetes}":                               0,
-		"coordinator_submissions_total{outcome=invalid_no_state_hash}":                     0,
-		"coordinator_submissions_total{outcome=invalid_validation_error}":                  0,
+		"uptime_coordinator_batches_committed_total":                                       0,
+		"uptime_coordinator_batches_failed_total{final=false}":                             0,
+		"uptime_coordinator_batches_failed_total{final=true}":                              0,
+		"uptime_coordinator_submissions_total{outcome=on_chain,reason=}":                   0,
+		"uptime_coordinator_submissions_total{outcome=off_chain,reason=}":                  0,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=unverified}":          0,
+		"uptime_coordinator_points_awarded_total":                                          0,
+		"uptime_coordinator_producers_scored":                                              0,
+		"uptime_coordinator_batch_duration_seconds_count":                                  0,
+		"uptime_coordinator_verification_duration_seconds_count":                           0,
+		"uptime_coordinator_workers_started_total{mode=kubernetes}":                        0,
+		"uptime_coordinator_workers_failed_total{mode=kubernetes}":                         0,
+		"uptime_coordinator_workers_retried_total{mode=kubernetes}":                        0,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=no_state_hash}":       0,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=validation_error}":    0,
 	})
-	for _, name := range []string{"coordinator_last_batch_end_timestamp_seconds", "coordinator_batch_lag_seconds"} {
+	for _, name := range []string{"uptime_coordinator_last_batch_end_timestamp_seconds", "uptime_coordinator_batch_lag_seconds"} {
 		if _, ok := got[name]; ok {
 			t.Errorf("%s is exported before any batch end is known", name)
 		}
@@ -232,8 +233,8 @@ func TestMetrics(t *testing.T) {
 	m.SetLastBatchEnd(prev)
 	got = scrape(t, base)
 	check(t, got, map[string]float64{
-		"coordinator_last_batch_end_timestamp_seconds": float64(prev.Unix()),
-		"coordinator_batch_lag_seconds":                (40 * time.Minute).Seconds(),
+		"uptime_coordinator_last_batch_end_timestamp_seconds": float64(prev.Unix()),
+		"uptime_coordinator_batch_lag_seconds":                (40 * time.Minute).Seconds(),
 	})
 
 	end := t0.Add(-20 * time.Minute)
@@ -241,19 +242,19 @@ func TestMetrics(t *testing.T) {
 	clk.Add(30 * time.Second)
 	got = scrape(t, base)
 	check(t, got, map[string]float64{
-		"coordinator_batches_committed_total":                                1,
-		"coordinator_submissions_total{outcome=valid}":                       10,
-		"coordinator_submissions_total{outcome=off_chain}":                   3,
-		"coordinator_submissions_total{outcome=invalid_unverified}":          2,
-		"coordinator_submissions_total{outcome=invalid_verification_failed}": 1,
-		"coordinator_points_awarded_total":                                   7,
-		"coordinator_producers_scored":                                       42,
-		"coordinator_batch_duration_seconds_count":                           1,
-		"coordinator_batch_duration_seconds_sum":                             90,
-		"coordinator_verification_duration_seconds_count":                    1,
-		"coordinator_verification_duration_seconds_sum":                      45,
-		"coordinator_last_batch_end_timestamp_seconds":                       float64(end.Unix()),
-		"coordinator_batch_lag_seconds":                                      (20*time.Minute + 30*time.Second).Seconds(),
+		"uptime_coordinator_batches_committed_total":                                       1,
+		"uptime_coordinator_submissions_total{outcome=on_chain,reason=}":                   7,
+		"uptime_coordinator_submissions_total{outcome=off_chain,reason=}":                  3,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=unverified}":          2,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=verification_failed}": 1,
+		"uptime_coordinator_points_awarded_total":                                          7,
+		"uptime_coordinator_producers_scored":                                              42,
+		"uptime_coordinator_batch_duration_seconds_count":                                  1,
+		"uptime_coordinator_batch_duration_seconds_sum":                                    90,
+		"uptime_coordinator_verification_duration_seconds_count":                           1,
+		"uptime_coordinator_verification_duration_seconds_sum":                             45,
+		"uptime_coordinator_last_batch_end_timestamp_seconds":                              float64(end.Unix()),
+		"uptime_coordinator_batch_lag_seconds":                                             (20*time.Minute + 30*time.Second).Seconds(),
 	})
 
 	m.AfterBatch(ctx, summary(t0, 4, 4, map[string]int{coordinator.ReasonNoStateHash: 5}, 40))
@@ -271,31 +272,30 @@ func TestMetrics(t *testing.T) {
 	clk.Add(time.Minute)
 	got = scrape(t, base)
 	check(t, got, map[string]float64{
-		"coordinator_batches_committed_total":                                2,
-		"coordinator_batches_failed_total{final=false}":                      2,
-		"coordinator_batches_failed_total{final=true}":                       1,
-		"coordinator_submissions_total{outcome=valid}":                       14,
-		"coordinator_submissions_total{outcome=off_chain}":                   3,
-		"coordinator_submissions_total{outcome=invalid_unverified}":          2,
-		"coordinator_submissions_total{outcome=invalid_no_state_hash}":       5,
-		"coordinator_submissions_total{outcome=invalid_verification_failed}": 1,
-		"coordinator_points_awarded_total":                                   11,
-		"coordinator_producers_scored":                                       40,
-		"coordinator_batch_duration_seconds_count":                           2,
-		"coordinator_batch_duration_seconds_sum":                             180,
-		"coordinator_verification_duration_seconds_count":                    2,
-		"coordinator_last_batch_end_timestamp_seconds":                       float64(t0.Unix()),
-		"coordinator_batch_lag_seconds":                                      (90 * time.Second).Seconds(),
-		"coordinator_workers_started_total{mode=kubernetes}":                 3,
-		"coordinator_workers_started_total{mode=process}":                    1,
-		"coordinator_workers_failed_total{mode=kubernetes}":                  1,
-		"coordinator_workers_failed_total{mode=process}":                     0,
-		"coordinator_workers_retried_total{mode=kubernetes}":                 2,
+		"uptime_coordinator_batches_committed_total":                                       2,
+		"uptime_coordinator_batches_failed_total{final=false}":                             2,
+		"uptime_coordinator_batches_failed_total{final=true}":                              1,
+		"uptime_coordinator_submissions_total{outcome=on_chain,reason=}":                   11,
+		"uptime_coordinator_submissions_total{outcome=off_chain,reason=}":                  3,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=unverified}":          2,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=no_state_hash}":       5,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=verification_failed}": 1,
+		"uptime_coordinator_points_awarded_total":                                          11,
+		"uptime_coordinator_producers_scored":                                              40,
+		"uptime_coordinator_batch_duration_seconds_count":                                  2,
+		"uptime_coordinator_batch_duration_seconds_sum":                                    180,
+		"uptime_coordinator_verification_duration_seconds_count":                           2,
+		"uptime_coordinator_last_batch_end_timestamp_seconds":                              float64(t0.Unix()),
+		"uptime_coordinator_batch_lag_seconds":                                             (90 * time.Second).Seconds(),
+		"uptime_coordinator_workers_started_total{mode=kubernetes}":                        3,
+		"uptime_coordinator_workers_started_total{mode=process}":                           1,
+		"uptime_coordinator_workers_failed_total{mode=kubernetes}":                         1,
+		"uptime_coordinator_workers_retried_total{mode=kubernetes}":                        2,
 	})
 
 	// An older batch end from the database never moves the clock back.
 	m.SetLastBatchEnd(prev)
-	check(t, scrape(t, base), map[string]float64{"coordinator_last_batch_end_timestamp_seconds": float64(t0.Unix())})
+	check(t, scrape(t, base), map[string]float64{"uptime_coordinator_last_batch_end_timestamp_seconds": float64(t0.Unix())})
 }
 
 func TestHealthz(t *testing.T) {
@@ -519,4 +519,57 @@ func TestHealthzLiveness(t *testing.T) {
 	m.Busy("verifying submissions", 0) // unbounded
 	clk.Add(1000 * time.Hour)
 	live(http.StatusOK, "ok")
+}
+
+// TestSubmissionOutcomesSum: the outcome series partition the submissions
+// of committed batches: they sum to every submission, whatever the mix.
+func TestSubmissionOutcomesSum(t *testing.T) {
+	t.Parallel()
+	m := monitor.New(monitor.Options{})
+	base := serve(t, m)
+	ctx := context.Background()
+	// 10 valid (7 on chain) + 3 invalid = 13; 4 valid (all on chain) + 5 + 1 invalid = 10.
+	m.AfterBatch(ctx, summary(t0, 10, 7, map[string]int{coordinator.ReasonUnverified: 2, coordinator.ReasonMalformed: 1}, 42))
+	m.AfterBatch(ctx, summary(t0.Add(20*time.Minute), 4, 4, map[string]int{coordinator.ReasonNoStateHash: 5, coordinator.ReasonValidationError: 1}, 42))
+	got := scrape(t, base)
+	sum := 0.0
+	for k, v := range got {
+		if strings.HasPrefix(k, "uptime_coordinator_submissions_total{") {
+			sum += v
+		}
+	}
+	if sum != 23 {
+		t.Errorf("submissions_total series sum to %v, want 23 (13 + 10 submissions)", sum)
+	}
+	check(t, got, map[string]float64{
+		"uptime_coordinator_submissions_total{outcome=on_chain,reason=}":                11,
+		"uptime_coordinator_submissions_total{outcome=off_chain,reason=}":               3,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=unverified}":       2,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=malformed}":        1,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=no_state_hash}":    5,
+		"uptime_coordinator_submissions_total{outcome=invalid,reason=validation_error}": 1,
+	})
+}
+
+// TestWorkerSeriesOfTheModeOnly: process mode exports no kubernetes series,
+// and no worker mode exports no worker series.
+func TestWorkerSeriesOfTheModeOnly(t *testing.T) {
+	t.Parallel()
+	for mode, want := range map[string][]string{monitor.ModeProcess: {"process"}, monitor.ModeKubernetes: {"kubernetes"}, "none": nil} {
+		got := scrape(t, serve(t, monitor.New(monitor.Options{WorkerMode: mode})))
+		var modes []string
+		for k := range got {
+			if strings.HasPrefix(k, "uptime_coordinator_workers_") {
+				modes = append(modes, k)
+			}
+		}
+		if len(modes) != 3*len(want) {
+			t.Errorf("WorkerMode %s: worker series %v, want started, failed and retried of %v only", mode, modes, want)
+		}
+		for _, k := range modes {
+			if len(want) == 0 || !strings.Contains(k, "{mode="+want[0]+"}") {
+				t.Errorf("WorkerMode %s exports %s", mode, k)
+			}
+		}
+	}
 }

@@ -22,11 +22,11 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	f := promauto.With(m.reg)
-	m.batches = f.NewCounter(prometheus.CounterOpts{Name: "coordinator_serve_batches_streamed_total",
+	m.batches = f.NewCounter(prometheus.CounterOpts{Name: "uptime_coordinator_serve_batches_streamed_total",
 		Help: "Committed batches announced by NOTIFY and sent to the stream clients."})
-	m.requests = f.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_serve_http_requests_total",
+	m.requests = f.NewCounterVec(prometheus.CounterOpts{Name: "uptime_coordinator_serve_http_requests_total",
 		Help: "HTTP requests by status code class."}, []string{"code"})
-	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "coordinator_serve_stream_clients", Help: "Connected stream clients."},
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "uptime_coordinator_serve_stream_clients", Help: "Connected stream clients."},
 		func() float64 {
 			if m.clients == nil {
 				return 0

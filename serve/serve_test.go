@@ -73,8 +73,8 @@ func TestServeReadOnly(t *testing.T) {
 	if code, body := get("/api/v1/leaderboard"); code != 200 || !strings.Contains(body, `"surveys":3`) {
 		t.Errorf("leaderboard as the read-only user: %d %s", code, body)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "coordinator_serve_stream_clients") ||
-		!strings.Contains(body, `coordinator_serve_http_requests_total{code="200"}`) {
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "uptime_coordinator_serve_stream_clients") ||
+		!strings.Contains(body, `uptime_coordinator_serve_http_requests_total{code="200"}`) {
 		t.Errorf("/metrics: %d %s", code, body)
 	}
 

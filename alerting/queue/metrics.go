@@ -20,7 +20,7 @@ type collector struct {
 // letters (given up after their attempts, or refused for good), read from
 // River's table at each scrape.
 func Collector(db querier, log *slog.Logger) prometheus.Collector {
-	return &collector{db: db, log: log, desc: prometheus.NewDesc("coordinator_alert_deliveries",
+	return &collector{db: db, log: log, desc: prometheus.NewDesc("uptime_coordinator_alert_deliveries",
 		"Alert deliveries by state: pending (queued or waiting for a retry) and dead (dead letters: attempts exhausted or refused for good).",
 		[]string{"state"}, nil)}
 }

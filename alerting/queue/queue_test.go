@@ -128,10 +128,10 @@ func TestDeadLetters(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(queue.Collector(pool, slog.Default()))
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP coordinator_alert_deliveries Alert deliveries by state: pending (queued or waiting for a retry) and dead (dead letters: attempts exhausted or refused for good).
-# TYPE coordinator_alert_deliveries gauge
-coordinator_alert_deliveries{state="dead"} 2
-coordinator_alert_deliveries{state="pending"} 0
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP uptime_coordinator_alert_deliveries Alert deliveries by state: pending (queued or waiting for a retry) and dead (dead letters: attempts exhausted or refused for good).
+# TYPE uptime_coordinator_alert_deliveries gauge
+uptime_coordinator_alert_deliveries{state="dead"} 2
+uptime_coordinator_alert_deliveries{state="pending"} 0
 `)); err != nil {
 		t.Errorf("/metrics: %v", err)
 	}

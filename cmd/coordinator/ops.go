@@ -42,6 +42,7 @@ func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		StallAfter: 2*cfg.Runtime.SurveyInterval + cfg.Workers.Timeout + stallSlack,
 		Logger:     log,
 		Build:      monitor.BuildInfo{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
+		WorkerMode: cfg.Workers.Mode,
 	})
 	last, err := (&postgres.Store{Pool: pool}).LastBatch(ctx)
 	switch {
