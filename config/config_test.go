@@ -153,6 +153,9 @@ func TestValidationErrors(t *testing.T) {
 		{"alarm upper", map[string]string{"ALARM_ZK_UPPER_LIMIT_SEC": "-3"}, nil, "ALARM_ZK_UPPER_LIMIT_SEC: invalid value \"-3\""},
 		{"valid share", map[string]string{"VALID_SHARE_ALERT_PERCENT": "120"}, nil, "VALID_SHARE_ALERT_PERCENT: invalid value \"120\"; expected a percentage"},
 		{"ignore status", map[string]string{"IGNORE_APPLICATION_STATUS": "2"}, nil, "IGNORE_APPLICATION_STATUS: invalid value \"2\""},
+		{"stuck timeout", map[string]string{"WORKER_STUCK_TIMEOUT": "0"}, nil, `WORKER_STUCK_TIMEOUT: invalid value "0"; expected a positive Go duration`},
+		{"pod security context", map[string]string{"WORKER_POD_SECURITY_CONTEXT": `{"runAsNonRoot": "yes"}`}, nil, "WORKER_POD_SECURITY_CONTEXT: invalid value"},
+		{"container security context field", map[string]string{"WORKER_CONTAINER_SECURITY_CONTEXT": `{"readOnlyRootFileSystem": true}`}, nil, `WORKER_CONTAINER_SECURITY_CONTEXT: invalid value "{\"readOnlyRootFileSystem\": true}"; expected a Kubernetes SecurityContext as JSON (unknown field "readOnlyRootFileSystem")`},
 		{"log level", map[string]string{"LOG_LEVEL": "chatty"}, nil, "LOG_LEVEL: invalid value \"chatty\"; expected one of debug, info, warn, error"},
 	}
 	for _, tc := range cases {
@@ -205,6 +208,30 @@ func TestKeyspacesDefaults(t *testing.T) {
 		if got := KeyspacesRegion(host); got != want {
 			t.Errorf("KeyspacesRegion(%q) = %q, want %q", host, got, want)
 		}
+	}
+}
+
+// TestWorkerSecretCompatibilityMode: WORKER_SECRET_NAME unset is the
+// default Secret; set to the empty string it is compatibility mode.
+func TestWorkerSecretCompatibilityMode(t *testing.T) {
+	env := base()
+	c, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kubernetes.SecretName != "delegation-verify-coordinator" || c.Kubernetes.SecretsInline {
+		t.Errorf("unset: secret %q inline %v", c.Kubernetes.SecretName, c.Kubernetes.SecretsInline)
+	}
+	if c.Kubernetes.StuckTimeout != 5*time.Minute || c.Kubernetes.PodSecurityContext.SeccompProfile == nil ||
+		c.Kubernetes.ContainerSecurityContext.AllowPrivilegeEscalation == nil || *c.Kubernetes.ContainerSecurityContext.AllowPrivilegeEscalation {
+		t.Errorf("defaults: stuck %v pod %+v container %+v", c.Kubernetes.StuckTimeout, c.Kubernetes.PodSecurityContext, c.Kubernetes.ContainerSecurityContext)
+	}
+	env["WORKER_SECRET_NAME"] = ""
+	if c, err = load(t, env); err != nil {
+		t.Fatal(err)
+	}
+	if c.Kubernetes.SecretName != "" || !c.Kubernetes.SecretsInline {
+		t.Errorf("empty: secret %q inline %v", c.Kubernetes.SecretName, c.Kubernetes.SecretsInline)
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	kjson "sigs.k8s.io/json"
 )
 
 // The loader reads registered variables through a lookup function, applies
@@ -214,4 +216,21 @@ func (l *loader) optionalPercent(name string) *float64 {
 	}
 	f := l.percent(name)
 	return &f
+}
+
+// jsonObject decodes the variable's JSON into v strictly, as the API
+// server does: field names match case-sensitively, and unknown or repeated
+// fields are errors, so a misspelt field is not silently dropped.
+func (l *loader) jsonObject(name string, v any, expected string) {
+	s := l.str(name)
+	if s == "" {
+		return
+	}
+	strict, err := kjson.UnmarshalStrict([]byte(s), v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err == nil && len(strict) > 0 {
+		err = errors.Join(strict...)
+	}
+	if err != nil {
+		l.fail(name, s, expected+" ("+err.Error()+")")
+	}
 }

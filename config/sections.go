@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Each section of the configuration has its own struct and loader; the
@@ -199,7 +201,15 @@ type Kubernetes struct {
 	ImagePullPolicy         string
 	AuthVolumeMountPath     string
 	SecretName              string // WORKER_SECRET_NAME
-	EntrypointConfigMap     string // WORKER_ENTRYPOINT_CONFIGMAP
+	// SecretsInline is compatibility mode (WORKER_SECRET_NAME set to the
+	// empty string): secrets go into the Jobs as plain values.
+	SecretsInline bool
+	// StuckTimeout (WORKER_STUCK_TIMEOUT): how long a worker pod may stay
+	// stuck before the attempt fails.
+	StuckTimeout             time.Duration
+	PodSecurityContext       *corev1.PodSecurityContext // WORKER_POD_SECURITY_CONTEXT
+	ContainerSecurityContext *corev1.SecurityContext    // WORKER_CONTAINER_SECURITY_CONTEXT
+	EntrypointConfigMap      string                     // WORKER_ENTRYPOINT_CONFIGMAP
 	// Namespace of the worker Jobs (POD_NAMESPACE); empty: the service
 	// account's namespace file.
 	Namespace string
@@ -226,6 +236,15 @@ func (l *loader) kubernetes(required bool) Kubernetes {
 		Namespace:               l.str("POD_NAMESPACE"),
 		Kubeconfig:              l.str("KUBECONFIG"),
 	}
+	if v, set := l.lookup("WORKER_SECRET_NAME"); set && strings.TrimSpace(v) == "" {
+		k.SecretName, k.SecretsInline = "", true
+		l.raw["WORKER_SECRET_NAME"] = ""
+	}
+	k.StuckTimeout = l.duration("WORKER_STUCK_TIMEOUT")
+	k.PodSecurityContext = new(corev1.PodSecurityContext)
+	l.jsonObject("WORKER_POD_SECURITY_CONTEXT", k.PodSecurityContext, "a Kubernetes PodSecurityContext as JSON")
+	k.ContainerSecurityContext = new(corev1.SecurityContext)
+	l.jsonObject("WORKER_CONTAINER_SECURITY_CONTEXT", k.ContainerSecurityContext, "a Kubernetes SecurityContext as JSON")
 	if required {
 		l.requireFor("AUTH_VOLUME_MOUNT_PATH", "WORKER_MODE=kubernetes", "an absolute path, e.g. /auth")
 	}

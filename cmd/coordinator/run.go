@@ -230,7 +230,11 @@ func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, even
 			return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)
 		}
 		log.Info("verifiers run as Kubernetes Jobs", "namespace", ns)
-		return kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(events)), nil
+		l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(events))
+		if err := l.Preflight(ctx); err != nil {
+			return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)
+		}
+		return l, nil
 	case config.WorkerProcess:
 		log.Info("verifiers run as local processes")
 		l := process.New(cfg, log)

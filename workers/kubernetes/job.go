@@ -101,7 +101,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 		return nil, err
 	}
 	name := s.name()
-	env := podEnv(cfg.Kubernetes.SecretName, workers.Env(cfg, name, s.part, s.cassandraHost))
+	env := podEnv(cfg, workers.Env(cfg, name, s.part, s.cassandraHost))
 	image := cfg.Workers.Image + ":" + cfg.Workers.Tag
 	pullPolicy := corev1.PullPolicy(cfg.Kubernetes.ImagePullPolicy)
 	if pullPolicy == "" {
@@ -119,6 +119,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 	pod := corev1.PodSpec{
 		ServiceAccountName: ServiceAccountName,
 		RestartPolicy:      corev1.RestartPolicyNever,
+		SecurityContext:    cfg.Kubernetes.PodSecurityContext.DeepCopy(),
 		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
 			MaxSkew:           int32(max(cfg.Kubernetes.SpreadMaxSkew, 1)),
 			TopologyKey:       topologyKey,
@@ -131,6 +132,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			Command:         []string{"ls"},
 			Env:             env,
 			ImagePullPolicy: pullPolicy,
+			SecurityContext: cfg.Kubernetes.ContainerSecurityContext.DeepCopy(),
 			VolumeMounts:    []corev1.VolumeMount{authMount},
 		}},
 		Containers: []corev1.Container{{
@@ -140,6 +142,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			Env:             env,
 			Resources:       res,
 			ImagePullPolicy: pullPolicy,
+			SecurityContext: cfg.Kubernetes.ContainerSecurityContext.DeepCopy(),
 			VolumeMounts: []corev1.VolumeMount{
 				authMount,
 				{Name: entrypointVolume, MountPath: EntrypointDir},
@@ -184,14 +187,16 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 
 // podEnv turns the verifier contract's variables into a container's
 // environment. Secrets never appear as values: a secret the coordinator's
-// configuration sets is read from key <NAME> of the Secret secretName (and
-// the Pod does not start when that key is missing); an unset secret is left
-// out. Other variables are passed as values, empty ones included, as the
-// original coordinator did.
-func podEnv(secretName string, vars []workers.EnvVar) []corev1.EnvVar {
+// configuration sets is read from key <NAME> of the Secret
+// cfg.Kubernetes.SecretName (SecretKeys lists them; Preflight checks they exist);
+// an unset secret is left out. In compatibility mode
+// (cfg.Kubernetes.SecretsInline) secrets are plain values, as the original
+// coordinator passed them. Other variables are passed as values, empty ones
+// included, as the original did.
+func podEnv(cfg *config.Config, vars []workers.EnvVar) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, len(vars))
 	for _, v := range vars {
-		if !v.Secret {
+		if !v.Secret || cfg.Kubernetes.SecretsInline {
 			env = append(env, corev1.EnvVar{Name: v.Name, Value: v.Value})
 			continue
 		}
@@ -200,13 +205,29 @@ func podEnv(secretName string, vars []workers.EnvVar) []corev1.EnvVar {
 		}
 		env = append(env, corev1.EnvVar{Name: v.Name, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: secretName},
+				LocalObjectReference: corev1.LocalObjectReference{Name: cfg.Kubernetes.SecretName},
 				Key:                  v.Name,
 				Optional:             new(false),
 			},
 		}})
 	}
 	return env
+}
+
+// SecretKeys lists the keys of the Secret WORKER_SECRET_NAME the worker
+// Jobs reference: the secret variables the configuration sets. None in
+// compatibility mode.
+func SecretKeys(cfg *config.Config) []string {
+	if cfg.Kubernetes.SecretsInline {
+		return nil
+	}
+	var keys []string
+	for _, v := range workers.Env(cfg, "", coordinator.Window{}, "") {
+		if v.Secret && v.Value != "" {
+			keys = append(keys, v.Name)
+		}
+	}
+	return keys
 }
 
 // resources returns the worker container's requests and limits; what the

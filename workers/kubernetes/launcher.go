@@ -49,6 +49,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/delegation-program/uptime-coordinator/config"
@@ -118,6 +119,51 @@ func New(cfg *config.Config, clientset kubernetes.Interface, namespace string, l
 	return l
 }
 
+// Preflight checks at start-up what every worker Job will need from the
+// namespace, so that a missing piece fails the start with one clear message
+// instead of leaving each verifier Pod in CreateContainerConfigError: the
+// Secret WORKER_SECRET_NAME must exist and hold every key the Jobs reference
+// (SecretKeys). In compatibility mode (WORKER_SECRET_NAME empty) it only
+// warns that secrets go into the Jobs as plain values.
+func (l *Launcher) Preflight(ctx context.Context) error {
+	if l.cfg.Kubernetes.SecretsInline {
+		l.log.Warn("WORKER_SECRET_NAME is empty: compatibility mode, the worker Jobs get passwords and keys as plain " +
+			"environment values, as the original coordinator passed them; anyone who can read Jobs or Pods in the " +
+			"namespace can read them. Set WORKER_SECRET_NAME to a Secret holding them to keep them out of the Jobs.")
+		return nil
+	}
+	keys := SecretKeys(l.cfg)
+	if len(keys) == 0 {
+		return nil // no secret is set: the Jobs reference none
+	}
+	name := l.cfg.Kubernetes.SecretName
+	fix := "create it with those keys (the Helm chart does, from its values), or set WORKER_SECRET_NAME to the empty string " +
+		"to pass them to the Jobs as plain environment values as the original coordinator did"
+	secret, err := l.client.CoreV1().Secrets(l.namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("worker Secret %q (WORKER_SECRET_NAME) does not exist in namespace %s; the worker Jobs read %s from it: %s",
+			name, l.namespace, strings.Join(keys, ", "), fix)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("cannot read worker Secret %q (WORKER_SECRET_NAME) in namespace %s to check its keys: the coordinator's Role needs get on secrets (resourceNames [%s]): %w",
+			name, l.namespace, name, err)
+	case err != nil:
+		return fmt.Errorf("reading worker Secret %q (WORKER_SECRET_NAME) in namespace %s: %w", name, l.namespace, err)
+	}
+	var missing []string
+	for _, k := range keys {
+		if _, ok := secret.Data[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("worker Secret %q (WORKER_SECRET_NAME) in namespace %s lacks the key(s) %s that the worker Jobs reference: add them, or %s",
+			name, l.namespace, strings.Join(missing, ", "), fix)
+	}
+	l.log.Info("worker Secret holds every key the Jobs reference", "secret", name, "keys", keys)
+	return nil
+}
+
 // part is one mini-batch and the Job that verifies it.
 type part struct {
 	index  int
@@ -152,6 +198,13 @@ type run struct {
 	mu       sync.Mutex
 	observed map[types.UID]*batchv1.Job
 	gone     map[types.UID]bool
+
+	// pods lists the window's verifier Pods; stuckSince is when each Pod
+	// was first seen stuck (see stuckReason), wake the earliest time a
+	// stuck Pod reaches WORKER_STUCK_TIMEOUT (zero: none).
+	pods       corelisters.PodNamespaceLister
+	stuckSince map[types.UID]time.Time
+	wake       time.Time
 }
 
 // Verify creates (or adopts) one Job per mini-batch and waits for them; see
@@ -161,13 +214,14 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		return nil
 	}
 	r := &run{
-		Launcher: l,
-		batch:    batch,
-		log:      l.log.With("namespace", l.namespace, "window_start", batch.Start, "window_end", batch.End),
-		notify:   make(chan struct{}, 1),
-		mask:     workers.Masker(workers.Env(l.cfg, "", coordinator.Window{}, "")),
-		observed: map[types.UID]*batchv1.Job{},
-		gone:     map[types.UID]bool{},
+		Launcher:   l,
+		batch:      batch,
+		log:        l.log.With("namespace", l.namespace, "window_start", batch.Start, "window_end", batch.End),
+		notify:     make(chan struct{}, 1),
+		mask:       workers.Masker(workers.Env(l.cfg, "", coordinator.Window{}, "")),
+		observed:   map[types.UID]*batchv1.Job{},
+		gone:       map[types.UID]bool{},
+		stuckSince: map[types.UID]time.Time{},
 	}
 	for i, w := range parts {
 		r.parts = append(r.parts, &part{index: i, window: w})
@@ -214,13 +268,32 @@ func (r *run) verify(ctx context.Context) error {
 		return fmt.Errorf("watching worker jobs: %w", err)
 	}
 	r.jobs = jobs.Lister().Jobs(r.namespace)
+	// The Pods carry the window labels but not the managed-by label.
+	podSel := labels.SelectorFromSet(labels.Set{LabelWindowStart: unix(r.batch.Start), LabelWindowEnd: unix(r.batch.End)})
+	podFactory := informers.NewSharedInformerFactoryWithOptions(r.client, 0,
+		informers.WithNamespace(r.namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = podSel.String() }))
+	pods := podFactory.Core().V1().Pods()
+	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { r.wakeUp() },
+		UpdateFunc: func(_, _ any) { r.wakeUp() },
+	}); err != nil {
+		stop()
+		return fmt.Errorf("watching worker pods: %w", err)
+	}
+	r.pods = pods.Lister().Pods(r.namespace)
 	factory.Start(informerCtx.Done())
+	podFactory.Start(informerCtx.Done())
 	defer func() {
 		stop()
 		factory.Shutdown()
+		podFactory.Shutdown()
 	}()
 	if res := factory.WaitForCacheSyncWithContext(ctx); res.Err != nil {
 		return fmt.Errorf("watching worker jobs: %w", res.Err)
+	}
+	if res := podFactory.WaitForCacheSyncWithContext(ctx); res.Err != nil {
+		return fmt.Errorf("watching worker pods: %w", res.Err)
 	}
 
 	if err := r.adopt(ctx); err != nil {
@@ -247,6 +320,12 @@ func (r *run) observe(obj any, deleted bool) {
 		}
 		r.mu.Unlock()
 	}
+	r.wakeUp()
+}
+
+// wakeUp wakes the wait loop up; wake-ups that arrive while it is busy are
+// coalesced.
+func (r *run) wakeUp() {
 	select {
 	case r.notify <- struct{}{}:
 	default:
@@ -428,6 +507,7 @@ func (r *run) waitGone(ctx context.Context, name string) error {
 // wait follows the Jobs until all completed or one failed.
 func (r *run) wait(ctx context.Context) error {
 	for {
+		r.wake = time.Time{}
 		pending := 0
 		for _, p := range r.parts {
 			if p.done {
@@ -444,10 +524,20 @@ func (r *run) wait(ctx context.Context) error {
 			r.log.Info("all worker jobs completed", "mini_batches", len(r.parts))
 			return nil
 		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !r.wake.IsZero() {
+			timer = time.NewTimer(time.Until(r.wake))
+			fire = timer.C
+		}
 		select {
 		case <-r.notify:
+		case <-fire:
 		case <-ctx.Done():
 			return context.Cause(ctx)
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }
@@ -487,7 +577,88 @@ func (r *run) check(ctx context.Context, p *part) error {
 		p.log(r.log).Error("worker job failed", "error", err)
 		return err
 	}
+	return r.checkStuck(ctx, p, j)
+}
+
+// checkStuck fails the attempt when a Pod of p's Job has been stuck (see
+// stuckReason) for WORKER_STUCK_TIMEOUT: such a Pod never fails by itself,
+// so its Job would otherwise hold the batch until WORKER_TIMEOUT. The Job
+// is deleted, so the engine's retry of the batch starts it afresh.
+func (r *run) checkStuck(ctx context.Context, p *part, j *batchv1.Job) error {
+	limit := r.cfg.Kubernetes.StuckTimeout
+	if limit <= 0 || r.pods == nil {
+		return nil
+	}
+	pods, err := r.pods.List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(j.UID)}))
+	if err != nil {
+		return fmt.Errorf("listing the pods of worker job %s: %w", j.Name, err)
+	}
+	now := time.Now()
+	for _, pod := range pods {
+		reason, message := stuckReason(pod)
+		if reason == "" || pod.DeletionTimestamp != nil {
+			delete(r.stuckSince, pod.UID)
+			continue
+		}
+		since, seen := r.stuckSince[pod.UID]
+		if !seen {
+			since = now
+			r.stuckSince[pod.UID] = now
+			p.log(r.log).Warn("worker pod is stuck; the attempt fails if it stays so", "pod", pod.Name,
+				"reason", reason, "message", r.mask.Replace(message), "stuck_timeout", limit)
+		}
+		if deadline := since.Add(limit); now.Before(deadline) {
+			if r.wake.IsZero() || deadline.Before(r.wake) {
+				r.wake = deadline
+			}
+			continue
+		}
+		if r.events != nil {
+			r.events.Failed(Mode)
+		}
+		err := fmt.Errorf("%w: job %s (mini-batch %d, %s - %s): pod %s stuck in %s for %v (WORKER_STUCK_TIMEOUT): %s",
+			ErrJobFailed, j.Name, p.index, workers.FormatTimestamp(p.window.Start), workers.FormatTimestamp(p.window.End),
+			pod.Name, reason, now.Sub(since).Round(time.Second), r.mask.Replace(message))
+		p.log(r.log).Error("worker pod stuck; deleting its job", "error", err)
+		if derr := r.deleteJob(ctx, j); derr != nil {
+			return errors.Join(err, derr)
+		}
+		return err
+	}
 	return nil
+}
+
+// stuckWaiting are the container waiting reasons that do not resolve
+// without a change to the cluster (a Secret key, the image name, a
+// registry) and never fail the Pod by themselves.
+var stuckWaiting = map[string]bool{
+	"CreateContainerConfigError": true,
+	"ImagePullBackOff":           true,
+	"ErrImagePull":               true,
+	"InvalidImageName":           true,
+}
+
+// stuckReason returns why a Pod that has not finished is stuck, and the
+// detail the kubelet or scheduler gave: a container (or init container)
+// waiting for one of stuckWaiting, or the scheduler's Unschedulable. "" when
+// the Pod is not stuck.
+func stuckReason(pod *corev1.Pod) (reason, message string) {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return "", ""
+	}
+	for _, statuses := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, cs := range statuses {
+			if w := cs.State.Waiting; w != nil && stuckWaiting[w.Reason] {
+				return w.Reason, "container " + cs.Name + ": " + w.Message
+			}
+		}
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c.Reason, c.Message
+		}
+	}
+	return "", ""
 }
 
 // lastPod describes how the Job's last failed Pod ended, for the error of a

@@ -51,6 +51,10 @@ func TestKubernetesWorkers(t *testing.T) {
 	t.Run("RBAC", func(t *testing.T) { t.Parallel(); testRBAC(t, c) })
 	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, c) })
 	t.Run("Client", func(t *testing.T) { t.Parallel(); testClient(t, c) })
+	t.Run("Preflight", func(t *testing.T) { t.Parallel(); testPreflight(t, c) })
+	t.Run("CompatibilityMode", func(t *testing.T) { t.Parallel(); testCompatibilityMode(t, c) })
+	t.Run("StuckPods", func(t *testing.T) { t.Parallel(); testStuckPods(t, c) })
+	t.Run("SecurityContext", func(t *testing.T) { t.Parallel(); testSecurityContext(t, c) })
 }
 
 // testJobSpec checks that the API server accepts the Jobs and that they
@@ -532,7 +536,7 @@ func testTTLZero(t *testing.T, c *kubetest.Cluster) {
 }
 
 // testRBAC runs the launcher as the ServiceAccount uptime-coordinator bound
-// to the Role of deploy/base/rbac.yaml, and shows what that Role forbids.
+// to the Role the Helm chart renders, and shows what that Role forbids.
 func testRBAC(t *testing.T, c *kubetest.Cluster) {
 	const ns = "rbac"
 	admin := c.Clientset()
@@ -542,7 +546,7 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 	role := applyRBAC(t, admin, ns)
 	b := newBehaviour()
 	kubetest.StartKubelet(t, admin, ns, b.run(admin))
-	cs, err := kubernetes.NewForConfig(c.ConfigForToken(c.TokenFor(t, ns, "uptime-coordinator")))
+	cs, err := kubernetes.NewForConfig(c.ConfigForToken(c.TokenFor(t, ns, coordinatorAccount)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,6 +567,9 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 	log, _ := newLogger(t)
 	ev := &events{}
 	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
+	if err := l.Preflight(ctx); err != nil {
+		t.Fatalf("Preflight as uptime-coordinator: %v", err)
+	}
 	if err := l.Verify(ctx, testBatch, testBatch.Split(2)); err != nil {
 		t.Fatalf("Verify as uptime-coordinator: %v", err)
 	}
@@ -584,28 +591,32 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 
 	for _, ok := range []struct{ verb, resource, sub, group string }{
 		{"create", "jobs", "", "batch"}, {"list", "jobs", "", "batch"},
-		{"watch", "jobs", "", "batch"}, {"delete", "jobs", "", "batch"}, {"list", "pods", "", ""},
+		{"watch", "jobs", "", "batch"}, {"delete", "jobs", "", "batch"},
+		{"list", "pods", "", ""}, {"watch", "pods", "", ""},
 	} {
 		if !can(ok.verb, ok.resource, ok.sub, ok.group) {
-			t.Errorf("uptime-coordinator may not %s %s/%s", ok.verb, ok.resource, ok.sub)
+			t.Errorf("the coordinator may not %s %s/%s", ok.verb, ok.resource, ok.sub)
 		}
 	}
 	for _, no := range []struct{ verb, resource, sub, group string }{
 		{"list", "secrets", "", ""}, {"get", "secrets", "", ""}, {"update", "jobs", "", "batch"}, {"patch", "jobs", "", "batch"},
 		{"update", "jobs", "status", "batch"}, {"create", "pods", "", ""}, {"delete", "pods", "", ""}, {"create", "pods", "exec", ""},
 		{"list", "configmaps", "", ""}, {"create", "rolebindings", "", "rbac.authorization.k8s.io"},
-		// Issue 10 item 13: trimmed to what the launcher uses.
-		{"get", "jobs", "", "batch"}, {"get", "pods", "", ""}, {"watch", "pods", "", ""}, {"get", "pods", "log", ""},
+		// Trimmed to what the launcher uses (pods are watched for stuck pods).
+		{"get", "jobs", "", "batch"}, {"get", "pods", "", ""}, {"get", "pods", "log", ""},
 	} {
 		if can(no.verb, no.resource, no.sub, no.group) {
-			t.Errorf("uptime-coordinator may %s %s/%s", no.verb, no.resource, no.sub)
+			t.Errorf("the coordinator may %s %s/%s", no.verb, no.resource, no.sub)
 		}
 	}
 	if _, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !isForbidden(err) {
 		t.Errorf("listing secrets as uptime-coordinator: %v, want Forbidden", err)
 	}
-	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, cfg.Kubernetes.SecretName, metav1.GetOptions{}); !isForbidden(err) {
-		t.Errorf("reading the workers' secret as uptime-coordinator: %v, want Forbidden", err)
+	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, cfg.Kubernetes.SecretName, metav1.GetOptions{}); err != nil {
+		t.Errorf("reading the workers' secret (the start-up check) as uptime-coordinator: %v", err)
+	}
+	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, "another-secret", metav1.GetOptions{}); !isForbidden(err) {
+		t.Errorf("reading another secret as uptime-coordinator: %v, want Forbidden", err)
 	}
 	if _, err := cs.BatchV1().Jobs(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{}); !isForbidden(err) {
 		t.Errorf("listing jobs in another namespace: %v, want Forbidden", err)

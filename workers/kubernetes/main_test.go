@@ -1,12 +1,9 @@
 package kubernetes_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -26,13 +23,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/deploy/helm/helmtest"
 	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
 	"github.com/delegation-program/uptime-coordinator/workers/kubernetes/kubetest"
 )
@@ -147,54 +143,48 @@ func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
-// namespace prepares a namespace as the deploy/ manifests would: the
-// ServiceAccounts from deploy/base/serviceaccounts.yaml and the workers'
-// Secret holding testSecrets.
+// namespace prepares a namespace as the Helm chart would: its
+// ServiceAccounts (deploy/helm/uptime-coordinator) and the workers' Secret
+// holding testSecrets.
 func namespace(t *testing.T, c *kubetest.Cluster, name string, cfg *config.Config) {
 	t.Helper()
-	c.CreateNamespace(t, name)
+	accounts(t, c, name)
 	cs := c.Clientset()
-	for _, obj := range decodeManifest(t, "../../deploy/base/serviceaccounts.yaml") {
-		sa, ok := obj.(*corev1.ServiceAccount)
-		if !ok {
-			t.Fatalf("serviceaccounts.yaml holds a %T", obj)
-		}
-		if _, err := cs.CoreV1().ServiceAccounts(name).Create(t.Context(), sa, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create ServiceAccount %s: %v", sa.Name, err)
-		}
-	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: cfg.Kubernetes.SecretName}, StringData: maps.Clone(testSecrets)}
 	if _, err := cs.CoreV1().Secrets(name).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Secret: %v", err)
 	}
 }
 
-// decodeManifest decodes every object of a multi-document YAML file.
-func decodeManifest(t *testing.T, path string) []runtime.Object {
+// accounts creates namespace ns with the ServiceAccounts the Helm chart
+// renders (the workers' one included), and no Secret.
+func accounts(t *testing.T, c *kubetest.Cluster, ns string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	c.CreateNamespace(t, ns)
+	for _, sa := range helmtest.Find[*corev1.ServiceAccount](chartObjects(t, ns)) {
+		if _, err := c.Clientset().CoreV1().ServiceAccounts(ns).Create(t.Context(), sa, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create ServiceAccount %s: %v", sa.Name, err)
+		}
 	}
-	reader := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var objs []runtime.Object
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		objs = append(objs, obj)
-	}
+}
+
+// coordinatorAccount is the coordinator's ServiceAccount as the chart names
+// it for the release chartRelease.
+const (
+	chartRelease       = "delegation-verify-coordinator"
+	coordinatorAccount = "delegation-verify-coordinator"
+)
+
+// chartObjects renders the Helm chart as release chartRelease in namespace
+// ns, with the required values filled in.
+func chartObjects(t *testing.T, ns string) []runtime.Object {
+	t.Helper()
+	return helmtest.Decode(t, helmtest.MustRender(t, helmtest.Release{Name: chartRelease, Namespace: ns}, map[string]any{
+		"coordinator": map[string]any{
+			"postgres": map[string]any{"db": "delegation", "user": "coordinator", "password": testSecrets["POSTGRES_PASSWORD"]},
+			"worker":   map[string]any{"image": "registry.invalid/delegation-verify", "tag": "1.2.3"},
+		},
+	}))
 }
 
 // behaviour tells the fake kubelet what the verifier of each mini-batch
@@ -295,29 +285,22 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// applyRBAC creates the Role and RoleBinding of deploy/base/rbac.yaml in ns.
+// applyRBAC creates the Role and RoleBinding the Helm chart renders in ns.
 func applyRBAC(t *testing.T, cs kubernetes.Interface, ns string) *rbacv1.Role {
 	t.Helper()
-	var role *rbacv1.Role
-	for _, obj := range decodeManifest(t, "../../deploy/base/rbac.yaml") {
-		var err error
-		switch o := obj.(type) {
-		case *rbacv1.Role:
-			role = o
-			_, err = cs.RbacV1().Roles(ns).Create(t.Context(), o, metav1.CreateOptions{})
-		case *rbacv1.RoleBinding:
-			_, err = cs.RbacV1().RoleBindings(ns).Create(t.Context(), o, metav1.CreateOptions{})
-		default:
-			t.Fatalf("rbac.yaml holds a %T", obj)
-		}
-		if err != nil {
-			t.Fatalf("apply rbac.yaml: %v", err)
-		}
+	objs := chartObjects(t, ns)
+	roles := helmtest.Find[*rbacv1.Role](objs)
+	bindings := helmtest.Find[*rbacv1.RoleBinding](objs)
+	if len(roles) != 1 || len(bindings) != 1 {
+		t.Fatalf("the chart renders %d Roles and %d RoleBindings, want 1 each", len(roles), len(bindings))
 	}
-	if role == nil {
-		t.Fatal("rbac.yaml holds no Role")
+	if _, err := cs.RbacV1().Roles(ns).Create(t.Context(), roles[0], metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the chart's Role: %v", err)
 	}
-	return role
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(t.Context(), bindings[0], metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the chart's RoleBinding: %v", err)
+	}
+	return roles[0]
 }
 
 func isForbidden(err error) bool { return apierrors.IsForbidden(err) }

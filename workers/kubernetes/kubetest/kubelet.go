@@ -46,9 +46,10 @@ type Kubelet struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	pods   map[types.UID]context.CancelCauseFunc // pods this kubelet has taken on
-	closed bool                                  // the test is over: no more logging
+	mu       sync.Mutex
+	pods     map[types.UID]context.CancelCauseFunc // pods this kubelet has taken on
+	closed   bool                                  // the test is over: no more logging
+	holdFunc HoldFunc                              // see SetHold
 }
 
 // StartKubelet plays the kubelet for the Pods of namespace: it registers a fake
@@ -203,17 +204,15 @@ func (k *Kubelet) forget(obj any) {
 // Pod is deleted, only bounds run.
 func (k *Kubelet) runPod(podCtx context.Context, pod *corev1.Pod) {
 	ctx := k.ctx
-	if pod.Spec.NodeName == "" {
-		binding := &corev1.Binding{
-			ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
-			Target:     corev1.ObjectReference{Kind: "Node", Name: k.nodeName},
+	if h := k.holdFor(podCtx, pod); h != nil {
+		k.holdPod(podCtx, pod, h)
+		return
+	}
+	if err := k.bind(ctx, pod); err != nil {
+		if !apierrors.IsNotFound(err) && ctx.Err() == nil {
+			k.logf("bind pod %s: %v", pod.Name, err)
 		}
-		if err := k.cs.CoreV1().Pods(k.ns).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
-			if !apierrors.IsNotFound(err) && ctx.Err() == nil {
-				k.logf("bind pod %s: %v", pod.Name, err)
-			}
-			return
-		}
+		return
 	}
 
 	started := metav1.Now()
@@ -256,6 +255,19 @@ func (k *Kubelet) runPod(podCtx context.Context, pod *corev1.Pod) {
 			k.logf("delete pod %s: %v", pod.Name, err)
 		}
 	}
+}
+
+// bind binds the Pod to the fake Node, as a scheduler would, unless it is
+// bound already.
+func (k *Kubelet) bind(ctx context.Context, pod *corev1.Pod) error {
+	if pod.Spec.NodeName != "" {
+		return nil
+	}
+	binding := &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: k.nodeName},
+	}
+	return k.cs.CoreV1().Pods(k.ns).Bind(ctx, binding, metav1.CreateOptions{})
 }
 
 // callRun calls run, turning a panic into an error so one bad run function
