@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -221,6 +222,16 @@ func derive(b *BatchReport, in []coordinator.Submission) {
 			b.Unverified++
 		default:
 			b.InvalidByClass[class]++
+			if t := in[k].ValidationError; t != nil && *t != "" { // in is sorted by time: the latest wins
+				if b.ErrorExamples == nil {
+					b.ErrorExamples = map[string]string{}
+				}
+				text := *t
+				if len(text) > coordinator.MaxErrorText { // as the stored examples
+					text = strings.ToValidUTF8(text[:coordinator.MaxErrorText], "")
+				}
+				b.ErrorExamples[class] = text
+			}
 		}
 	}
 	switch {
