@@ -7,7 +7,7 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -31,42 +31,47 @@ func Go() []*goose.Migration {
 }
 
 // migrateRiver runs River's migrator up to version (down to nothing when
-// version is -1) in one pgx transaction on a connection of db.
+// version is -1) on a small pool with the settings of db's connections.
+// River's Migrate applies each River version in its own transaction (a
+// version may use an enum value an earlier one added, which PostgreSQL
+// refuses in the transaction that added it).
 func migrateRiver(ctx context.Context, db *sql.DB, version int) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("river migration: %w", err)
 	}
 	defer conn.Close()
-	return conn.Raw(func(driverConn any) error {
+	var cfg *pgxpool.Config
+	if err := conn.Raw(func(driverConn any) error {
 		c, ok := driverConn.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("river migration: the database/sql driver is %T, not pgx", driverConn)
 		}
-		migrator, err := rivermigrate.New(riverpgxv5.New(nil), &rivermigrate.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		cfg, err = pgxpool.ParseConfig("")
 		if err != nil {
-			return fmt.Errorf("river migration: %w", err)
+			return err
 		}
-		// One transaction per River version: a version may use an enum
-		// value an earlier one added, which PostgreSQL refuses in the
-		// transaction that added it.
-		dir := rivermigrate.DirectionUp
-		if version < 0 {
-			dir = rivermigrate.DirectionDown
-		}
-		for {
-			var res *rivermigrate.MigrateResult
-			err := pgx.BeginFunc(ctx, c.Conn(), func(tx pgx.Tx) error {
-				var err error
-				res, err = migrator.MigrateTx(ctx, tx, dir, &rivermigrate.MigrateOpts{MaxSteps: 1, TargetVersion: version})
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("river migration towards version %d: %w", version, err)
-			}
-			if len(res.Versions) == 0 {
-				return nil
-			}
-		}
-	})
+		cfg.ConnConfig = c.Conn().Config().Copy()
+		cfg.MaxConns = 1
+		return nil
+	}); err != nil {
+		return fmt.Errorf("river migration: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("river migration: connecting: %w", err)
+	}
+	defer pool.Close()
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return fmt.Errorf("river migration: %w", err)
+	}
+	dir := rivermigrate.DirectionUp
+	if version < 0 {
+		dir = rivermigrate.DirectionDown
+	}
+	if _, err := migrator.Migrate(ctx, dir, &rivermigrate.MigrateOpts{TargetVersion: version}); err != nil {
+		return fmt.Errorf("river migration to version %d: %w", version, err)
+	}
+	return nil
 }
