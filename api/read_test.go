@@ -22,6 +22,32 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
+type batchList struct {
+	Items []struct {
+		ID               int64  `json:"bot_log_id"`
+		End              string `json:"end"`
+		ValidSubmissions int    `json:"valid_submissions"`
+		ProducersPointed int    `json:"producers_with_point"`
+		Evidence         *struct {
+			Submissions int `json:"submissions"`
+			Invalid     int `json:"invalid"`
+		} `json:"evidence"`
+		ErrorClasses []struct {
+			Class       string  `json:"class"`
+			Submissions int     `json:"submissions"`
+			Share       float64 `json:"share"`
+		} `json:"error_classes"`
+	} `json:"items"`
+}
+
+type historyList struct {
+	Items []struct {
+		ScoreAt      string   `json:"score_at"`
+		Score        int      `json:"score"`
+		ScorePercent *float64 `json:"score_percent"`
+	} `json:"items"`
+}
+
 type item struct {
 	Rank              int      `json:"rank"`
 	Producer          string   `json:"producer"`
@@ -489,40 +515,7 @@ func TestRead(t *testing.T) {
 	})
 
 	t.Run("batches", func(t *testing.T) {
-		var list struct {
-			Items []struct {
-				ID               int64  `json:"bot_log_id"`
-				End              string `json:"end"`
-				ValidSubmissions int    `json:"valid_submissions"`
-				ProducersPointed int    `json:"producers_with_point"`
-				Evidence         *struct {
-					Submissions int `json:"submissions"`
-					Invalid     int `json:"invalid"`
-				} `json:"evidence"`
-				ErrorClasses []struct {
-					Class       string  `json:"class"`
-					Submissions int     `json:"submissions"`
-					Share       float64 `json:"share"`
-				} `json:"error_classes"`
-			} `json:"items"`
-		}
-		list = getJSON[struct {
-			Items []struct {
-				ID               int64  `json:"bot_log_id"`
-				End              string `json:"end"`
-				ValidSubmissions int    `json:"valid_submissions"`
-				ProducersPointed int    `json:"producers_with_point"`
-				Evidence         *struct {
-					Submissions int `json:"submissions"`
-					Invalid     int `json:"invalid"`
-				} `json:"evidence"`
-				ErrorClasses []struct {
-					Class       string  `json:"class"`
-					Submissions int     `json:"submissions"`
-					Share       float64 `json:"share"`
-				} `json:"error_classes"`
-			} `json:"items"`
-		}](t, base+"/batches?from=2024-06-03T00:00:00Z&to=2024-06-03T12:00:00Z&limit=5")
+		list := getJSON[batchList](t, base+"/batches?from=2024-06-03T00:00:00Z&to=2024-06-03T12:00:00Z&limit=5")
 		if len(list.Items) != 5 || list.Items[0].End != "2024-06-03T12:00:00Z" {
 			t.Fatalf("batches: %+v", list.Items)
 		}
@@ -573,20 +566,7 @@ func TestRead(t *testing.T) {
 
 	t.Run("history", func(t *testing.T) {
 		key := scored[1]
-		var h struct {
-			Items []struct {
-				ScoreAt      string   `json:"score_at"`
-				Score        int      `json:"score"`
-				ScorePercent *float64 `json:"score_percent"`
-			} `json:"items"`
-		}
-		h = getJSON[struct {
-			Items []struct {
-				ScoreAt      string   `json:"score_at"`
-				Score        int      `json:"score"`
-				ScorePercent *float64 `json:"score_percent"`
-			} `json:"items"`
-		}](t, base+"/producers/"+key+"/history?from=2024-06-02T00:00:00Z")
+		h := getJSON[historyList](t, base+"/producers/"+key+"/history?from=2024-06-02T00:00:00Z")
 		var got []string
 		for _, it := range h.Items {
 			got = append(got, fmt.Sprintf("%s|%d|%s", it.ScoreAt, it.Score, pct(it.ScorePercent)))
