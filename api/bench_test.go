@@ -167,14 +167,20 @@ func BenchmarkServe(b *testing.B) {
 	for _, w := range []string{"24h", "7d", "30d", "90d", "45d"} {
 		b.Run("leaderboard/window="+w, func(b *testing.B) {
 			url := ts.URL + "/api/v1/leaderboard?limit=100&window=" + w
-			cold := fetch(url) // computed now (from nodes for the 90-day window)
+			d, _ := api.ParseWindow(w)
+			t0 := time.Now() // the computation after a batch, with an empty cache
+			if _, err := (&api.Reader{Pool: pool, UptimeDays: days}).Leaderboard(ctx, d); err != nil {
+				b.Fatal(err)
+			}
+			cold := time.Since(t0)
+			fetch(url)
 			var ds []time.Duration
 			b.ResetTimer()
 			for i := range b.N {
 				ds = append(ds, fetch(url+"&offset="+strconv.Itoa(100*(i%100))))
 			}
 			b.ReportMetric(ms(p95(ds)), "p95-ms")
-			b.ReportMetric(ms(cold), "first-ms")
+			b.ReportMetric(ms(cold), "compute-ms")
 		})
 	}
 	for _, page := range []struct{ name, path string }{{"producer/api", "/api/v1/producers/"}, {"producer/page", "/producers/"}} {

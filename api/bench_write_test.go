@@ -17,62 +17,64 @@ import (
 // BenchmarkReadIndexWriteCost measures what the read API's index
 // (migration 00009, points_summary (node_id, bot_log_id)) costs the batch
 // write: whole 20-minute batches at BENCH_API_WRITE_PRODUCERS producers
-// (default 10,000) through the engine, alternating between the index
-// dropped and present (so that disk noise and history growth hit both
-// alike), reporting the median of each and the overhead.
+// (default 10,000) through the engine on two databases with the same
+// submissions, one with the index and one without, run in turns (ABBA, so
+// that disk noise, other load and history growth hit both alike),
+// reporting the median batch time of each and the overhead.
 func BenchmarkReadIndexWriteCost(b *testing.B) {
 	producers := envInt(b, "BENCH_API_WRITE_PRODUCERS", 10000)
 	ctx := context.Background()
-	cfg := pgtest.NewDatabase(b)
-	pool := pgtest.Pool(b, cfg)
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	const interval = 20 * time.Minute
-	batches := 2*b.N + 1
-	net := synthnet.Generate(synthnet.Params{Seed: 1, Producers: producers, Start: start, Duration: time.Duration(batches) * interval})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		b.Fatal(err)
+	net := synthnet.Generate(synthnet.Params{Seed: 1, Producers: producers, Start: start, Duration: time.Duration(b.N+1) * interval})
+	subs := net.Verified()
+	engine := func(indexed bool) *coordinator.Engine {
+		cfg := pgtest.NewDatabase(b)
+		pool := pgtest.Pool(b, cfg)
+		if !indexed {
+			if _, err := pool.Exec(ctx, `DROP INDEX idx_points_summary_node_bot_log`); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
+			b.Fatal(err)
+		}
+		if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
+			b.Fatal(err)
+		}
+		bulk, _, err := postgres.CanBulkWritePoints(ctx, pool)
+		if err != nil {
+			b.Fatal(err)
+		}
+		store := &postgres.Store{Pool: pool, BulkPoints: bulk}
+		eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		if _, err := eng.RunBatch(ctx); err != nil { // the full scoreboard recompute
+			b.Fatal(err)
+		}
+		return eng
 	}
-	if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
-		b.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		b.Fatal(err)
-	}
-	bulk, _, err := postgres.CanBulkWritePoints(ctx, pool)
-	if err != nil {
-		b.Fatal(err)
-	}
-	store := &postgres.Store{Pool: pool, BulkPoints: bulk}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if _, err := eng.RunBatch(ctx); err != nil { // the full scoreboard recompute
-		b.Fatal(err)
-	}
-	var with, without []time.Duration
+	engines := []*coordinator.Engine{engine(true), engine(false)}
+	times := [][]time.Duration{nil, nil}
 	b.ResetTimer()
-	for i := range 2 * b.N {
-		indexed := i%2 == 1
-		b.StopTimer()
-		stmt := `DROP INDEX idx_points_summary_node_bot_log`
-		if indexed {
-			stmt = `CREATE INDEX idx_points_summary_node_bot_log ON points_summary (node_id, bot_log_id)`
+	for i := range b.N {
+		order := []int{0, 1}
+		if i%2 == 1 {
+			order = []int{1, 0}
 		}
-		if _, err := pool.Exec(ctx, stmt); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		began := time.Now()
-		if _, err := eng.RunBatch(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if indexed {
-			with = append(with, time.Since(began))
-		} else {
-			without = append(without, time.Since(began))
+		for _, e := range order {
+			began := time.Now()
+			if _, err := engines[e].RunBatch(ctx); err != nil {
+				b.Fatal(err)
+			}
+			times[e] = append(times[e], time.Since(began))
 		}
 	}
 	median := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
-	mw, mo := median(with), median(without)
+	mw, mo := median(times[0]), median(times[1])
 	b.ReportMetric(ms(mo), "ms/batch-without")
 	b.ReportMetric(ms(mw), "ms/batch-with")
 	b.ReportMetric(100*(float64(mw)/float64(mo)-1), "%-overhead")

@@ -116,15 +116,17 @@ func windowScores(ctx context.Context, tx pgx.Tx, node int64, end time.Time) ([]
 		maxDays = max(maxDays, int32(d))
 	}
 	e := end.Unix()
-	rows, err := tx.Query(ctx, `WITH b AS (
-			SELECT id, batch_start_epoch AS s FROM bot_logs
-			WHERE files_processed > -1 AND batch_start_epoch >= $2 - $3::bigint * 86400 AND batch_end_epoch <= $2
-		), p AS (
-			SELECT b.s FROM points_summary ps JOIN b ON b.id = ps.bot_log_id WHERE ps.node_id = $1
+	// One pass over the longest window's surveys joined with the
+	// producer's points (its rows of the (node_id, bot_log_id) index), then
+	// counted per window.
+	rows, err := tx.Query(ctx, `WITH j AS MATERIALIZED (
+			SELECT b.batch_start_epoch AS s, ps.node_id IS NOT NULL AS point
+			FROM bot_logs b LEFT JOIN points_summary ps ON ps.bot_log_id = b.id AND ps.node_id = $1
+			WHERE b.files_processed > -1 AND b.batch_start_epoch >= $2 - $3::bigint * 86400 AND b.batch_end_epoch <= $2
 		)
-		SELECT w.days, (SELECT count(*) FROM b WHERE b.s >= $2 - w.days::bigint * 86400)::int,
-			(SELECT count(*) FROM p WHERE p.s >= $2 - w.days::bigint * 86400)::int
-		FROM unnest($4::int4[]) WITH ORDINALITY AS w(days, i) ORDER BY w.i`, node, e, maxDays, days)
+		SELECT w.days, count(j.s)::int, count(j.s) FILTER (WHERE j.point)::int
+		FROM unnest($4::int4[]) WITH ORDINALITY AS w(days, i) LEFT JOIN j ON j.s >= $2 - w.days::bigint * 86400
+		GROUP BY w.days, w.i ORDER BY w.i`, node, e, maxDays, days)
 	if err != nil {
 		return nil, fmt.Errorf("reading the producer's scores: %w", err)
 	}
@@ -225,4 +227,45 @@ func (r *Reader) ProducerBatches(ctx context.Context, key string, from, to time.
 		return err
 	})
 	return ex, err
+}
+
+// HistorySample reads the producer's score_history at the batches ending in
+// [from, to], at most limit points: every k-th batch counted back from the
+// latest (k chosen so that they fit), by one index probe each, for charts.
+func (r *Reader) HistorySample(ctx context.Context, key string, from, to time.Time, limit int) ([]HistoryPoint, error) {
+	var out []HistoryPoint
+	err := r.read(ctx, func(tx pgx.Tx) error {
+		id, _, err := nodeID(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs WHERE files_processed > -1 AND batch_end_epoch >= $1 AND batch_end_epoch <= $2`,
+			from.Unix(), to.Unix()).Scan(&n); err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
+		step := max(1, (n+limit-1)/limit)
+		rows, err := tx.Query(ctx, `WITH t AS (
+				SELECT to_timestamp(batch_end_epoch) AT TIME ZONE 'UTC' AS at,
+					row_number() OVER (ORDER BY batch_end_epoch DESC, id DESC) AS rn
+				FROM bot_logs WHERE files_processed > -1 AND batch_end_epoch >= $2 AND batch_end_epoch <= $3
+			)
+			SELECT sh.score_at, coalesce(sh.score, 0), sh.score_percent::float8
+			FROM t JOIN score_history sh ON sh.node_id = $1 AND sh.score_at = t.at
+			WHERE (t.rn - 1) % $4 = 0 ORDER BY sh.score_at`, id, from.Unix(), to.Unix(), step)
+		if err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryPoint, error) {
+			var h HistoryPoint
+			err := row.Scan(&h.ScoreAt, &h.Score, &h.ScorePercent)
+			h.ScoreAt = h.ScoreAt.UTC()
+			return h, err
+		})
+		if err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
+		return nil
+	})
+	return out, err
 }

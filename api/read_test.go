@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/delegation-program/uptime-coordinator/api"
 	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
@@ -582,6 +583,37 @@ func TestRead(t *testing.T) {
 		}
 		if len(want) != 25 || !slices.Equal(got, want) {
 			t.Errorf("history:\n got %v\nwant %v", got, want)
+		}
+	})
+
+	t.Run("history sample", func(t *testing.T) {
+		key := scored[1]
+		from, to := time.Date(2024, 6, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 6, 4, 0, 0, 0, 0, time.UTC)
+		reader := &api.Reader{Pool: s.Pool, UptimeDays: uptimeDays}
+		got, err := reader.HistorySample(ctx, key, from, to, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.Pool.Query(ctx, `SELECT to_char(sh.score_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || sh.score FROM score_history sh
+			JOIN nodes n ON n.id = sh.node_id WHERE n.block_producer_key = $1 AND sh.score_at BETWEEN '2024-06-02' AND '2024-06-04'
+			ORDER BY sh.score_at DESC`, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(all) != 25 {
+			t.Fatalf("%d history rows (%v), want 25", len(all), err)
+		}
+		var want []string
+		for i := 0; i < len(all); i += 5 { // 25 batches in at most 5 points: every 5th from the latest
+			want = append([]string{all[i]}, want...)
+		}
+		var gotS []string
+		for _, h := range got {
+			gotS = append(gotS, fmt.Sprintf("%s|%d", h.ScoreAt.Format(time.RFC3339), h.Score))
+		}
+		if !slices.Equal(gotS, want) {
+			t.Errorf("sample:\n got %v\nwant %v", gotS, want)
 		}
 	})
 

@@ -29,6 +29,10 @@ var staticFS embed.FS
 // pageSize is the number of leaderboard lines per page.
 const pageSize = 50
 
+// chartPoints bounds the points of the score-history chart (90 days of
+// 20-minute batches are sampled every 18th batch: every 6 hours).
+const chartPoints = 360
+
 // Pages serves the web pages.
 type Pages struct {
 	Reader *api.Reader
@@ -173,7 +177,7 @@ func (p *Pages) producer(w http.ResponseWriter, r *http.Request) {
 	page.P = prod
 	if prod.AsOf != nil {
 		page.AsOf = prod.AsOf.Format(time.RFC3339)
-		hist, err := p.Reader.History(r.Context(), key, prod.AsOf.Add(-time.Duration(p.Reader.UptimeDays)*24*time.Hour), *prod.AsOf, 20000)
+		hist, err := p.Reader.HistorySample(r.Context(), key, prod.AsOf.Add(-time.Duration(p.Reader.UptimeDays)*24*time.Hour), *prod.AsOf, chartPoints)
 		if err != nil {
 			p.fail(w, r, err)
 			return
