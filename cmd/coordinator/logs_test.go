@@ -28,8 +28,15 @@ func TestDebugLogShowsPhases(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
-	phases := map[string]bool{}
+	phases, steps := map[string]bool{}, map[string]bool{}
 	for _, rec := range records(out) {
+		if rec["msg"] == "batch transaction step done" {
+			if _, err := time.ParseDuration(rec["took"].(string)); err != nil || rec["level"] != "DEBUG" {
+				t.Errorf("step record %v", rec)
+			}
+			steps[rec["step"].(string)] = true
+			continue
+		}
 		if rec["msg"] != "batch phase done" {
 			continue
 		}
@@ -46,6 +53,12 @@ func TestDebugLogShowsPhases(t *testing.T) {
 	for _, want := range []string{"read_last_batch", "load_submissions", "score", "commit"} {
 		if !phases[want] {
 			t.Errorf("no debug record for phase %s; got %v", want, phases)
+		}
+	}
+	// The commit's steps, too.
+	for _, want := range []string{"statehash", "nodes", "bot_logs", "points", "scores", "notify"} {
+		if !steps[want] {
+			t.Errorf("no debug record for the transaction step %s; got %v", want, steps)
 		}
 	}
 

@@ -45,7 +45,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 	defer pool.Close()
 	cp := checkpoint() // nil but in the crash tests' build
-	store := &postgres.Store{Pool: pool, Lock: lock, Checkpoint: cp}
+	store := &postgres.Store{Pool: pool, Lock: lock, Checkpoint: cp, Logger: log}
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -31,6 +32,9 @@ type Store struct {
 	// Checkpoint, when set, is reached between the steps of the batch
 	// transaction; fault-injection tests only.
 	Checkpoint coordinator.Checkpoint
+	// Logger, when set, gets a debug record with the time each step of the
+	// batch transaction took (LOG_LEVEL=debug).
+	Logger *slog.Logger
 
 	// producers caches evidence_producers ids (see producerIDs).
 	producers producerCache
@@ -288,9 +292,14 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch
 	}
 	steps = append(steps, notifyStep)
 	s.Checkpoint.Reach(ctx, "tx_begin")
+	debug := s.Logger != nil && s.Logger.Enabled(ctx, slog.LevelDebug)
 	for _, step := range steps {
+		began := time.Now()
 		if err := step.run(b, ctx); err != nil {
 			return nil, err
+		}
+		if debug {
+			s.Logger.DebugContext(ctx, "batch transaction step done", "step", step.name, "took", time.Since(began))
 		}
 		s.Checkpoint.Reach(ctx, "tx_"+step.name)
 	}
