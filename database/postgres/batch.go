@@ -36,7 +36,7 @@ type Store struct {
 	// batch transaction took (LOG_LEVEL=debug).
 	Logger *slog.Logger
 
-	// producers caches evidence_producers ids (see producerIDs).
+	// producers caches committed evidence_producers ids (see producerCache).
 	producers producerCache
 	// Lock, when set, fences every commit: the batch transaction checks
 	// that the lock connection still holds the coordinator's advisory lock,
