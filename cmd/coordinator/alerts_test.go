@@ -19,6 +19,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/alerting/rules"
 	"github.com/delegation-program/uptime-coordinator/alerting/subscriptions"
 	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
@@ -172,4 +173,26 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 		t.Errorf("status text lacks %q:\n%s", w, text)
 	}
 	t.Logf("%d messages delivered once each; the receiver refused %d attempts while down", len(got), recv.Refused.Load())
+}
+
+// TestAbandonedBatchAlertDeliveredBeforeExit: a batch abandoned after its
+// retries queues the operator alert in a transaction of its own, and the
+// exiting coordinator delivers it before it exits (status 1).
+func TestAbandonedBatchAlertDeliveredBeforeExit(t *testing.T) {
+	t.Parallel()
+	net := synthnet.Generate(synthnet.Params{Seed: 31, Producers: 40, Start: netStart, Duration: 20 * time.Minute})
+	cfg := oneWindow(t, synthnet.Window(net.Unverified(), coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)}))
+	hook := newSlackHook(t)
+	out, err := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=true", "RETRY_COUNT=0",
+		"WEBHOOK_URL=" + hook.srv.URL + "/services/T000/B000/XXXX"}, "run").CombinedOutput()
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", exitCode(err), out)
+	}
+	got := hook.received()
+	if len(got) != 1 || !strings.Contains(got[0], "Batch 2024-06-01 00:00:00 – 00:20:00 UTC was abandoned after 1 attempt") {
+		t.Fatalf("operator alerts %q, want the abandoned batch", got)
+	}
+	if !strings.Contains(string(out), "every queued alert is delivered") {
+		t.Errorf("the exiting run did not wait for the alert:\n%s", out)
+	}
 }
