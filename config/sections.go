@@ -20,6 +20,8 @@ type Runtime struct {
 	UptimeDays        int           // UPTIME_DAYS_FOR_SCORE
 	RetryCount        int           // RETRY_COUNT
 	SubmissionStorage string        // SUBMISSION_STORAGE: StoragePostgres or StorageCassandra
+	CatchUpAfter      int           // CATCH_UP_AFTER_BATCHES
+	CatchUpChunk      int           // CATCH_UP_CHUNK_BATCHES
 }
 
 func (l *loader) runtime() Runtime {
@@ -29,6 +31,8 @@ func (l *loader) runtime() Runtime {
 		UptimeDays:        l.integer("UPTIME_DAYS_FOR_SCORE", 1, 36500),
 		RetryCount:        l.integer("RETRY_COUNT", 0, 100),
 		SubmissionStorage: l.storage(),
+		CatchUpAfter:      l.integer("CATCH_UP_AFTER_BATCHES", 0, 1000000),
+		CatchUpChunk:      l.integer("CATCH_UP_CHUNK_BATCHES", 2, 10000),
 	}
 }
 

@@ -157,19 +157,17 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	}
 	var results []*Result
 	evidence := make([]*BatchEvidence, n)
+	submitters := make([]int, n)
+	for i := range split {
+		submitters[i] = countSubmitters(split[i])
+	}
 	committed, err := rs.CommitRange(ctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
 		results = scoreSplit(prev, split)
 		recs := make([]*Record, n)
-		now := e.now()
+		prevSubmitters := e.lastSubmitters
 		for i, r := range results {
-			recs[i] = &Record{Window: windows[i], ProcessingTime: verification[i], Result: r, UptimeDays: e.UptimeDays, Now: now}
-			if e.CopySubmissions {
-				recs[i].Copy = split[i]
-			}
-			if !e.NoEvidence {
-				evidence[i] = Evidence(split[i], r)
-				recs[i].Evidence = evidence[i]
-			}
+			recs[i], evidence[i] = e.record(windows[i], split[i], r, verification[i], submitters[i], prevSubmitters)
+			prevSubmitters = submitters[i]
 		}
 		return recs, nil
 	})
@@ -190,13 +188,9 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		if i == 0 {
 			c.NewNodes = committed.NewNodes
 		}
-		out[i] = &Summary{Window: windows[i], Submissions: len(split[i]), Result: results[i], Committed: c, Evidence: evidence[i],
-			Verification: verification[i], Duration: took / time.Duration(n), Attempt: attempt}
-		e.logSummary(out[i])
-		e.logMalformed(out[i])
-		if e.AfterBatch != nil {
-			e.AfterBatch(ctx, out[i])
-		}
+		out[i] = &Summary{Window: windows[i], Submissions: len(split[i]), Submitters: submitters[i], PrevSubmitters: e.lastSubmitters,
+			Result: results[i], Committed: c, Evidence: evidence[i], Verification: verification[i], Duration: took / time.Duration(n), Attempt: attempt}
+		e.committed(ctx, out[i])
 	}
 	e.log().Info("caught up", "batches", n, "window_start", span.Start, "window_end", span.End, "seconds", took.Seconds())
 	return out, span, nil

@@ -260,15 +260,8 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		scoring := e.now()
 		result = Score(subs, prev)
 		e.phaseDone("score", w, scoring)
-		rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now(),
-			Submitters: submitters, PrevSubmitters: e.lastSubmitters}
-		if e.CopySubmissions {
-			rec.Copy = subs
-		}
-		if !e.NoEvidence {
-			evidence = Evidence(subs, result)
-			rec.Evidence = evidence
-		}
+		var rec *Record
+		rec, evidence = e.record(w, subs, result, verification, submitters, e.lastSubmitters)
 		return rec, nil
 	})
 	if err != nil {
@@ -278,17 +271,38 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	e.Checkpoint.Reach(ctx, "committed")
 	s := &Summary{Window: w, Submissions: len(subs), Submitters: submitters, PrevSubmitters: e.lastSubmitters, Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
-	e.lastSubmitters = submitters
+	e.committed(ctx, s)
+	return s, w, nil
+}
+
+// record builds what a batch writes from its scoring result.
+func (e *Engine) record(w Window, subs []Submission, result *Result, verification time.Duration, submitters, prevSubmitters int) (*Record, *BatchEvidence) {
+	rec := &Record{Window: w, ProcessingTime: verification, Result: result, UptimeDays: e.UptimeDays, Now: e.now(),
+		Submitters: submitters, PrevSubmitters: prevSubmitters}
+	if e.CopySubmissions {
+		rec.Copy = subs
+	}
+	var evidence *BatchEvidence
+	if !e.NoEvidence {
+		evidence = Evidence(subs, result)
+		rec.Evidence = evidence
+	}
+	return rec, evidence
+}
+
+// committed reports a committed batch: logs, warnings and the AfterBatch
+// hook.
+func (e *Engine) committed(ctx context.Context, s *Summary) {
+	e.lastSubmitters = s.Submitters
 	e.logSummary(s)
 	e.logMalformed(s)
-	if len(subs) == 0 {
+	if s.Submissions == 0 {
 		e.log().Warn("no submissions in window: committed as a survey in which no producer earns a point (is the collector down, or SUBMISSION_STORAGE wrong?)",
-			"window_start", w.Start, "window_end", w.End, "bot_log_id", committed.BotLogID)
+			"window_start", s.Window.Start, "window_end", s.Window.End, "bot_log_id", s.Committed.BotLogID)
 	}
 	if e.AfterBatch != nil {
 		e.AfterBatch(ctx, s)
 	}
-	return s, w, nil
 }
 
 // phaseDone logs at debug level how long a phase of the batch took since

@@ -84,8 +84,9 @@ func haltingCmd(cfg config.Postgres, point string, args ...string) *exec.Cmd {
 func coordinatorBinaryCmd(bin string, cfg config.Postgres, extraEnv []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = os.TempDir() // no stray .env
+	// Batch after batch unless a test asks for catch-up mode.
 	cmd.Env = append(append(pgtest.Env(cfg), "WORKER_MODE=none", "IGNORE_APPLICATION_STATUS=1", "METRICS_ADDR=",
-		"SURVEY_INTERVAL_MINUTES=20", "PATH="+os.Getenv("PATH")), extraEnv...)
+		"SURVEY_INTERVAL_MINUTES=20", "CATCH_UP_AFTER_BATCHES=0", "PATH="+os.Getenv("PATH")), extraEnv...)
 	return cmd
 }
 
@@ -159,9 +160,15 @@ func reference(t *testing.T) pgtest.Snapshot {
 
 // haltAndKill starts the coordinator so that it halts at point, waits for
 // it to get there and kills it with SIGKILL.
-func haltAndKill(t *testing.T, cfg config.Postgres, point string) {
+func haltAndKill(t *testing.T, cfg config.Postgres, point string, env ...string) {
 	t.Helper()
-	cmd := haltingCmd(cfg, point, "run", "--batches", fmt.Sprint(batches))
+	haltAndKillCmd(t, coordinatorBinaryCmd(crashBinary, cfg, append([]string{"COORDINATOR_HALT_AT=" + point}, env...), "run", "--batches", fmt.Sprint(batches)), point)
+}
+
+// haltAndKillCmd starts cmd (with COORDINATOR_HALT_AT=point in its
+// environment), waits for it to halt there and kills it with SIGKILL.
+func haltAndKillCmd(t *testing.T, cmd *exec.Cmd, point string) {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

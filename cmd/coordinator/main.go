@@ -38,6 +38,8 @@ type CLI struct {
 	Serve          ServeCmd          `cmd:"" help:"Serve the read API, the batch stream and the web pages (read-only)."`
 	Explain        ExplainCmd        `cmd:"" help:"Why a producer did or did not get a point, batch by batch."`
 	Status         StatusCmd         `cmd:"" help:"The coordinator's progress, lag, last failure, lock holder and latest batches."`
+	Rescore        RescoreCmd        `cmd:"" help:"Re-score committed batches from the submissions as they are now (--dry-run: who gains, who loses)."`
+	Reverify       ReverifyCmd       `cmd:"" help:"Re-verify the submissions of committed batches with the verifier workers (--rescore: then re-score)."`
 	VersionCmd     VersionCmd        `cmd:"" name:"version" help:"Print the version and exit."`
 	Help           HelpCmd           `cmd:"" help:"Show help for a command."`
 }

@@ -75,7 +75,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	eng := &coordinator.Engine{
 		Store: store, Source: source, Verifier: verifier,
 		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
-		Retries: cfg.Runtime.RetryCount, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
+		Retries: cfg.Runtime.RetryCount, CatchUpAfter: cfg.Runtime.CatchUpAfter, CatchUpChunk: cfg.Runtime.CatchUpChunk, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
 		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.Workers.Timeout,
 		Logger: log, Checkpoint: cp,

@@ -131,19 +131,14 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
 		return fmt.Errorf("taking the batch lock: %w", err)
 	}
+	if _, err := rangeWindows(ctx, tx, opts.From, opts.To, opts.Interval); err != nil {
+		return err
+	}
 	logs, err := readBotLogs(ctx, tx)
 	if err != nil {
 		return err
 	}
-	if len(logs) == 0 {
-		return coordinator.ErrNoBatch
-	}
 	latest := logs[len(logs)-1]
-	working := time.Unix(latest.End, 0).Add(opts.Interval).UTC()
-	if opts.To.After(working) {
-		return fmt.Errorf("%w: --to %s is after %s, the end of the window being worked on (the latest batch ends %s)",
-			ErrOverlapsLoop, opts.To.UTC().Format(time.DateTime), working.Format(time.DateTime), time.Unix(latest.End, 0).UTC().Format(time.DateTime))
-	}
 	first, last := -1, -1
 	for i, b := range logs {
 		if b.End >= opts.From.Unix() && b.End < opts.To.Unix() && b.Files > -1 {
@@ -553,4 +548,72 @@ func removeUnneededNodes(ctx context.Context, tx pgx.Tx, old map[int64]bool, nee
 		return 0, fmt.Errorf("removing nodes no batch needs any more: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// RangeWindows returns the windows of the committed batches whose end lies
+// in [from, to), in order, refusing a range that reaches into the window
+// the loop is working on (see RescoreOptions.Interval).
+func RangeWindows(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, interval time.Duration) ([]coordinator.Window, error) {
+	var out []coordinator.Window
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = rangeWindows(ctx, tx, from, to, interval)
+		return err
+	})
+	return out, err
+}
+
+func rangeWindows(ctx context.Context, tx pgx.Tx, from, to time.Time, interval time.Duration) ([]coordinator.Window, error) {
+	logs, err := readBotLogs(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if len(logs) == 0 {
+		return nil, coordinator.ErrNoBatch
+	}
+	latest := logs[len(logs)-1]
+	working := time.Unix(latest.End, 0).Add(interval).UTC()
+	if to.After(working) {
+		return nil, fmt.Errorf("%w: --to %s is after %s, the end of the window being worked on (the latest batch ends %s)",
+			ErrOverlapsLoop, to.UTC().Format(time.DateTime), working.Format(time.DateTime), time.Unix(latest.End, 0).UTC().Format(time.DateTime))
+	}
+	var out []coordinator.Window
+	for _, b := range logs {
+		if b.End >= from.Unix() && b.End < to.Unix() && b.Files > -1 {
+			out = append(out, coordinator.Window{Start: time.Unix(b.Start, 0).UTC(), End: time.Unix(b.End, 0).UTC()})
+		}
+	}
+	return out, nil
+}
+
+// ResetVerification clears verified, validation_error and the columns a
+// verifier fills (state_hash, parent, height, slot) of the submissions of
+// the committed batches whose end lies in [from, to), in one transaction
+// under the batch lock, so that verifiers verify them again. It returns the
+// windows and the number of submissions reset.
+func ResetVerification(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, interval time.Duration) ([]coordinator.Window, int64, error) {
+	var windows []coordinator.Window
+	var n int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
+			return fmt.Errorf("taking the batch lock: %w", err)
+		}
+		var err error
+		if windows, err = rangeWindows(ctx, tx, from, to, interval); err != nil {
+			return err
+		}
+		starts, ends := make([]time.Time, len(windows)), make([]time.Time, len(windows))
+		for i, w := range windows {
+			starts[i], ends[i] = w.Start, w.End
+		}
+		tag, err := tx.Exec(ctx, `UPDATE submissions s SET verified = NULL, validation_error = NULL, state_hash = NULL,
+			parent = NULL, height = NULL, slot = NULL
+			FROM unnest($1::timestamp[], $2::timestamp[]) AS w(s, e) WHERE s.submitted_at >= w.s AND s.submitted_at < w.e`, starts, ends)
+		if err != nil {
+			return fmt.Errorf("resetting the verification of the range's submissions: %w", err)
+		}
+		n = tag.RowsAffected()
+		return nil
+	})
+	return windows, n, err
 }

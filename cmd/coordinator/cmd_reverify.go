@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/rescore"
+)
+
+type pgxPool = pgxpool.Pool
+
+// ReverifyCmd is "coordinator reverify --from T --to T [--rescore]".
+type ReverifyCmd struct {
+	From    string `placeholder:"T" help:"Re-verify the submissions of the batches whose window ends at or after T (RFC 3339, or \"YYYY-MM-DD HH:MM:SS\" UTC)."`
+	To      string `placeholder:"T" help:"... and before T."`
+	Rescore bool   `help:"Then re-score the range (as coordinator rescore)."`
+	Format  string `default:"text" enum:"text,json" help:"Output format of the rescore report: text or json."`
+}
+
+// Help is the detail "coordinator reverify --help" shows.
+func (ReverifyCmd) Help() string {
+	return `Resets verified, validation_error, state_hash, parent, height and slot of the
+submissions of every committed batch whose window end lies in [--from, --to),
+then launches the verifier workers for those windows in the configured
+WORKER_MODE (process or kubernetes), cut into MINI_BATCH_NUMBER mini-batches
+and retried RETRY_COUNT times as the loop does. Scores do not change until the
+range is re-scored: with --rescore, it is, right after. SUBMISSION_STORAGE=
+POSTGRES only. --to may not pass the end of the window the loop is working on.
+
+Examples:
+
+    coordinator reverify --from 2024-06-01T00:00:00Z --to 2024-06-02T00:00:00Z --rescore`
+}
+
+// Validate checks the range.
+func (c *ReverifyCmd) Validate() error {
+	_, _, err := rescore.Range(c.From, c.To)
+	return err
+}
+
+// Run re-verifies (and re-scores) the range.
+func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
+	from, to, err := rescore.Range(c.From, c.To)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, log, pool, err := openForRescore(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if cfg.Runtime.SubmissionStorage != config.StoragePostgres {
+		return usageError{fmt.Errorf("reverify: SUBMISSION_STORAGE=%s is not supported (POSTGRES only)", cfg.Runtime.SubmissionStorage)}
+	}
+	verifier, err := newVerifier(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	if verifier == nil {
+		return usageError{fmt.Errorf("reverify needs verifier workers: WORKER_MODE=none")}
+	}
+	began := time.Now()
+	windows, n, err := postgres.ResetVerification(ctx, pool, from, to, cfg.Runtime.SurveyInterval)
+	if err != nil {
+		return err
+	}
+	log.Info("verification reset", "from", from, "to", to, "windows", len(windows), "submissions", n)
+	if err := rescore.VerifyWindows(ctx, verifier, windows, rescore.VerifyOptions{MiniBatches: cfg.Runtime.MiniBatches,
+		Retries: cfg.Runtime.RetryCount, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Logger: log}); err != nil {
+		log.Error("reverify failed: the range's submissions are partly unverified; run reverify again", "from", from, "to", to, "error", err)
+		return err
+	}
+	log.Info("reverify finished", "from", from, "to", to, "windows", len(windows), "submissions", n, "seconds", time.Since(began).Seconds())
+	if !c.Rescore {
+		fmt.Fprintf(env.Stdout, "re-verified %d submissions in %d windows; scores are unchanged until the range is re-scored\n", n, len(windows))
+		return nil
+	}
+	return runRescore(ctx, env, cfg, log, pool, from, to, false, c.Format)
+}
+
+// openForRescore loads the configuration, logs to stderr (stdout carries
+// the report) and opens the pool after applying pending migrations.
+func openForRescore(ctx context.Context, env *Env) (*config.Config, *slog.Logger, *pgxpool.Pool, error) {
+	if err := config.LoadDotEnv(""); err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.Log.Level}))
+	pool, err := postgres.Open(ctx, cfg.Postgres.ConnString(""))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, log, pool, nil
+}
