@@ -88,34 +88,21 @@ func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
 
 // RunRange catches up n batches in one transaction, retrying like RunBatch.
 func (e *Engine) RunRange(ctx context.Context, n int) ([]*Summary, error) {
-	delay := e.Backoff
-	for attempt := 0; ; attempt++ {
-		s, w, err := e.attemptRange(ctx, n, attempt)
-		if err == nil {
-			return s, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		final := attempt >= e.Retries
-		if e.OnFailure != nil {
-			e.OnFailure(ctx, w, attempt, err, final)
-		}
-		if final {
-			return nil, fmt.Errorf("catch-up %s: giving up after %d attempts: %w", fmtWindow(w), attempt+1, err)
-		}
-		e.log().Error("catch-up failed; retrying", "window_start", w.Start, "window_end", w.End,
-			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)
-		if err := sleep(ctx, delay); err != nil {
-			return nil, err
-		}
-		delay = min(delay*2, max(e.MaxBackoff, e.Backoff))
-	}
+	var s []*Summary
+	err := e.retry(ctx, "catch-up", func(attempt int) (Window, error) {
+		var w Window
+		var err error
+		s, w, err = e.attemptRange(ctx, n, attempt)
+		return w, err
+	})
+	return s, err
 }
 
 func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, Window, error) {
 	rs := e.Store.(RangeStore)
-	last, err := e.Store.LastBatch(ctx)
+	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
+	last, err := e.Store.LastBatch(dbctx)
+	cancel()
 	if err != nil {
 		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
 	}
@@ -125,7 +112,10 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	}
 	span := Window{Start: windows[0].Start, End: windows[n-1].End}
 	if e.BeforeBatch != nil {
-		if err := e.BeforeBatch(ctx); err != nil {
+		pctx, cancel := e.step(ctx, "the pre-batch step (application status update)", preBatchTimeout)
+		err := e.BeforeBatch(pctx)
+		cancel()
+		if err != nil {
 			e.log().Error("pre-batch step failed; continuing with the batch", "error", err)
 		}
 	}
@@ -135,6 +125,9 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	verification := make([]time.Duration, n)
 	if e.Verifier != nil {
 		for i, w := range windows {
+			if e.Busy != nil {
+				e.Busy("verifying submissions", e.VerifyLimit)
+			}
 			t := e.now()
 			if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
 				return nil, w, fmt.Errorf("verifying submissions of %s: %w", fmtWindow(w), err)
@@ -142,8 +135,11 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 			verification[i] = e.now().Sub(t)
 		}
 	}
+	dbctx, cancel = e.step(ctx, "reading submissions", e.DBTimeout)
+	defer cancel()
 	e.Checkpoint.Reach(ctx, "load")
-	subs, err := e.Source.Submissions(ctx, span)
+	subs, err := e.Source.Submissions(dbctx, span)
+	cancel()
 	if err != nil {
 		return nil, span, fmt.Errorf("loading submissions: %w", err)
 	}
@@ -161,7 +157,9 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	for i := range split {
 		submitters[i] = countSubmitters(split[i])
 	}
-	committed, err := rs.CommitRange(ctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
+	dbctx, cancel = e.step(ctx, "committing the catch-up", e.DBTimeout)
+	defer cancel()
+	committed, err := rs.CommitRange(dbctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
 		results = scoreSplit(prev, split)
 		recs := make([]*Record, n)
 		prevSubmitters := e.lastSubmitters

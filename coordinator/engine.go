@@ -149,24 +149,38 @@ func (e *Engine) Run(ctx context.Context, maxBatches int) error {
 // RunBatch processes the next batch, retrying it up to Retries times with
 // exponential backoff. A batch that did not commit is never skipped.
 func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
+	var s *Summary
+	err := e.retry(ctx, "batch", func(attempt int) (Window, error) {
+		var w Window
+		var err error
+		s, w, err = e.attempt(ctx, attempt)
+		return w, err
+	})
+	return s, err
+}
+
+// retry runs attempt until it succeeds, fails permanently or has failed
+// 1 + Retries times, with exponential backoff between attempts. noun names
+// what is attempted in logs and errors ("batch", "catch-up").
+func (e *Engine) retry(ctx context.Context, noun string, attempt func(attempt int) (Window, error)) error {
 	delay := e.Backoff
-	for attempt := 0; ; attempt++ {
-		s, w, err := e.attempt(ctx, attempt)
+	for n := 0; ; n++ {
+		w, err := attempt(n)
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		permanent := IsPermanent(err)
-		final := permanent || attempt >= e.Retries
+		final := permanent || n >= e.Retries
 		if e.OnFailure != nil {
-			e.OnFailure(ctx, w, attempt, err, final)
+			e.OnFailure(ctx, w, n, err, final)
 		}
 		// w is zero when the window could not be read: never name it.
-		batch, where := "the next batch (its window could not be read)", []any{}
+		what, where := "the next "+noun+" (its window could not be read)", []any{}
 		if !w.Start.IsZero() {
-			batch, where = "batch "+fmtWindow(w), []any{"window_start", w.Start, "window_end", w.End}
+			what, where = noun+" "+fmtWindow(w), []any{"window_start", w.Start, "window_end", w.End}
 		}
 		if final {
 			// An abandoned batch stops the loop: say so as an ERROR record
@@ -175,18 +189,18 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 				"attempts", attempt+1, "permanent", permanent, "error", err)...)
 		}
 		if permanent {
-			return nil, fmt.Errorf("%s: permanent error, not retried: %w", batch, err)
+			return fmt.Errorf("%s: permanent error, not retried: %w", what, err)
 		}
 		if final {
-			return nil, fmt.Errorf("%s: giving up after %d attempts: %w", batch, attempt+1, err)
+			return fmt.Errorf("%s: giving up after %d attempts: %w", what, n+1, err)
 		}
-		e.log().Error("batch failed; retrying", append(where,
-			"attempt", attempt+1, "retries_left", e.Retries-attempt, "retry_in", delay, "error", err)...)
+		e.log().Error(noun+" failed; retrying", append(where,
+			"attempt", n+1, "retries_left", e.Retries-n, "retry_in", delay, "error", err)...)
 		if e.Busy != nil {
-			e.Busy("waiting to retry the batch", delay)
+			e.Busy("waiting to retry the "+noun, delay)
 		}
 		if err := sleep(ctx, delay); err != nil {
-			return nil, err
+			return err
 		}
 		delay = min(delay*2, max(e.MaxBackoff, e.Backoff))
 	}
