@@ -22,6 +22,15 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
 			return fmt.Errorf("taking the batch lock: %w", err)
 		}
+		if s.Lock != nil {
+			held, err := holdsLock(ctx, tx, s.Lock.PID())
+			if err != nil {
+				return err
+			}
+			if !held {
+				return ErrLockLost
+			}
+		}
 		latest, err := lastBatch(ctx, tx)
 		if err != nil {
 			return err
@@ -56,7 +65,7 @@ func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, bui
 		}
 		return nil
 	})
-	return out, err
+	return out, classify(err)
 }
 
 func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinator.Record, bulk bool, cp coordinator.Checkpoint) (coordinator.RangeCommitted, error) {

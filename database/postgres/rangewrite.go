@@ -463,19 +463,27 @@ func loadSpan(ctx context.Context, tx pgx.Tx, w coordinator.Window) ([]coordinat
 }
 
 // writeEvidenceRange writes the evidence of many batches (evs[i] of batch
-// ids[i]; nil entries are skipped), replacing what they had with replace.
+// ids[i]; nil entries are skipped) with writeEvidence, after deleting what
+// they had when replace (one DELETE per table for all of them). The
+// evidence producer ids looked up for one batch serve the next ones.
 func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coordinator.BatchEvidence, replace bool, cp coordinator.Checkpoint) error {
-	for i, ev := range evs {
-		var err error
-		switch {
-		case replace:
-			err = ReplaceEvidence(ctx, tx, ids[i], ev)
-		case ev != nil:
-			_, _, err = writeEvidence(ctx, tx, nil, 0, ids[i], ev)
+	if replace {
+		for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE bot_log_id = ANY($1::int8[])`, ids); err != nil {
+				return fmt.Errorf("replacing the evidence in %s: %w", table, err)
+			}
 		}
+	}
+	cache := &producerCache{}
+	for i, ev := range evs {
+		if ev == nil {
+			continue
+		}
+		_, looked, err := writeEvidence(ctx, tx, cache, 0, ids[i], ev)
 		if err != nil {
 			return err
 		}
+		cache.add(looked)
 	}
 	cp.Reach(ctx, "tx_evidence")
 	return nil
