@@ -185,8 +185,8 @@ func (e *Engine) retry(ctx context.Context, noun string, attempt func(attempt in
 		if final {
 			// An abandoned batch stops the loop: say so as an ERROR record
 			// too, not only in the error the command exits with.
-			e.log().Error("batch abandoned; the coordinator stops", append(where,
-				"attempts", attempt+1, "permanent", permanent, "error", err)...)
+			e.log().Error(noun+" abandoned; the coordinator stops", append(where,
+				"attempts", n+1, "permanent", permanent, "error", err)...)
 		}
 		if permanent {
 			return fmt.Errorf("%s: permanent error, not retried: %w", what, err)
