@@ -154,6 +154,10 @@ func New(pool *pgxpool.Pool, work bool, opts Options) (*Queue, error) {
 			client: opts.Policy.Client(opts.JobTimeout, forPolicy), operator: operator}); err != nil {
 			return nil, fmt.Errorf("registering the delivery worker: %w", err)
 		}
+		if err := river.AddWorkerSafely(workers, &pruneWorker{q: q}); err != nil {
+			return nil, fmt.Errorf("registering the outbox pruner: %w", err)
+		}
+		cfg.PeriodicJobs = []*river.PeriodicJob{prunePeriodically()}
 		cfg.Workers = workers
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 4}}
 	}

@@ -250,3 +250,35 @@ func TestRebindingRefusedAtDelivery(t *testing.T) {
 		t.Fatalf("job %s, error %q, receiver hit %d times: want a refusal naming loopback and no request", state, lastErr, len(h.get("/hook")))
 	}
 }
+
+// TestOutboxPruned: rows older than the retention go, recent ones stay.
+func TestOutboxPruned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
+	if _, err := pool.Exec(ctx, `INSERT INTO alert_outbox (id, event, payload, created_at, delivered_at) VALUES
+		('old', 'test', '{}', now() - interval '31 days', now() - interval '31 days'),
+		('old-dead', 'test', '{}', now() - interval '31 days', NULL),
+		('recent', 'test', '{}', now() - interval '29 days', now() - interval '29 days')`); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := server(t)
+	start(t, pool, srv, queue.Options{})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ids []string
+		rows, _ := pool.Query(ctx, `SELECT id FROM alert_outbox ORDER BY id`)
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		if strings.Join(ids, ",") == "recent" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox rows %v 30 s after start, want only the recent one", ids)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
