@@ -214,6 +214,7 @@ type Kubernetes struct {
 	PodSecurityContext       *corev1.PodSecurityContext // WORKER_POD_SECURITY_CONTEXT
 	ContainerSecurityContext *corev1.SecurityContext    // WORKER_CONTAINER_SECURITY_CONTEXT
 	EntrypointConfigMap      string                     // WORKER_ENTRYPOINT_CONFIGMAP
+	ServiceAccount           string                     // WORKER_SERVICE_ACCOUNT
 	// Namespace of the worker Jobs (POD_NAMESPACE); empty: the service
 	// account's namespace file.
 	Namespace string
@@ -237,6 +238,7 @@ func (l *loader) kubernetes(required bool) Kubernetes {
 		AuthVolumeMountPath:     l.str("AUTH_VOLUME_MOUNT_PATH"),
 		SecretName:              l.str("WORKER_SECRET_NAME"),
 		EntrypointConfigMap:     l.str("WORKER_ENTRYPOINT_CONFIGMAP"),
+		ServiceAccount:          l.str("WORKER_SERVICE_ACCOUNT"),
 		Namespace:               l.str("POD_NAMESPACE"),
 		Kubeconfig:              l.str("KUBECONFIG"),
 	}

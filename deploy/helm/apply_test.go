@@ -85,6 +85,7 @@ func TestApplyToAPIServer(t *testing.T) {
 		{"delete", "batch", "jobs", "delegation-verify-24-06-01-12-34-0"},
 		{"list", "", "pods", ""}, {"watch", "", "pods", ""},
 		{"get", "", "secrets", "delegation-verify-coordinator"},
+		{"get", "", "serviceaccounts", "delegation-verify"}, {"get", "", "configmaps", "delegation-verify-coordinator-worker"},
 	} {
 		if !may(a[0], a[1], a[2], a[3]) {
 			t.Errorf("the coordinator may not %s %s %s", a[0], a[2], a[3])
@@ -93,7 +94,8 @@ func TestApplyToAPIServer(t *testing.T) {
 	for _, a := range [][4]string{
 		{"get", "", "secrets", "another"}, {"list", "", "secrets", ""}, {"watch", "", "secrets", ""},
 		{"update", "batch", "jobs", ""}, {"patch", "batch", "jobs", ""}, {"create", "", "pods", ""}, {"delete", "", "pods", ""},
-		{"create", "", "pods/exec", ""}, {"get", "", "configmaps", ""}, {"create", "rbac.authorization.k8s.io", "roles", ""},
+		{"create", "", "pods/exec", ""}, {"get", "", "configmaps", "other"}, {"list", "", "configmaps", ""},
+		{"get", "", "serviceaccounts", "delegation-verify-coordinator"}, {"create", "rbac.authorization.k8s.io", "roles", ""},
 	} {
 		if may(a[0], a[1], a[2], a[3]) {
 			t.Errorf("the coordinator may %s %s %s", a[0], a[2], a[3])

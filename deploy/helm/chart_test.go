@@ -211,7 +211,7 @@ func TestProductionValues(t *testing.T) {
 		"auth path": cfg.Kubernetes.AuthVolumeMountPath, "sheet key": cfg.AppStatus.CredentialsJSON, "postgres": cfg.Postgres.Host + "/" + cfg.Postgres.DB,
 		"password": cfg.Postgres.Password, "migrate": cfg.Postgres.MigrateOnStart, "secret": cfg.Kubernetes.SecretName,
 		"entrypoint": cfg.Kubernetes.EntrypointConfigMap, "namespace": cfg.Kubernetes.Namespace, "metrics": cfg.HTTP.MetricsAddr, "stuck": cfg.Kubernetes.StuckTimeout.String(),
-		"storage": cfg.Runtime.SubmissionStorage,
+		"storage": cfg.Runtime.SubmissionStorage, "worker account": cfg.Kubernetes.ServiceAccount,
 	}
 	want := map[string]any{
 		"interval": "20m0s", "mini batches": 2, "uptime days": 90,
@@ -220,7 +220,7 @@ func TestProductionValues(t *testing.T) {
 		"auth path": "/var/mina-delegation-verify-auth", "sheet key": "/usr/src/app/gcloud/gcp-sa.json", "postgres": "delegation-verify-coordinator-psql/delegation",
 		"password": "pg-Secret-1", "migrate": false, "secret": "delegation-verify-coordinator",
 		"entrypoint": "delegation-verify-coordinator-worker", "namespace": "delegation", "metrics": ":8080", "stuck": "5m0s",
-		"storage": "POSTGRES",
+		"storage": "POSTGRES", "worker account": "delegation-verify",
 	}
 	for k := range want {
 		if !reflect.DeepEqual(got[k], want[k]) {
@@ -262,6 +262,8 @@ func TestProductionValues(t *testing.T) {
 	gotRules, _ := json.Marshal(roles[0].Rules)
 	const wantRules = `[{"verbs":["create","delete","list","watch"],"apiGroups":["batch"],"resources":["jobs"]},` +
 		`{"verbs":["list","watch"],"apiGroups":[""],"resources":["pods"]},` +
+		`{"verbs":["get"],"apiGroups":[""],"resources":["serviceaccounts"],"resourceNames":["delegation-verify"]},` +
+		`{"verbs":["get"],"apiGroups":[""],"resources":["configmaps"],"resourceNames":["delegation-verify-coordinator-worker"]},` +
 		`{"verbs":["get"],"apiGroups":[""],"resources":["secrets"],"resourceNames":["delegation-verify-coordinator"]}]`
 	if string(gotRules) != wantRules {
 		t.Errorf("role rules\n got %s\nwant %s", gotRules, wantRules)
@@ -380,7 +382,7 @@ func TestVariants(t *testing.T) {
 			t.Errorf("WORKER_SECRET_NAME %q", e.Value)
 		}
 	}
-	if role := helmtest.Find[*rbacv1.Role](r.objs)[0]; !slices.Equal(role.Rules[2].ResourceNames, []string{"ops-managed"}) {
+	if role := helmtest.Find[*rbacv1.Role](r.objs)[0]; !slices.Equal(role.Rules[4].ResourceNames, []string{"ops-managed"}) {
 		t.Errorf("role %+v", role.Rules)
 	}
 
@@ -391,7 +393,7 @@ func TestVariants(t *testing.T) {
 	if !cfg.Kubernetes.SecretsInline || cfg.Kubernetes.SecretName != "" {
 		t.Errorf("compatibility mode: inline %v secret %q", cfg.Kubernetes.SecretsInline, cfg.Kubernetes.SecretName)
 	}
-	if rules := helmtest.Find[*rbacv1.Role](r.objs)[0].Rules; len(rules) != 2 {
+	if rules := helmtest.Find[*rbacv1.Role](r.objs)[0].Rules; len(rules) != 4 {
 		t.Errorf("compatibility mode: the Role still reads a Secret: %+v", rules)
 	}
 

@@ -61,15 +61,35 @@ func testPreflight(t *testing.T, c *kubetest.Cluster) {
 	}
 
 	// No secret set: nothing to check, even without a Secret.
+	accounts(t, c, "nosecret")
 	if err := kubeworker.New(loadConfig(t, baseVars()), cs, "nosecret", log).Preflight(ctx); err != nil {
 		t.Errorf("Preflight with no secret configured: %v", err)
 	}
 
-	// Compatibility mode: a warning, no check.
+	// Compatibility mode: a warning, no Secret check.
 	compat := maps.Clone(vars)
 	compat["WORKER_SECRET_NAME"] = ""
 	if err := kubeworker.New(loadConfig(t, compat), cs, "nosecret", log).Preflight(ctx); err != nil {
 		t.Errorf("Preflight in compatibility mode: %v", err)
+	}
+
+	// The workers' ServiceAccount and entrypoint ConfigMap must exist too:
+	// without them the Jobs would get no pod, or pods that never start.
+	c.CreateNamespace(t, "bare")
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{baseVars(), `worker ServiceAccount "delegation-verify" (WORKER_SERVICE_ACCOUNT) does not exist in namespace bare`},
+		{map[string]string{"WORKER_SERVICE_ACCOUNT": "default"}, `worker ConfigMap "delegation-verify-coordinator-worker" (WORKER_ENTRYPOINT_CONFIGMAP) does not exist in namespace bare`},
+		{map[string]string{"WORKER_SERVICE_ACCOUNT": "default", "WORKER_SECRET_NAME": ""}, `worker ConfigMap "delegation-verify-coordinator-worker"`},
+	} {
+		v := baseVars()
+		maps.Copy(v, tc.vars)
+		err := kubeworker.New(loadConfig(t, v), cs, "bare", log).Preflight(ctx)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Preflight in a bare namespace with %v: %v, want %q", tc.vars, err, tc.want)
+		}
 	}
 	if !strings.Contains(logs.String(), "level=WARN msg=\"WORKER_SECRET_NAME is empty: compatibility mode") {
 		t.Errorf("no compatibility-mode warning in the log:\n%s", logs)

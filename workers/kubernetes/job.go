@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"time"
@@ -47,7 +48,7 @@ const (
 
 // Pod spec constants, as the original coordinator set them.
 const (
-	ServiceAccountName = "delegation-verify"
+	ServiceAccountName = "delegation-verify" // default of WORKER_SERVICE_ACCOUNT
 	ContainerName      = "delegation-verify"
 	InitContainerName  = "delegation-verify-init"
 	EntrypointDir      = "/bin/entrypoint"
@@ -117,7 +118,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 	}
 
 	pod := corev1.PodSpec{
-		ServiceAccountName: ServiceAccountName,
+		ServiceAccountName: cmp.Or(cfg.Kubernetes.ServiceAccount, ServiceAccountName),
 		RestartPolicy:      corev1.RestartPolicyNever,
 		SecurityContext:    cfg.Kubernetes.PodSecurityContext.DeepCopy(),
 		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{

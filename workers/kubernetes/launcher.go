@@ -30,6 +30,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,16 +122,24 @@ func New(cfg *config.Config, clientset kubernetes.Interface, namespace string, l
 
 // Preflight checks at start-up what every worker Job will need from the
 // namespace, so that a missing piece fails the start with one clear message
-// instead of leaving each verifier Pod in CreateContainerConfigError: the
-// Secret WORKER_SECRET_NAME must exist and hold every key the Jobs reference
-// (SecretKeys). In compatibility mode (WORKER_SECRET_NAME empty) it only
-// warns that secrets go into the Jobs as plain values.
+// instead of leaving each verifier Pod in CreateContainerConfigError (or
+// each Job without a pod): the workers' ServiceAccount and entrypoint
+// ConfigMap must exist, and the Secret WORKER_SECRET_NAME must exist and
+// hold every key the Jobs reference (SecretKeys). In compatibility mode
+// (WORKER_SECRET_NAME empty) the Secret is not checked, and a warning says
+// that secrets go into the Jobs as plain values.
 func (l *Launcher) Preflight(ctx context.Context) error {
 	if l.cfg.Kubernetes.SecretsInline {
+		if err := l.preflightObjects(ctx); err != nil {
+			return err
+		}
 		l.log.Warn("WORKER_SECRET_NAME is empty: compatibility mode, the worker Jobs get passwords and keys as plain " +
 			"environment values, as the original coordinator passed them; anyone who can read Jobs or Pods in the " +
 			"namespace can read them. Set WORKER_SECRET_NAME to a Secret holding them to keep them out of the Jobs.")
 		return nil
+	}
+	if err := l.preflightObjects(ctx); err != nil {
+		return err
 	}
 	keys := SecretKeys(l.cfg)
 	if len(keys) == 0 {
@@ -162,6 +171,36 @@ func (l *Launcher) Preflight(ctx context.Context) error {
 	}
 	l.log.Info("worker Secret holds every key the Jobs reference", "secret", name, "keys", keys)
 	return nil
+}
+
+// preflightObjects checks that the workers' ServiceAccount and entrypoint
+// ConfigMap exist: without the first the job controller creates no pod at
+// all, without the second the pods never start, and neither fails the Job.
+func (l *Launcher) preflightObjects(ctx context.Context) error {
+	sa := cmp.Or(l.cfg.Kubernetes.ServiceAccount, ServiceAccountName)
+	_, err := l.client.CoreV1().ServiceAccounts(l.namespace).Get(ctx, sa, metav1.GetOptions{})
+	if err := preflightError(err, "ServiceAccount", sa, "WORKER_SERVICE_ACCOUNT", l.namespace,
+		"the worker Jobs run as it; the job controller creates no pod without it"); err != nil {
+		return err
+	}
+	cm := l.cfg.Kubernetes.EntrypointConfigMap
+	_, err = l.client.CoreV1().ConfigMaps(l.namespace).Get(ctx, cm, metav1.GetOptions{})
+	return preflightError(err, "ConfigMap", cm, "WORKER_ENTRYPOINT_CONFIGMAP", l.namespace,
+		"it holds entrypoint-worker.sh, mounted into every worker Job; the pods never start without it")
+}
+
+func preflightError(err error, kind, name, variable, namespace, why string) error {
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("worker %s %q (%s) does not exist in namespace %s: %s", kind, name, variable, namespace, why)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("cannot read worker %s %q (%s) in namespace %s to check it exists: the coordinator's Role needs get on it: %w",
+			kind, name, variable, namespace, err)
+	default:
+		return fmt.Errorf("reading worker %s %q (%s) in namespace %s: %w", kind, name, variable, namespace, err)
+	}
 }
 
 // part is one mini-batch and the Job that verifies it.

@@ -156,14 +156,21 @@ func namespace(t *testing.T, c *kubetest.Cluster, name string, cfg *config.Confi
 	}
 }
 
-// accounts creates namespace ns with the ServiceAccounts the Helm chart
-// renders (the workers' one included), and no Secret.
+// accounts creates namespace ns with the ServiceAccounts (the workers' one
+// included) and the worker entrypoint ConfigMap the Helm chart renders, and
+// no Secret.
 func accounts(t *testing.T, c *kubetest.Cluster, ns string) {
 	t.Helper()
 	c.CreateNamespace(t, ns)
-	for _, sa := range helmtest.Find[*corev1.ServiceAccount](chartObjects(t, ns)) {
+	objs := chartObjects(t, ns)
+	for _, sa := range helmtest.Find[*corev1.ServiceAccount](objs) {
 		if _, err := c.Clientset().CoreV1().ServiceAccounts(ns).Create(t.Context(), sa, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create ServiceAccount %s: %v", sa.Name, err)
+		}
+	}
+	for _, cm := range helmtest.Find[*corev1.ConfigMap](objs) {
+		if _, err := c.Clientset().CoreV1().ConfigMaps(ns).Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create ConfigMap %s: %v", cm.Name, err)
 		}
 	}
 }
