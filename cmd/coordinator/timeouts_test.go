@@ -185,7 +185,7 @@ func TestLivenessFailsWhenTheLoopIsWedged(t *testing.T) {
 	ln.Close()
 	// The halt hook wedges the loop at the load step, which may take up to
 	// POSTGRES_STATEMENT_TIMEOUT (2s) plus a grace of 2s.
-	cmd := coordinatorCmd(cfg, []string{"METRICS_ADDR=" + addr, "POSTGRES_STATEMENT_TIMEOUT=2s", "COORDINATOR_HALT_AT=load"}, "run")
+	cmd := coordinatorBinaryCmd(crashBinary, cfg, []string{"METRICS_ADDR=" + addr, "POSTGRES_STATEMENT_TIMEOUT=2s", "COORDINATOR_HALT_AT=load"}, "run")
 	var stdout lockedBuffer
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
