@@ -34,6 +34,19 @@ type Alerter struct {
 	// number of producers submitting in a batch drops by more than this
 	// percentage against the previous batch. 0 disables it.
 	ProducerDropPercent float64
+	// Mask, when set, hides secrets in every message
+	// (config.SecretMasker(cfg.Secrets())): an error quoted in an alert
+	// may carry one.
+	Mask *strings.Replacer
+}
+
+func (a *Alerter) masked(msgs []Message) []Message {
+	if a.Mask != nil {
+		for i := range msgs {
+			msgs[i].Text = a.Mask.Replace(msgs[i].Text)
+		}
+	}
+	return msgs
 }
 
 // FromConfig builds the Alerter the configuration asks for.
@@ -66,8 +79,8 @@ func (a *Alerter) Abandoned(w coordinator.Window, attempt int, err error, final 
 	if w.Start.IsZero() {
 		batch = "The next batch (its window could not be read)"
 	}
-	return []Message{{Kind: "abandoned_batch", Text: fmt.Sprintf(":rotating_light: %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
-		batch, attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}}
+	return a.masked([]Message{{Kind: "abandoned_batch", Text: fmt.Sprintf(":rotating_light: %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
+		batch, attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}})
 }
 
 // Batch returns the alerts of a batch: a window without submissions, a drop
@@ -119,7 +132,7 @@ func (a *Alerter) Batch(s *coordinator.Summary) []Message {
 				share, Window(s.Window), valid, s.Submissions, *a.ValidSharePercent, invalidBreakdown(s.Result.Invalid))})
 		}
 	}
-	return msgs
+	return a.masked(msgs)
 }
 
 // Window renders a batch window for messages, in UTC.

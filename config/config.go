@@ -8,12 +8,15 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +153,71 @@ func (e *Error) Error() string {
 func Truthy(s string) bool {
 	s = strings.ToLower(strings.TrimSpace(s))
 	return s == "1" || s == "true"
+}
+
+// minSecretLen is the shortest secret value masked in free text: masking
+// every "1" of a log because a password is "1" would hide the log, not the
+// password.
+const minSecretLen = 4
+
+// Secrets returns the values of every secret variable of the registry that
+// is set (at least minSecretLen characters), longest first: what must never
+// appear in a log line or an alert.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, v := range Vars {
+		if val := c.raw[v.Name]; v.Secret && len(val) >= minSecretLen {
+			out = append(out, val)
+			out = append(out, urlSecrets(val)...)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(out)
+}
+
+// minTokenLen is the length from which a path segment of a secret URL is
+// taken for a token of its own (Slack's webhook token is 24 characters).
+const minTokenLen = 16
+
+// urlSecrets returns the parts of a secret URL that are secrets by
+// themselves: its path, query and password, and every path segment of at
+// least minTokenLen characters (a webhook's token, printed alone).
+func urlSecrets(val string) []string {
+	u, err := url.Parse(val)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	var out []string
+	if len(u.Path) >= minSecretLen && u.Path != "/" {
+		out = append(out, u.Path)
+	}
+	if len(u.RawQuery) >= minSecretLen {
+		out = append(out, u.RawQuery)
+	}
+	if p, ok := u.User.Password(); ok && len(p) >= minSecretLen {
+		out = append(out, p)
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if len(seg) >= minTokenLen {
+			out = append(out, seg)
+		}
+	}
+	return out
+}
+
+// SecretMasker returns a replacer that turns every secret value (and its
+// JSON-escaped form) into "***".
+func SecretMasker(secrets []string) *strings.Replacer {
+	var pairs []string
+	for _, s := range secrets {
+		pairs = append(pairs, s, "***")
+		if b, err := json.Marshal(s); err == nil {
+			if esc := string(b[1 : len(b)-1]); esc != s {
+				pairs = append(pairs, esc, "***")
+			}
+		}
+	}
+	return strings.NewReplacer(pairs...)
 }
 
 // LogValue renders the configuration for logs: every registered variable that

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,6 +157,36 @@ type Workers struct {
 	AWSS3Bucket          string
 	NetworkName          string
 	AWSRegion            string
+	// PassEnv is what process-mode workers get of the coordinator's own
+	// environment ("NAME=value"): PATH, HOME, TZ and the names of
+	// WORKER_ENV_ALLOW that are set. Nothing else reaches them besides the
+	// verifier contract's variables.
+	PassEnv []string
+}
+
+// alwaysPassed reach process-mode workers whatever WORKER_ENV_ALLOW says.
+var alwaysPassed = []string{"PATH", "HOME", "TZ"}
+
+func (l *loader) passEnv() []string {
+	names := slices.Clone(alwaysPassed)
+	for _, n := range strings.Split(l.str("WORKER_ENV_ALLOW"), ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if v, ok := lookupVar(n); ok && v.Secret {
+			l.errs = append(l.errs, fmt.Sprintf("WORKER_ENV_ALLOW: %s is a secret of the coordinator and is never passed to workers (the verifier contract passes the secrets a verifier needs)", n))
+			continue
+		}
+		names = append(names, n)
+	}
+	var out []string
+	for _, n := range slices.Compact(names) {
+		if val, ok := l.lookup(n); ok {
+			out = append(out, n+"="+val)
+		}
+	}
+	return out
 }
 
 func (l *loader) workers() Workers {
@@ -175,6 +207,7 @@ func (l *loader) workers() Workers {
 		AWSS3Bucket:          l.str("AWS_S3_BUCKET"),
 		NetworkName:          l.str("NETWORK_NAME"),
 		AWSRegion:            l.str("AWS_REGION"),
+		PassEnv:              l.passEnv(),
 	}
 	switch w.Mode {
 	case WorkerKubernetes:

@@ -60,6 +60,7 @@ var Vars = []Var{
 	{Name: "AWS_S3_BUCKET", Group: groupWorkers, Doc: "Passed to the verifier (block storage bucket)."},
 	{Name: "NETWORK_NAME", Group: groupWorkers, Doc: "Passed to the verifier (network name, blocks path in the bucket)."},
 	{Name: "AWS_REGION", Group: groupWorkers, Doc: "Passed to the verifier as AWS_REGION and AWS_DEFAULT_REGION; region for SigV4 to Keyspaces (default: the region label of CASSANDRA_HOST, e.g. us-west-2 in cassandra.us-west-2.amazonaws.com)."},
+	{Name: "WORKER_ENV_ALLOW", Default: "BLOCKS_DIR,BLOCK_FILE_MAX_BYTES,LOG_LEVEL,DOCKER_HOST,TMPDIR", Group: groupWorkers, Doc: "New. process mode: comma-separated names of the coordinator's environment variables passed to the verifier processes, besides PATH, HOME and TZ and the verifier contract's variables; nothing else is passed. Secrets of the registry are refused."},
 	{Name: "BLOCK_FILE_MAX_BYTES", Default: "8388608", Group: groupWorkers, Doc: "New. Bundled verifier: largest block file it reads (bytes, 8 MiB by default; real precomputed blocks are far smaller). A larger file is never read: its submissions are invalid with reason \"block too large\"."},
 	{Name: "BLOCKS_DIR", Group: groupWorkers, Doc: "New. Bundled verifier (coordinator verify): directory of <block_hash>.json precomputed blocks."},
 

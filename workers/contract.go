@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,16 +121,20 @@ func isSecret(name string) bool {
 	return false
 }
 
-// Masker returns a replacer that hides the values of vars' secrets (as
-// "***") in a text such as a command line or a line a verifier printed.
-func Masker(vars []EnvVar) *strings.Replacer {
-	var pairs []string
+// Masker returns a replacer that hides the values of vars' secrets and the
+// other secrets given (config.Config.Secrets: every secret of the registry,
+// not only the verifier's) as "***" in a text such as a command line or a
+// line a verifier printed.
+func Masker(vars []EnvVar, secrets ...string) *strings.Replacer {
 	for _, v := range vars {
 		if v.Secret && v.Value != "" {
-			pairs = append(pairs, v.Value, "***")
+			secrets = append(secrets, v.Value)
 		}
 	}
-	return strings.NewReplacer(pairs...)
+	// Longest first, so that a secret containing another is hidden whole.
+	secrets = slices.Clone(secrets)
+	slices.SortStableFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	return config.SecretMasker(slices.Compact(secrets))
 }
 
 // Resolution retries of ResolveHost, as the original's try_get_hostname_ip.

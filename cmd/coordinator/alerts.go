@@ -49,7 +49,7 @@ func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, lo
 		return nil, fmt.Errorf("registering the alert metrics: %w", err)
 	}
 	a := &alerts{log: log, queue: q, drain: cfg.Alerts.DrainTimeout,
-		eval: &alerting.Evaluator{Queue: q, Operator: alert.FromConfig(cfg.Alerts), PublicURL: cfg.Alerts.PublicURL, Logger: log}}
+		eval: &alerting.Evaluator{Queue: q, Operator: operatorAlerts(cfg), PublicURL: cfg.Alerts.PublicURL, Logger: log}}
 	if a.eval.Operator.Enabled() {
 		log.Info("operator alerts are sent to WEBHOOK_URL through the alert queue")
 	} else {
@@ -109,4 +109,12 @@ func (a *alerts) Stop() {
 	if err := a.queue.Stop(ctx); err != nil {
 		a.log.Warn("stopping the alert queue", "error", err)
 	}
+}
+
+// operatorAlerts is the operator alerter, with every secret of the
+// configuration masked in its messages.
+func operatorAlerts(cfg *config.Config) *alert.Alerter {
+	a := alert.FromConfig(cfg.Alerts)
+	a.Mask = config.SecretMasker(cfg.Secrets())
+	return a
 }

@@ -26,7 +26,8 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := logging.New(stdout, cfg.Log)
+	secrets := config.SecretMasker(cfg.Secrets())
+	log := logging.NewMasked(stdout, cfg.Log, secrets)
 	slog.SetDefault(log)
 	log.Info("coordinator starting", "version", buildinfo.Get().Short(), "config", cfg)
 

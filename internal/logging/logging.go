@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -23,6 +24,34 @@ import (
 // nanosecond integers.
 func New(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(Handler(w, c))
+}
+
+// NewMasked is New with every secret mask replaces (config.SecretMasker)
+// hidden from every record written, whatever logged it: a secret in an
+// error text, a child's line or an attribute never reaches w.
+func NewMasked(w io.Writer, c config.Log, mask *strings.Replacer) *slog.Logger {
+	if c.Format == "" {
+		if JSON(w, c) {
+			c.Format = config.LogJSON
+		} else {
+			c.Format = config.LogText
+		}
+	}
+	return slog.New(Handler(maskingWriter{w: w, mask: mask}, c))
+}
+
+// maskingWriter masks each record (slog handlers write a record in one
+// Write) before passing it on.
+type maskingWriter struct {
+	w    io.Writer
+	mask *strings.Replacer
+}
+
+func (m maskingWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(m.w, m.mask.Replace(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Handler is New's handler.

@@ -257,7 +257,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		batch:      batch,
 		log:        l.log.With("namespace", l.namespace, "window_start", batch.Start, "window_end", batch.End),
 		notify:     make(chan struct{}, 1),
-		mask:       workers.Masker(workers.Env(l.cfg, "", coordinator.Window{}, "")),
+		mask:       workers.Masker(workers.Env(l.cfg, "", coordinator.Window{}, ""), l.cfg.Secrets()...),
 		observed:   map[types.UID]*batchv1.Job{},
 		gone:       map[types.UID]bool{},
 		stuckSince: map[types.UID]time.Time{},

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -46,7 +45,8 @@ type Launcher struct {
 	Config *config.Config
 	Logger *slog.Logger // default slog.Default()
 	// Environ is the base environment of the children, as "NAME=value"
-	// entries; nil means the coordinator's own (os.Environ()).
+	// entries; nil means Config.Workers.PassEnv (PATH, HOME, TZ and
+	// WORKER_ENV_ALLOW): never the coordinator's whole environment.
 	Environ []string
 	// Grace is the time between SIGTERM and SIGKILL when children are
 	// stopped (default DefaultGrace).
@@ -241,14 +241,15 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	}
 	base := l.Environ
 	if base == nil {
-		base = os.Environ()
+		base = l.Config.Workers.PassEnv
 	}
+	secrets := l.Config.Secrets()
 
 	children := make([]*child, 0, len(specs))
 	results := make(chan *child, len(specs))
 	var startErr error
 	for _, s := range specs {
-		mask := workers.Masker(s.Env)
+		mask := workers.Masker(s.Env, secrets...)
 		masked := make([]string, len(s.Args))
 		for i, a := range s.Args {
 			masked[i] = mask.Replace(a)
