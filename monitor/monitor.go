@@ -128,7 +128,8 @@ func New(opts Options) *Monitor {
 			"on_chain (valid, naming a state hash on the consensus chain: earns the point), off_chain (valid, not on the chain), " +
 			"invalid (reason says why: unverified, verification_failed, validation_error, no_state_hash, malformed; empty for the valid outcomes)."},
 		[]string{"outcome", "reason"})
-	m.invalidClass = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "submissions_failed_total",
+	// The name is issue 11's contract (…_submissions_invalid_total{class}).
+	m.invalidClass = f.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "submissions_invalid_total",
 		Help: "Submissions of committed batches the verifier failed, by verifier error class (docs: error classes)."}, []string{"class"})
 	m.points = f.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "points_awarded_total", Help: "Points awarded."})
 	m.scored = f.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "producers_scored", Help: "Block producers with a score after the last committed batch."})

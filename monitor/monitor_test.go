@@ -171,10 +171,11 @@ func TestInvalidByClassMetric(t *testing.T) {
 	t.Parallel()
 	m := monitor.New(monitor.Options{})
 	base := serve(t, m)
+	// The metric's name is issue 11's contract: …_submissions_invalid_total{class}.
 	zero := map[string]float64{}
 	for _, class := range []string{"snark_invalid", "sok_digest_mismatch", "block_missing", "block_malformed",
-		"signature_invalid", "timeout", "no_state_hash", "other"} {
-		zero["uptime_coordinator_submissions_failed_total{class="+class+"}"] = 0
+		"signature_invalid", "timeout", "no_state_hash", "malformed", "other"} {
+		zero["uptime_coordinator_submissions_invalid_total{class="+class+"}"] = 0
 	}
 	check(t, scrape(t, base), zero)
 	ctx := context.Background()
@@ -185,9 +186,9 @@ func TestInvalidByClassMetric(t *testing.T) {
 	s.Evidence = &coordinator.BatchEvidence{Classes: []coordinator.ClassCount{{Class: "sok_digest_mismatch", Submissions: 4, Producers: 2}}}
 	m.AfterBatch(ctx, s)
 	check(t, scrape(t, base), map[string]float64{
-		"uptime_coordinator_submissions_failed_total{class=sok_digest_mismatch}": 27,
-		"uptime_coordinator_submissions_failed_total{class=timeout}":             2,
-		"uptime_coordinator_submissions_failed_total{class=snark_invalid}":       0,
+		"uptime_coordinator_submissions_invalid_total{class=sok_digest_mismatch}": 27,
+		"uptime_coordinator_submissions_invalid_total{class=timeout}":             2,
+		"uptime_coordinator_submissions_invalid_total{class=snark_invalid}":       0,
 	})
 }
 
