@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -57,6 +58,15 @@ func Demo(ctx context.Context) error {
 		}
 		pg.DB = "uptime_demo"
 		step("using the PostgreSQL server at %s:%d (POSTGRES_*), database %s", pg.Host, pg.Port, pg.DB)
+		exists, err := postgres.DatabaseExists(ctx, pg)
+		if err != nil {
+			return err
+		}
+		if exists {
+			// Never touch, let alone drop, a database the demo did not create.
+			return fmt.Errorf("database %q already exists on %s:%d and the demo did not create it: it would write to it and drop it, so it stops here; drop it yourself if it is a leftover demo (POSTGRES_DB=%s coordinator drop-database), or unset POSTGRES_HOST to use a throwaway server",
+				pg.DB, pg.Host, pg.Port, pg.DB)
+		}
 	} else {
 		step("starting a throwaway PostgreSQL from the system's binaries")
 		c, err := pgtest.StartCluster(false)
@@ -68,8 +78,9 @@ func Demo(ctx context.Context) error {
 		pg.DB = "uptime_demo"
 		step("PostgreSQL %s:%d is up", pg.Host, pg.Port)
 	}
+	created := false // only a database the demo created is dropped
 	cleanup := func() {
-		if !keep || stopServer == nil {
+		if created && (!keep || stopServer == nil) {
 			if _, err := postgres.DropDatabase(context.Background(), pg); err != nil && !keep {
 				fmt.Fprintln(os.Stderr, "dropping the demo database:", err)
 			}
@@ -84,13 +95,17 @@ func Demo(ctx context.Context) error {
 		}
 	}()
 
-	step("building the coordinator")
+	step("building the coordinator (the first time Go downloads and compiles its dependencies: minutes; then seconds)")
 	bin := filepath.Join(work, "coordinator")
-	if err := sh("go", "build", "-o", bin, "./cmd/coordinator"); err != nil {
+	if err := buildWithProgress(bin, step); err != nil {
 		return err
 	}
-	if err := tasks.CreateDatabase(ctx, pg, os.Stdout); err != nil {
+	step("creating the database %s and its schema", pg.DB)
+	if created, _, err = postgres.CreateDatabase(ctx, pg); err != nil {
 		return err
+	}
+	if !created {
+		return fmt.Errorf("database %q appeared while the demo was starting; not using it", pg.DB)
 	}
 
 	end := time.Now().UTC().Truncate(20 * time.Minute).Add(-20 * time.Minute)
@@ -179,15 +194,10 @@ func Demo(ctx context.Context) error {
 }
 
 func printReport(ctx context.Context, pool *pgxpool.Pool, times map[int64]float64, w io.Writer) error {
-	rows, err := pool.Query(ctx, `SELECT block_producer_key, score, score_percent::text FROM nodes
-		WHERE score IS NOT NULL ORDER BY nodes.score_percent DESC, nodes.score DESC, block_producer_key LIMIT 15`)
+	rows, err := pool.Query(ctx, `SELECT block_producer_key, score, score_percent::float8 FROM nodes
+		WHERE score IS NOT NULL ORDER BY nodes.score_percent DESC, nodes.score DESC, block_producer_key`)
 	if err != nil {
 		return fmt.Errorf("reading the leaderboard: %w", err)
-	}
-	type entry struct {
-		key     string
-		score   int
-		percent string
 	}
 	board, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entry, error) {
 		var e entry
@@ -196,17 +206,8 @@ func printReport(ctx context.Context, pool *pgxpool.Pool, times map[int64]float6
 	if err != nil {
 		return fmt.Errorf("reading the leaderboard: %w", err)
 	}
-	var total, zero int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE score IS NOT NULL), count(*) FILTER (WHERE score = 0) FROM nodes`).Scan(&total, &zero); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nLeaderboard (top %d of %d scored producers; %d at zero):\n", len(board), total, zero)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "rank\tproducer\tpoints\tscore %\t")
-	for i, e := range board {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t\n", i+1, shorten(e.key), e.score, e.percent)
-	}
-	tw.Flush()
+	printLeaderboard(w, board, 10)
+	printHistogram(w, board)
 
 	rows, err = pool.Query(ctx, `SELECT b.batch_end_epoch,
 		(SELECT count(*) FROM submissions s WHERE s.submitted_at >= to_timestamp(b.batch_start_epoch) AT TIME ZONE 'UTC'
@@ -219,7 +220,7 @@ func printReport(ctx context.Context, pool *pgxpool.Pool, times map[int64]float6
 	}
 	defer rows.Close()
 	fmt.Fprintln(w, "\nBatches:")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "window end (UTC)\tsubmissions\tvalid\tpoints\tproducers\tverification s\tbatch s\t")
 	for rows.Next() {
 		var end, subs, valid, points, producers int64
@@ -239,4 +240,94 @@ func shorten(key string) string {
 		return key
 	}
 	return key[:8] + "…" + key[len(key)-6:]
+}
+
+// buildWithProgress builds the coordinator into bin with go build -v,
+// reporting every few seconds how many packages were compiled so far (a
+// cold cache compiles several hundred).
+func buildWithProgress(bin string, step func(string, ...any)) error {
+	cmd := exec.Command("go", "build", "-v", "-o", bin, "./cmd/coordinator")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var compiled int
+	var other []string
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case line, ok := <-lines:
+			switch {
+			case !ok:
+				done = true
+			case strings.HasPrefix(line, "go: downloading "):
+				step("downloading %s", strings.TrimPrefix(line, "go: downloading "))
+			case strings.Contains(line, " ") || strings.HasPrefix(line, "#"):
+				other = append(other, line) // a compiler message, not a package
+			default:
+				compiled++
+			}
+		case <-tick.C:
+			step("building: %d packages compiled so far", compiled)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, strings.Join(other, "\n"))
+	}
+	step("built (%d packages compiled)", compiled)
+	return nil
+}
+
+// entry is one scored producer of the leaderboard.
+type entry struct {
+	key     string
+	score   int
+	percent float64
+}
+
+// printLeaderboard prints the top n and the bottom n of board (sorted best
+// first): the bottom is where the lagging, offline and invalid producers are.
+func printLeaderboard(w io.Writer, board []entry, n int) {
+	fmt.Fprintf(w, "\nLeaderboard: %d scored producers (top %d and bottom %d):\n", len(board), n, n)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "rank\tproducer\tpoints\tscore %\t")
+	for i, e := range board {
+		if i == n && len(board) > 2*n {
+			fmt.Fprintln(tw, "…\t…\t…\t…\t")
+		}
+		if i < n || i >= len(board)-n {
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%.2f\t\n", i+1, shorten(e.key), e.score, e.percent)
+		}
+	}
+	tw.Flush()
+}
+
+// printHistogram prints how many producers have a score in each tenth of
+// 0-100% (the last bucket includes 100%).
+func printHistogram(w io.Writer, board []entry) {
+	var buckets [10]int
+	for _, e := range board {
+		buckets[min(9, max(0, int(e.percent/10)))]++
+	}
+	most := slices.Max(buckets[:])
+	fmt.Fprintln(w, "\nScores (producers per 10% of score):")
+	for i, n := range buckets {
+		bar := 0
+		if most > 0 {
+			bar = (n*40 + most - 1) / most
+		}
+		fmt.Fprintf(w, "%3d-%3d%% %5d %s\n", i*10, i*10+10, n, strings.Repeat("#", bar))
+	}
 }

@@ -42,6 +42,20 @@ func CreateDatabase(ctx context.Context, cfg config.Postgres) (created bool, res
 	return created, res, err
 }
 
+// DatabaseExists reports whether cfg.DB exists on the server.
+func DatabaseExists(ctx context.Context, cfg config.Postgres) (bool, error) {
+	conn, err := pgx.Connect(ctx, cfg.ConnString(maintenanceDB))
+	if err != nil {
+		return false, fmt.Errorf("connecting to the %q database: %w", maintenanceDB, err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, cfg.DB).Scan(&exists); err != nil {
+		return false, fmt.Errorf("checking whether database %q exists: %w", cfg.DB, err)
+	}
+	return exists, nil
+}
+
 // DropDatabase drops cfg.DB. It reports false when there was nothing to drop.
 func DropDatabase(ctx context.Context, cfg config.Postgres) (dropped bool, err error) {
 	conn, err := pgx.Connect(ctx, cfg.ConnString(maintenanceDB))
