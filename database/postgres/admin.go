@@ -122,19 +122,39 @@ func CreateROUser(ctx context.Context, pool *pgxpool.Pool, db, user, password st
 			return fmt.Errorf("checking whether role %q exists: %w", user, err)
 		}
 		ident := pgx.Identifier{user}.Sanitize()
-		if !exists {
-			if password == "" {
-				return errors.New("POSTGRES_RO_PASSWORD: missing; expected the password of the read-only user")
+		if !exists && password == "" {
+			return errors.New("POSTGRES_RO_PASSWORD: missing; expected the password of the read-only user")
+		}
+		if password != "" {
+			// The password never travels in a statement (a failing one is
+			// written to the server log): a SCRAM-SHA-256 verifier computed
+			// here does.
+			verifier, err := scramVerifier(password, nil, scramIterations)
+			if err != nil {
+				return err
 			}
-			// DDL takes no parameters: the password is quoted as a literal by the server.
-			var stmt string
-			if err := tx.QueryRow(ctx, `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)`, user, password).Scan(&stmt); err != nil {
-				return fmt.Errorf("preparing CREATE ROLE: %w", err)
+			literal := "'" + verifier + "'" // base64 and $ : only, no quote to escape
+			switch {
+			case !exists:
+				if _, err := tx.Exec(ctx, "CREATE ROLE "+ident+" LOGIN PASSWORD "+literal); err != nil {
+					return fmt.Errorf("creating role %q: %w", user, err)
+				}
+				created = true
+			case !passwordUnchanged(ctx, tx, user, password):
+				if _, err := tx.Exec(ctx, "ALTER ROLE "+ident+" PASSWORD "+literal); err != nil {
+					return fmt.Errorf("setting the password of role %q: %w", user, err)
+				}
 			}
+		}
+		// TEMP is granted to PUBLIC by default: revoking it from the role
+		// alone would change nothing. The database owner keeps it.
+		for _, stmt := range []string{
+			"REVOKE TEMPORARY ON DATABASE " + pgx.Identifier{db}.Sanitize() + " FROM PUBLIC",
+			"REVOKE TEMPORARY ON DATABASE " + pgx.Identifier{db}.Sanitize() + " FROM " + ident,
+		} {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("creating role %q: %w", user, err)
+				return fmt.Errorf("revoking TEMP from %q: %w", user, err)
 			}
-			created = true
 		}
 		for _, stmt := range []string{
 			"GRANT CONNECT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " TO " + ident,
@@ -199,4 +219,20 @@ func Cleanup(ctx context.Context, connString string, days int) ([]string, error)
 		return notices, fmt.Errorf("cleanup_old_data(%d): %w", days, err)
 	}
 	return notices, nil
+}
+
+// passwordUnchanged reports whether role's stored verifier is already that
+// of password; false when it cannot be read (pg_authid needs a superuser),
+// so that the password is then set again.
+func passwordUnchanged(ctx context.Context, tx pgx.Tx, role, password string) bool {
+	var stored *string
+	if _, err := tx.Exec(ctx, "SAVEPOINT read_authid"); err != nil {
+		return false
+	}
+	err := tx.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, role).Scan(&stored)
+	if err != nil {
+		_, _ = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT read_authid")
+		return false
+	}
+	return stored != nil && scramMatches(*stored, password)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,101 @@ func TestCreateROUser(t *testing.T) {
 	}
 	if _, err := postgres.CreateROUser(ctx, pool, cfg.DB, "", "x"); err == nil || !strings.Contains(err.Error(), "POSTGRES_RO_USER") {
 		t.Errorf("missing user name: %v", err)
+	}
+}
+
+// Issue 10 item 9: create-ro-user sends a SCRAM-SHA-256 verifier computed
+// client-side, never the password (with every statement logged, the server
+// log does not hold it); the read-only user logs in with SCRAM; TEMP is
+// revoked; a changed password is rotated, an unchanged one left alone.
+func TestCreateROUserSCRAM(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, err := pgtest.StartCluster(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	const role, password, rotated = "ro_scram", "Ro-Pa55word!", "N3w-Pa55word?"
+	hba := filepath.Join(c.Dir, "data", "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hba, append([]byte("host all "+role+" 127.0.0.1/32 scram-sha-256\n"), old...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := postgres.Open(ctx, c.Config.ConnString(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for _, stmt := range []string{`ALTER SYSTEM SET log_statement = 'all'`, `SELECT pg_reload_conf()`} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the reload is asynchronous
+	if _, err := postgres.CreateROUser(ctx, admin, "postgres", role, password); err != nil {
+		t.Fatal(err)
+	}
+	login := func(pw string) error {
+		cfg := c.Config
+		cfg.User, cfg.Password = role, pw
+		conn, err := pgx.Connect(ctx, cfg.ConnString(""))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		var method string
+		if err := conn.QueryRow(ctx, `SELECT 1::text`).Scan(&method); err != nil {
+			return err
+		}
+		if _, err := conn.Exec(ctx, `CREATE TEMP TABLE t (x int)`); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("the read-only user may create a temporary table: %v", err)
+		}
+		return nil
+	}
+	if err := login(password); err != nil {
+		t.Fatalf("SCRAM login with the password: %v", err)
+	}
+	if err := login("wrong"); err == nil {
+		t.Fatal("SCRAM login with a wrong password succeeded: authentication is not checked")
+	}
+	var stored string
+	if err := admin.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, role).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stored, "SCRAM-SHA-256$4096:") {
+		t.Fatalf("stored password %q", stored)
+	}
+	// Unchanged: left alone (same salt); changed: rotated.
+	if _, err := postgres.CreateROUser(ctx, admin, "postgres", role, password); err != nil {
+		t.Fatal(err)
+	}
+	var again string
+	if err := admin.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, role).Scan(&again); err != nil || again != stored {
+		t.Fatalf("an unchanged password was set again (%v)", err)
+	}
+	if _, err := postgres.CreateROUser(ctx, admin, "postgres", role, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := login(rotated); err != nil {
+		t.Fatalf("login with the rotated password: %v", err)
+	}
+	if err := login(password); err == nil {
+		t.Fatal("the old password still works after rotation")
+	}
+	logText, err := os.ReadFile(filepath.Join(c.Dir, "postgres.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logText), "CREATE ROLE") || !strings.Contains(string(logText), "SCRAM-SHA-256$") {
+		t.Fatalf("the server log does not show the statements (log_statement=all):\n%s", logText)
+	}
+	for _, pw := range []string{password, rotated} {
+		if strings.Contains(string(logText), pw) {
+			t.Errorf("the server log holds the password %q", pw)
+		}
 	}
 }
