@@ -319,10 +319,8 @@ type historyRow struct {
 // historyDiff compares the score history the timeline emits with the
 // database's and collects the rows to delete and to insert.
 type historyDiff struct {
-	existing bool // read the existing rows (rescore); else there are none
-	del      []historyRow
-	ins      []historyRow
-	cur      map[int64]score // existing rows of the batch being compared
+	del []historyRow
+	ins []historyRow
 }
 
 // writeHistory applies d: deletes the changed and extra rows, then COPYs

@@ -143,14 +143,13 @@ type shortRow struct {
 
 // batchRows is what one batch writes, in ids.
 type batchRows struct {
-	ID       int64
-	Files    int
-	FileTS   int64 // unix microseconds
-	Points   []pointRow
-	subs     []*coordinator.Submission // the points' submissions, same order
-	Short    []shortRow
-	Summary  []int64 // node ids with a point, sorted
-	producer []string
+	ID      int64
+	Files   int
+	FileTS  int64 // unix microseconds
+	Points  []pointRow
+	subs    []*coordinator.Submission // the points' submissions, same order
+	Short   []shortRow
+	Summary []int64 // node ids with a point, sorted
 }
 
 func toRows(rec *coordinator.Record, hashes, nodes *keyIDs) batchRows {

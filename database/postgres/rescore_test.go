@@ -291,6 +291,9 @@ func TestRescoreMatchesScratch(t *testing.T) {
 			if len(again.Producers) != 0 || again.Changed() {
 				t.Fatalf("a second dry run still finds changes: %+v", again)
 			}
+			if got := rawDigest(t, pool); got != raw {
+				t.Fatalf("a dry run with nothing to change changed the database")
+			}
 			opts.DryRun = false
 			if _, err := postgres.Rescore(ctx, pool, opts); err != nil {
 				t.Fatal(err)
