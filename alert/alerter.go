@@ -71,16 +71,17 @@ type Message struct {
 
 // Abandoned returns the alert of a batch abandoned after its retries, or
 // nothing for a failed attempt that will be retried.
-func (a *Alerter) Abandoned(w coordinator.Window, attempt int, err error, final bool) []Message {
-	if !a.Enabled() || !final {
+func (a *Alerter) Abandoned(f coordinator.Failure) []Message {
+	if !a.Enabled() || !f.Final {
 		return nil
 	}
-	batch := "Batch " + Window(w)
-	if w.Start.IsZero() {
-		batch = "The next batch (its window could not be read)"
+	batch := "The next batch (its window could not be read)"
+	if f.Window != nil {
+		batch = "Batch " + Window(*f.Window)
 	}
+	n := f.Attempt + 1
 	return a.masked([]Message{{Kind: "abandoned_batch", Text: fmt.Sprintf(":rotating_light: %s was abandoned after %d %s; the coordinator is exiting and no later batch will be processed until it is restarted.\nLast error: %s",
-		batch, attempt+1, plural(attempt+1, "attempt", "attempts"), truncate(err.Error(), maxErrorText))}})
+		batch, n, plural(n, "attempt", "attempts"), truncate(f.Err.Error(), maxErrorText))}})
 }
 
 // Batch returns the alerts of a batch: a window without submissions, a drop

@@ -177,10 +177,10 @@ func TestAbandonedBatchAlert(t *testing.T) {
 	t.Parallel()
 	a := alerter(t, true, nil)
 	cause := errors.New(`committing the batch: ERROR: relation "points" does not exist`)
-	if got := append(a.Abandoned(window, 0, cause, false), a.Abandoned(window, 1, cause, false)...); len(got) != 0 {
+	if got := append(a.Abandoned(failure(&window, 0, cause, false)), a.Abandoned(failure(&window, 1, cause, false))...); len(got) != 0 {
 		t.Fatalf("sent %q for attempts that will be retried", texts(got))
 	}
-	got := texts(a.Abandoned(window, 3, cause, true))
+	got := texts(a.Abandoned(failure(&window, 3, cause, true)))
 	if len(got) != 1 {
 		t.Fatalf("sent %d messages for an abandoned batch, want 1", len(got))
 	}
@@ -191,11 +191,15 @@ func TestAbandonedBatchAlert(t *testing.T) {
 	}
 }
 
+func failure(w *coordinator.Window, attempt int, err error, final bool) coordinator.Failure {
+	return coordinator.Failure{Window: w, Attempt: attempt, Err: err, Final: final}
+}
+
 // Issue 10 item 6: when the latest batch could not be read, the alert names
 // no window (it used to name one in year 0001).
 func TestAbandonedUnreadWindowNamesNoWindow(t *testing.T) {
 	t.Parallel()
-	got := texts(alerter(t, true, nil).Abandoned(coordinator.Window{}, 0, errors.New("reading the latest batch: boom"), true))
+	got := texts(alerter(t, true, nil).Abandoned(failure(nil, 0, errors.New("reading the latest batch: boom"), true)))
 	if len(got) != 1 || !strings.HasPrefix(got[0], ":rotating_light: The next batch (its window could not be read) was abandoned after 1 attempt;") ||
 		strings.Contains(got[0], "0001") {
 		t.Fatalf("sent %q", got)
@@ -211,7 +215,7 @@ func TestNothingSentWithoutWebhook(t *testing.T) {
 		t.Fatal("alerter enabled without WEBHOOK_URL")
 	}
 	got := append(a.Batch(summary(10, 1, time.Second)), a.Batch(summary(10, 1, time.Hour))...)
-	got = append(got, a.Abandoned(window, 3, errors.New("boom"), true)...)
+	got = append(got, a.Abandoned(failure(&window, 3, errors.New("boom"), true))...)
 	if len(got) != 0 {
 		t.Fatalf("composed %q without WEBHOOK_URL", texts(got))
 	}

@@ -141,11 +141,15 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 // OnFailure queues the alert of a batch abandoned after its retries (in a
 // transaction of its own: the batch rolled back). It is an engine hook; a
 // failure to queue is logged.
-func (e *Evaluator) OnFailure(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+func (e *Evaluator) OnFailure(ctx context.Context, f coordinator.Failure) {
 	var msgs []queue.Outgoing
 	// Each abandonment is news, even of a window abandoned before.
 	now := time.Now().UnixNano()
-	for i, m := range e.Operator.Abandoned(w, attempt, err, final) {
+	var w coordinator.Window // the zero window: unknown, keyed apart
+	if f.Window != nil {
+		w = *f.Window
+	}
+	for i, m := range e.Operator.Abandoned(f) {
 		msgs = append(msgs, operatorMessage(m, 0, w, i, now))
 	}
 	if len(msgs) == 0 {

@@ -88,23 +88,18 @@ func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
 
 // RunRange catches up n batches in one transaction, retrying like RunBatch.
 func (e *Engine) RunRange(ctx context.Context, n int) ([]*Summary, error) {
-	var s []*Summary
-	err := e.retry(ctx, "catch-up", func(attempt int) (Window, error) {
-		var w Window
-		var err error
-		s, w, err = e.attemptRange(ctx, n, attempt)
-		return w, err
+	return retry(ctx, e, "catch-up", func(ctx context.Context, attempt int) ([]*Summary, *Window, error) {
+		return e.attemptRange(ctx, n, attempt)
 	})
-	return s, err
 }
 
-func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, Window, error) {
+func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, *Window, error) {
 	rs := e.Store.(RangeStore)
 	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
 	last, err := e.Store.LastBatch(dbctx)
 	cancel()
 	if err != nil {
-		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
+		return nil, nil, fmt.Errorf("reading the latest batch: %w", err)
 	}
 	windows := make([]Window, n)
 	for i := range windows {
@@ -130,7 +125,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 			}
 			t := e.now()
 			if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
-				return nil, w, fmt.Errorf("verifying submissions of %s: %w", fmtWindow(w), err)
+				return nil, &w, fmt.Errorf("verifying submissions of %s: %w", fmtWindow(w), err)
 			}
 			verification[i] = e.now().Sub(t)
 		}
@@ -141,13 +136,13 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	subs, err := e.Source.Submissions(dbctx, span)
 	cancel()
 	if err != nil {
-		return nil, span, fmt.Errorf("loading submissions: %w", err)
+		return nil, &span, fmt.Errorf("loading submissions: %w", err)
 	}
 	split := splitByWindow(subs, windows)
 	if e.Verifier != nil {
 		for i, w := range windows {
 			if err := checkVerified(split[i], e.MaxUnverifiedPercent); err != nil {
-				return nil, w, err
+				return nil, &w, err
 			}
 		}
 	}
@@ -170,7 +165,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		return recs, nil
 	})
 	if err != nil {
-		return nil, span, fmt.Errorf("committing the catch-up: %w", err)
+		return nil, &span, fmt.Errorf("committing the catch-up: %w", err)
 	}
 	e.Checkpoint.Reach(ctx, "committed")
 	took := e.now().Sub(began)
@@ -191,7 +186,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		e.committed(ctx, out[i])
 	}
 	e.log().Info("caught up", "batches", n, "window_start", span.Start, "window_end", span.End, "seconds", took.Seconds())
-	return out, span, nil
+	return out, &span, nil
 }
 
 // splitByWindow returns each window's submissions, each sorted by

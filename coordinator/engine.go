@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Engine runs the survey loop: one batch after another, each verified,
@@ -52,9 +54,8 @@ type Engine struct {
 	BeforeBatch func(ctx context.Context) error
 	// AfterBatch observes each committed batch (metrics, alerts).
 	AfterBatch func(ctx context.Context, s *Summary)
-	// OnFailure observes each failed attempt; final is true when the batch
-	// is abandoned after its retries.
-	OnFailure func(ctx context.Context, w Window, attempt int, err error, final bool)
+	// OnFailure observes each failed attempt (not a shutdown).
+	OnFailure func(ctx context.Context, f Failure)
 
 	// DBTimeout (POSTGRES_STATEMENT_TIMEOUT) bounds each database step of an
 	// attempt: reading the latest batch, reading the submissions, the
@@ -89,6 +90,19 @@ func (e *Engine) step(ctx context.Context, what string, limit time.Duration) (co
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, limit)
+}
+
+// Failure describes one failed attempt at a batch (or a catch-up range).
+type Failure struct {
+	// Window is the batch's window (the range's span), or nil when the
+	// attempt failed before the latest batch was read: it is then unknown,
+	// and never guessed.
+	Window  *Window
+	Attempt int // 0 for the first attempt
+	Err     error
+	// Final is true when the batch is abandoned: its retries are spent or
+	// Err is permanent (IsPermanent).
+	Final bool
 }
 
 // Summary describes one committed batch.
@@ -147,72 +161,105 @@ func (e *Engine) Run(ctx context.Context, maxBatches int) error {
 }
 
 // RunBatch processes the next batch, retrying it up to Retries times with
-// exponential backoff. A batch that did not commit is never skipped.
+// exponential backoff; a permanent error (IsPermanent) abandons it at once.
+// A batch that did not commit is never skipped: each attempt starts from
+// the latest committed batch.
 func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
-	var s *Summary
-	err := e.retry(ctx, "batch", func(attempt int) (Window, error) {
-		var w Window
-		var err error
-		s, w, err = e.attempt(ctx, attempt)
-		return w, err
-	})
-	return s, err
+	return retry(ctx, e, "batch", e.attempt)
 }
 
-// retry runs attempt until it succeeds, fails permanently or has failed
-// 1 + Retries times, with exponential backoff between attempts. noun names
-// what is attempted in logs and errors ("batch", "catch-up").
-func (e *Engine) retry(ctx context.Context, noun string, attempt func(attempt int) (Window, error)) error {
-	delay := e.Backoff
-	for n := 0; ; n++ {
-		w, err := attempt(n)
+// retryPolicy is the delay before each retry: Backoff, doubling up to
+// MaxBackoff, without jitter (one coordinator per database).
+func (e *Engine) retryPolicy() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = e.Backoff
+	b.MaxInterval = max(e.MaxBackoff, e.Backoff)
+	b.Multiplier = 2
+	b.RandomizationFactor = 0
+	return b
+}
+
+// retry makes attempts at a batch (kind "batch") or a catch-up range until
+// one succeeds, an error is permanent or Retries retries have failed,
+// waiting retryPolicy between them. Each failure goes to OnFailure; a
+// shutdown (ctx done) is no failure and returns ctx's error.
+func retry[T any](ctx context.Context, e *Engine, kind string, try func(ctx context.Context, attempt int) (T, *Window, error)) (T, error) {
+	var (
+		zero T
+		last Failure
+		next int
+	)
+	res, err := backoff.Retry(ctx, func() (T, error) {
+		attempt := next
+		next++
+		res, w, err := try(ctx, attempt)
 		if err == nil {
-			return nil
+			return res, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return zero, backoff.Permanent(ctx.Err())
 		}
 		permanent := IsPermanent(err)
-		final := permanent || n >= e.Retries
+		last = Failure{Window: w, Attempt: attempt, Err: err, Final: permanent || attempt >= e.Retries}
 		if e.OnFailure != nil {
-			e.OnFailure(ctx, w, n, err, final)
+			e.OnFailure(ctx, last)
 		}
-		// w is zero when the window could not be read: never name it.
-		what, where := "the next "+noun+" (its window could not be read)", []any{}
-		if !w.Start.IsZero() {
-			what, where = noun+" "+fmtWindow(w), []any{"window_start", w.Start, "window_end", w.End}
+		if !last.Final {
+			return zero, err
 		}
-		if final {
-			// An abandoned batch stops the loop: say so as an ERROR record
-			// too, not only in the error the command exits with.
-			e.log().Error(noun+" abandoned; the coordinator stops", append(where,
-				"attempts", n+1, "permanent", permanent, "error", err)...)
-		}
-		if permanent {
-			return fmt.Errorf("%s: permanent error, not retried: %w", what, err)
-		}
-		if final {
-			return fmt.Errorf("%s: giving up after %d attempts: %w", what, n+1, err)
-		}
-		e.log().Error(noun+" failed; retrying", append(where,
-			"attempt", n+1, "retries_left", e.Retries-n, "retry_in", delay, "error", err)...)
-		if e.Busy != nil {
-			e.Busy("waiting to retry the "+noun, delay)
-		}
-		if err := sleep(ctx, delay); err != nil {
-			return err
-		}
-		delay = min(delay*2, max(e.MaxBackoff, e.Backoff))
+		// An abandoned batch stops the loop: say so as an ERROR record too,
+		// not only in the error the command exits with.
+		e.log().Error(kind+" abandoned; the coordinator stops", append(windowAttrs(w),
+			"attempts", attempt+1, "permanent", permanent, "error", err)...)
+		return zero, backoff.Permanent(err)
+	},
+		backoff.WithBackOff(e.retryPolicy()),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, delay time.Duration) {
+			e.log().Error(kind+" failed; retrying", append(windowAttrs(last.Window),
+				"attempt", last.Attempt+1, "retries_left", e.Retries-last.Attempt, "retry_in", delay, "error", err)...)
+			if e.Busy != nil {
+				e.Busy("waiting to retry the "+kind, delay)
+			}
+		}))
+	switch {
+	case err == nil:
+		return res, nil
+	case ctx.Err() != nil:
+		return zero, ctx.Err()
+	case IsPermanent(err):
+		return zero, fmt.Errorf("%s: permanent error, not retried: %w", describe(kind, last.Window), err)
+	default:
+		return zero, fmt.Errorf("%s: giving up after %d attempts: %w", describe(kind, last.Window), last.Attempt+1, err)
 	}
 }
 
-func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, error) {
+// describe names a batch (or catch-up) in errors; w is nil when the latest
+// batch could not be read.
+func describe(kind string, w *Window) string {
+	if w == nil {
+		return "the next " + kind + " (its window could not be read)"
+	}
+	return kind + " " + fmtWindow(*w)
+}
+
+// windowAttrs are the log attributes of a window, if known.
+func windowAttrs(w *Window) []any {
+	if w == nil {
+		return nil
+	}
+	return []any{"window_start", w.Start, "window_end", w.End}
+}
+
+// attempt makes one attempt at the next batch. Its window is nil when the
+// latest batch could not be read.
+func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, error) {
 	phase := e.now()
 	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
 	last, err := e.Store.LastBatch(dbctx)
 	cancel()
 	if err != nil {
-		return nil, Window{}, fmt.Errorf("reading the latest batch: %w", err)
+		return nil, nil, fmt.Errorf("reading the latest batch: %w", err)
 	}
 	w := Window{Start: last.End, End: last.End.Add(e.Interval)}
 	phase = e.phaseDone("read_last_batch", w, phase)
@@ -222,7 +269,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 			e.Busy("waiting for the batch window to close", wait)
 		}
 		if err := sleep(ctx, wait); err != nil {
-			return nil, w, err
+			return nil, &w, err
 		}
 		phase = e.phaseDone("wait_for_window", w, phase)
 	}
@@ -243,7 +290,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 			e.Busy("verifying submissions", e.VerifyLimit)
 		}
 		if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
-			return nil, w, fmt.Errorf("verifying submissions: %w", err)
+			return nil, &w, fmt.Errorf("verifying submissions: %w", err)
 		}
 	}
 	verification := e.now().Sub(verifyStart)
@@ -257,12 +304,12 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 	subs, err := e.Source.Submissions(dbctx, w)
 	cancel()
 	if err != nil {
-		return nil, w, fmt.Errorf("loading submissions: %w", err)
+		return nil, &w, fmt.Errorf("loading submissions: %w", err)
 	}
 	phase = e.phaseDone("load_submissions", w, phase, "submissions", len(subs))
 	if e.Verifier != nil {
 		if err := checkVerified(subs, e.MaxUnverifiedPercent); err != nil {
-			return nil, w, err
+			return nil, &w, err
 		}
 	}
 	submitters := countSubmitters(subs)
@@ -279,14 +326,14 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, Window, er
 		return rec, nil
 	})
 	if err != nil {
-		return nil, w, fmt.Errorf("committing the batch: %w", err)
+		return nil, &w, fmt.Errorf("committing the batch: %w", err)
 	}
 	e.phaseDone("commit", w, phase) // scoring included
 	e.Checkpoint.Reach(ctx, "committed")
 	s := &Summary{Window: w, Submissions: len(subs), Submitters: submitters, PrevSubmitters: e.lastSubmitters, Result: result, Committed: committed, Evidence: evidence,
 		Verification: verification, Duration: e.now().Sub(began), Attempt: attempt}
 	e.committed(ctx, s)
-	return s, w, nil
+	return s, &w, nil
 }
 
 // record builds what a batch writes from its scoring result.

@@ -216,8 +216,8 @@ func (m *Monitor) AfterBatch(_ context.Context, s *coordinator.Summary) {
 }
 
 // OnFailure records a failed attempt (an engine hook).
-func (m *Monitor) OnFailure(_ context.Context, _ coordinator.Window, _ int, _ error, final bool) {
-	m.failed.WithLabelValues(strconv.FormatBool(final)).Inc()
+func (m *Monitor) OnFailure(_ context.Context, f coordinator.Failure) {
+	m.failed.WithLabelValues(strconv.FormatBool(f.Final)).Inc()
 }
 
 // Workers returns the worker event counters for the launchers.

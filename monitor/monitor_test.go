@@ -259,9 +259,9 @@ func TestMetrics(t *testing.T) {
 	})
 
 	m.AfterBatch(ctx, summary(t0, 4, 4, map[string]int{coordinator.ReasonNoStateHash: 5}, 40))
-	m.OnFailure(ctx, coordinator.Window{}, 0, errors.New("boom"), false)
-	m.OnFailure(ctx, coordinator.Window{}, 1, errors.New("boom"), false)
-	m.OnFailure(ctx, coordinator.Window{}, 2, errors.New("boom"), true)
+	m.OnFailure(ctx, coordinator.Failure{Attempt: 0, Err: errors.New("boom")})
+	m.OnFailure(ctx, coordinator.Failure{Attempt: 1, Err: errors.New("boom")})
+	m.OnFailure(ctx, coordinator.Failure{Attempt: 2, Err: errors.New("boom"), Final: true})
 	w := m.Workers()
 	for range 3 {
 		w.Started(monitor.ModeKubernetes)

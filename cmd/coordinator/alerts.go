@@ -79,11 +79,11 @@ func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, lo
 func (a *alerts) Apply(store *postgres.Store, e *coordinator.Engine) {
 	store.Steps = append(store.Steps, postgres.Step{Name: alerting.StepName, Run: a.eval.Step})
 	onFailure := e.OnFailure
-	e.OnFailure = func(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+	e.OnFailure = func(ctx context.Context, f coordinator.Failure) {
 		if onFailure != nil {
-			onFailure(ctx, w, attempt, err, final)
+			onFailure(ctx, f)
 		}
-		a.eval.OnFailure(context.WithoutCancel(ctx), w, attempt, err, final)
+		a.eval.OnFailure(context.WithoutCancel(ctx), f)
 	}
 }
 

@@ -82,11 +82,11 @@ func (o *ops) Apply(e *coordinator.Engine) {
 		}
 		o.monitor.AfterBatch(ctx, s)
 	}
-	e.OnFailure = func(ctx context.Context, w coordinator.Window, attempt int, err error, final bool) {
+	e.OnFailure = func(ctx context.Context, f coordinator.Failure) {
 		if onFailure != nil {
-			onFailure(ctx, w, attempt, err, final)
+			onFailure(ctx, f)
 		}
-		o.monitor.OnFailure(ctx, w, attempt, err, final)
+		o.monitor.OnFailure(ctx, f)
 	}
 	if o.updater == nil {
 		return

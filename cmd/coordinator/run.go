@@ -82,10 +82,10 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Logger: log, Checkpoint: cp,
 		// Recorded for coordinator status; a failure to record is logged and
 		// never stops the loop.
-		OnFailure: func(ctx context.Context, w coordinator.Window, attempt int, cause error, final bool) {
+		OnFailure: func(ctx context.Context, f coordinator.Failure) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			if err := store.RecordFailure(ctx, time.Now(), w, attempt, cause, final); err != nil {
+			if err := store.RecordFailure(ctx, time.Now(), f); err != nil {
 				log.Error("could not record the failed batch attempt", "error", err)
 			}
 		},

@@ -403,8 +403,8 @@ func TestEngineRetriesThenGivesUp(t *testing.T) {
 	eng := &coordinator.Engine{Store: store, Source: store, Verifier: v, Interval: 20 * time.Minute, MiniBatches: 5,
 		UptimeDays: 90, Retries: 3, Backoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnFailure: func(_ context.Context, _ coordinator.Window, _ int, _ error, final bool) {
-			failures = append(failures, final)
+		OnFailure: func(_ context.Context, f coordinator.Failure) {
+			failures = append(failures, f.Final)
 		}}
 	// Two failures, then success: the batch commits once.
 	if _, err := eng.RunBatch(ctx); err != nil {

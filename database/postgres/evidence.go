@@ -164,10 +164,15 @@ func readClassShares(ctx context.Context, tx pgx.Tx, botLogID int64) (*coordinat
 }
 
 // RecordFailure stores a failed batch attempt (coordinator status shows the
-// last one). attempt counts from 0 as the engine's OnFailure does. The error
-// text is cut to 2,000 characters.
-func (s *Store) RecordFailure(ctx context.Context, at time.Time, w coordinator.Window, attempt int, cause error, final bool) error {
-	text := []rune(cause.Error())
+// last one). The error text is cut to 2,000 characters. An attempt that
+// failed before the latest batch was read has no window and is not stored
+// (the engine logs it, and alerts when it abandons the batch).
+func (s *Store) RecordFailure(ctx context.Context, at time.Time, f coordinator.Failure) error {
+	if f.Window == nil {
+		return nil
+	}
+	w, attempt, final := *f.Window, f.Attempt, f.Final
+	text := []rune(f.Err.Error())
 	if len(text) > 2000 {
 		text = text[:2000]
 	}

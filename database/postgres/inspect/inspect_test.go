@@ -317,7 +317,7 @@ func TestStatus(t *testing.T) {
 	cfg, _ := scored(t)
 	store := &postgres.Store{Pool: pgtest.Pool(t, cfg)}
 	w := coordinator.Window{Start: start.Add(batches * interval), End: start.Add((batches + 1) * interval)}
-	if err := store.RecordFailure(ctx, start.Add(50*time.Hour), w, 1, errors.New("loading submissions: connection reset"), false); err != nil {
+	if err := store.RecordFailure(ctx, start.Add(50*time.Hour), coordinator.Failure{Window: &w, Attempt: 1, Err: errors.New("loading submissions: connection reset")}); err != nil {
 		t.Fatal(err)
 	}
 	release, err := postgres.Lock(ctx, cfg.ConnString(""), time.Second)
