@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -261,5 +265,63 @@ func TestMetricsListener(t *testing.T) {
 	}
 	if n := committed(t, cfg); n != 1 {
 		t.Errorf("%d batches committed, want only the first run's", n)
+	}
+}
+
+// alive reports whether pid runs (a zombie, killed but not reaped by its
+// new parent, does not).
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// Issue 10 item 11: SIGKILL of the coordinator ends its verifiers (the
+// parent-death signal) but not what they started; the next coordinator on
+// the database ends those leftovers before it launches anything.
+func TestRestartEndsLeftoverWorkerChildren(t *testing.T) {
+	t.Parallel()
+	cfg := seeded(t)
+	pidFile := filepath.Join(t.TempDir(), "grandchild")
+	script := `sleep 300 & echo $! > ` + pidFile + `; wait`
+	var out lockedBuffer
+	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=sh -c " + shellQuote(script) + " verifier", "MINI_BATCH_NUMBER=1"}, "run")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if !waitFor(60*time.Second, func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	}) {
+		_ = cmd.Process.Kill()
+		t.Fatalf("the worker did not start its child:\n%s", out.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	time.Sleep(300 * time.Millisecond)
+	if !alive(pid) {
+		t.Fatalf("the worker's child %d died with the coordinator: nothing left to test", pid)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+
+	again, err := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=true", "MINI_BATCH_NUMBER=1"}, "run", "--batches", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("restarted coordinator: %v\n%s", err, again)
+	}
+	if !strings.Contains(string(again), "ending what a verifier of a previous coordinator left running") {
+		t.Errorf("the restart does not report the leftovers:\n%s", again)
+	}
+	if !waitFor(5*time.Second, func() bool { return !alive(pid) }) {
+		t.Fatalf("the previous worker's child %d still runs after the restart", pid)
 	}
 }

@@ -21,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kballard/go-shellquote"
@@ -48,6 +50,11 @@ type Launcher struct {
 	// entries; nil means Config.Workers.PassEnv (PATH, HOME, TZ and
 	// WORKER_ENV_ALLOW): never the coordinator's whole environment.
 	Environ []string
+	// GroupsFile records the verifiers' process groups so that the next
+	// coordinator ends what a killed one left; "" picks a file per
+	// database in the temporary directory.
+	GroupsFile string
+	leftovers  sync.Once
 	// Grace is the time between SIGTERM and SIGKILL when children are
 	// stopped (default DefaultGrace).
 	Grace time.Duration
@@ -244,6 +251,14 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		base = l.Config.Workers.PassEnv
 	}
 	secrets := l.Config.Secrets()
+	groups := l.groupsFile()
+	l.leftovers.Do(func() { endLeftovers(groups, log) })
+	defer func() {
+		// Every child is reaped by now, its group killed: nothing to record.
+		if err := os.Remove(groups); err != nil && !os.IsNotExist(err) {
+			log.Warn("removing the verifier process group record", "file", groups, "error", err)
+		}
+	}()
 
 	children := make([]*child, 0, len(specs))
 	results := make(chan *child, len(specs))
@@ -261,6 +276,9 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		if err := c.start(); err != nil {
 			startErr = fmt.Errorf("mini-batch %d (%s): starting %s: %w", s.Index, s.Name, mask.Replace(s.Args[0]), err)
 			break
+		}
+		if err := recordGroup(groups, c.pid()); err != nil {
+			log.Warn("the verifier's process group is not recorded: a coordinator killed now would leave its children running", "error", err)
 		}
 		l.event(func(e Events) { e.Started(Mode) })
 		clog.Info("verifier launched", "pid", c.pid(), "start", workers.FormatTimestamp(s.Part.Start),

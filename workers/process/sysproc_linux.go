@@ -38,3 +38,5 @@ func signalGroup(p *os.Process, sig syscall.Signal) error {
 	}
 	return nil
 }
+
+func killPid(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }

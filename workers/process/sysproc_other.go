@@ -20,3 +20,9 @@ func signalGroup(p *os.Process, _ syscall.Signal) error {
 	}
 	return nil
 }
+
+func killPid(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
+}
