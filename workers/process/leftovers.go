@@ -2,13 +2,16 @@ package process
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A coordinator killed with SIGKILL cannot stop its verifiers' process
@@ -25,9 +28,47 @@ func (l *Launcher) groupsFile() string {
 	if l.GroupsFile != "" {
 		return l.GroupsFile
 	}
+	return filepath.Join(os.TempDir(), "uptime-coordinator-workers-"+l.groupsKey())
+}
+
+// groupsKey identifies the database the launcher verifies for.
+func (l *Launcher) groupsKey() string {
 	p := l.Config.Postgres
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s:%d/%s", p.Host, p.Port, p.DB)))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("uptime-coordinator-workers-%x", sum[:8]))
+	return fmt.Sprintf("%x", sum[:8])
+}
+
+// containerLabel marks the docker containers of a database's verifiers.
+const containerLabel = "uptime-coordinator-workers"
+
+// removeContainers force-removes docker containers (names or ids): a
+// stopped or killed docker client leaves its container running.
+func removeContainers(ctx context.Context, log *slog.Logger, ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", append([]string{"rm", "-f"}, ids...)...).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "No such container") {
+		log.Warn("removing verifier containers", "containers", ids, "error", err, "output", strings.TrimSpace(string(out)))
+	}
+}
+
+// endLeftoverContainers removes the containers a killed coordinator's
+// docker verifiers left for this database.
+func (l *Launcher) endLeftoverContainers(ctx context.Context, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", "label="+containerLabel+"="+l.groupsKey()).Output()
+	if err != nil {
+		log.Warn("listing leftover verifier containers", "error", err)
+		return
+	}
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		log.Warn("removing verifier containers a previous coordinator left running (it was killed)", "containers", ids)
+		removeContainers(ctx, log, ids...)
+	}
 }
 
 // recordGroup appends a verifier's process group to the file.

@@ -110,6 +110,10 @@ type Spec struct {
 	// Env is the contract's variables for this child, each overriding the
 	// base environment.
 	Env []workers.EnvVar
+	// Container is the docker container's name when the command is the
+	// default docker run (DockerArgs): stopping the client does not stop
+	// the container, so the launcher removes it.
+	Container string
 }
 
 // Specs builds the command lines and environments of the mini-batches of a
@@ -143,12 +147,17 @@ func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now t
 			workers.EnvVar{Name: "BatchStart", Value: PythonTime(p.Start)},
 			workers.EnvVar{Name: "BatchEnd", Value: PythonTime(p.End)})
 		var args []string
+		container := ""
 		if base != nil {
 			args = append(slices.Clone(base), start, end)
 		} else {
+			container = name
 			args = DockerArgs(cfg, cassandraHost, start, end)
+			// Named and labelled, so that it can be removed when stopped and
+			// found by the next coordinator when this one was killed.
+			args = slices.Insert(args, 2, "--name", name, "--label", containerLabel+"="+l.groupsKey())
 		}
-		specs[i] = Spec{Index: i, Name: name, Part: p, Args: args, Env: env}
+		specs[i] = Spec{Index: i, Name: name, Part: p, Args: args, Env: env, Container: container}
 	}
 	return specs, nil
 }
@@ -252,8 +261,16 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	}
 	secrets := l.Config.Secrets()
 	groups := l.groupsFile()
-	l.leftovers.Do(func() { endLeftovers(groups, log) })
+	l.leftovers.Do(func() {
+		endLeftovers(groups, log)
+		if l.Config.Workers.Command == "" {
+			l.endLeftoverContainers(ctx, log)
+		}
+	})
+	var stoppedContainers []string
 	defer func() {
+		// Stopping a docker client does not stop its container.
+		removeContainers(ctx, log, stoppedContainers...)
 		// Every child is reaped by now, its group killed: nothing to record.
 		if err := os.Remove(groups); err != nil && !os.IsNotExist(err) {
 			log.Warn("removing the verifier process group record", "file", groups, "error", err)
@@ -313,6 +330,9 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		select {
 		case c := <-results:
 			n++
+			if c.spec.Container != "" && c.stopped() {
+				stoppedContainers = append(stoppedContainers, c.spec.Container)
+			}
 			switch {
 			case c.err == nil:
 				c.log.Info("verifier finished", "took", c.took().Round(time.Millisecond))

@@ -2,8 +2,10 @@ package process
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -503,7 +505,9 @@ func TestDockerArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"docker", "run", "--network", "host", "--rm", "-v", "/certs/ca.crt:/var/ssl/ssl-cert.crt",
+	key := sha256.Sum256([]byte("127.0.0.1:5432/delegation"))
+	want := []string{"docker", "run", "--name", ProcessName(now, 0), "--label", fmt.Sprintf("uptime-coordinator-workers=%x", key[:8]),
+		"--network", "host", "--rm", "-v", "/certs/ca.crt:/var/ssl/ssl-cert.crt",
 		"-e", "CASSANDRA_HOST=10.0.0.9", "-e", "CASSANDRA_PORT", "-e", "CASSANDRA_USERNAME", "-e", "CASSANDRA_PASSWORD",
 		"-e", "AWS_KEYSPACE", "-e", "AWS_ACCESS_KEY_ID", "-e", "AWS_SECRET_ACCESS_KEY", "-e", "AWS_DEFAULT_REGION",
 		"-e", "AWS_S3_BUCKET", "-e", "AWS_REGION", "-e", "NETWORK_NAME=devnet", "-e", "NO_CHECKS",
@@ -512,6 +516,39 @@ func TestDockerArgs(t *testing.T) {
 		"-e", "POSTGRES_SSLMODE", "minaprotocol/delegation-verify:2.0", "2024-06-01 00:00:00.0+0000", "2024-06-01 00:20:00.0+0000"}
 	if !slices.Equal(specs[0].Args, want) {
 		t.Errorf("docker command\n%q\nwant\n%q", specs[0].Args, want)
+	}
+}
+
+// Issue 10 item 11: stopping a docker run verifier (here: the timeout)
+// removes its container, which the stopped client would leave running; a
+// new launcher removes the containers of this database a killed
+// coordinator left. A fake docker on PATH records what it is asked.
+func TestDockerContainersRemoved(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "docker.log")
+	script := "#!/bin/sh\necho \"$@\" >> " + logFile + "\ncase \"$1\" in\n  run) exec sleep 300 ;;\n  ps) echo leftover1; echo leftover2 ;;\nesac\nexit 0\n"
+	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	l, _ := launcher(t, map[string]string{"WORKER_IMAGE": "verifier", "WORKER_TAG": "1", "WORKER_TIMEOUT": "1s"}, "ok")
+	l.Config.Workers.Command = ""
+	l.GroupsFile = filepath.Join(dir, "groups")
+	err := l.Verify(t.Context(), batch, batch.Split(1))
+	if err == nil {
+		t.Fatal("Verify with a docker verifier that never ends: no error")
+	}
+	data, _ := os.ReadFile(logFile)
+	key := sha256.Sum256([]byte("127.0.0.1:5432/delegation"))
+	for _, want := range []string{
+		fmt.Sprintf("ps -aq --filter label=uptime-coordinator-workers=%x\n", key[:8]),
+		"rm -f leftover1 leftover2\n",
+		"run --name " + ProcessName(now, 0) + " --label",
+		"rm -f " + ProcessName(now, 0) + "\n",
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("docker was not asked %q; it was asked:\n%s", want, data)
+		}
 	}
 }
 
