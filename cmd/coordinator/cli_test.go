@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -193,4 +194,25 @@ func TestBinaryExitStatus(t *testing.T) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// TestNoKubernetesBuild: -tags nokubernetes leaves client-go out (a much
+// smaller binary for process mode) and refuses WORKER_MODE=kubernetes
+// clearly.
+func TestNoKubernetesBuild(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "coordinator-nokubernetes")
+	if out, err := exec.Command("go", "build", "-tags", "nokubernetes", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags nokubernetes: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "version", "-m", bin).Output(); err != nil || strings.Contains(string(out), "k8s.io/client-go") {
+		t.Errorf("the nokubernetes build links client-go (%v)", err)
+	}
+	cfg := seeded(t)
+	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=kubernetes", "WORKER_IMAGE=v", "WORKER_TAG=1", "AUTH_VOLUME_MOUNT_PATH=/auth"}, "run", "--batches", "1")
+	cmd.Path = bin
+	out, err := cmd.CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "this binary was built with -tags nokubernetes") {
+		t.Errorf("WORKER_MODE=kubernetes on the nokubernetes build: exit %d\n%s", exitCode(err), out)
+	}
 }

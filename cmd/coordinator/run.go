@@ -14,7 +14,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 	"github.com/delegation-program/uptime-coordinator/internal/logging"
-	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
+	"github.com/delegation-program/uptime-coordinator/monitor"
 	"github.com/delegation-program/uptime-coordinator/workers/process"
 )
 
@@ -220,22 +220,13 @@ func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (
 	}
 }
 
-func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, events kubeworker.Events) (coordinator.Verifier, error) {
+func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, events monitor.WorkerEvents) (coordinator.Verifier, error) {
 	switch cfg.Workers.Mode {
 	case config.WorkerNone:
 		log.Info("WORKER_MODE=none: submissions are verified by something else; the coordinator only scores")
 		return nil, nil
 	case config.WorkerKubernetes:
-		cs, ns, err := kubeworker.Client(cfg.Kubernetes)
-		if err != nil {
-			return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)
-		}
-		log.Info("verifiers run as Kubernetes Jobs", "namespace", ns)
-		l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(events))
-		if err := l.Preflight(ctx); err != nil {
-			return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)
-		}
-		return l, nil
+		return newKubernetesLauncher(ctx, cfg, log, events)
 	case config.WorkerProcess:
 		log.Info("verifiers run as local processes")
 		l := process.New(cfg, log)
