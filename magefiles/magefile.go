@@ -87,8 +87,17 @@ func Test() error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go test: %w", err)
 	}
+	// The race detector where it is affordable (about 50 s on 2 busy
+	// cores, its compilation included): the engine, the worker processes,
+	// configuration, alerts and metrics.
+	if err := sh("go", append([]string{"test", "-race", "-count=1"}, racePackages...)...); err != nil {
+		return fmt.Errorf("go test -race: %w", err)
+	}
 	return nil
 }
+
+// racePackages are tested again with -race by Test.
+var racePackages = []string{"./coordinator", "./workers/process", "./config", "./alert", "./alerting/rules", "./monitor"}
 
 // startCassandra starts a throwaway Cassandra on free ports and returns the
 // environment that points the tests at it (CASSANDRA_TEST_*).

@@ -422,7 +422,7 @@ func startCluster() (config.Postgres, func(), error) {
 // dropRoot returns the process attributes that run the server as an
 // unprivileged user when the tests run as root, and gives dir to that user.
 func dropRoot(dir string) (*syscall.SysProcAttr, error) {
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	attr := serverProcAttr()
 	if os.Geteuid() != 0 {
 		return attr, nil
 	}
