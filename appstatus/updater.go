@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
@@ -57,25 +58,36 @@ func (u *Updater) BeforeBatch(ctx context.Context) error {
 	if delay <= 0 {
 		delay = DefaultBackoff
 	}
-	for attempt := 1; ; attempt++ {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.RandomizationFactor = delay, 2, 0
+	b.MaxInterval = delay << (attempts - 1) // doubling each time, never capped
+	attempt, last := 0, error(nil)
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempt++
 		contacts, updated, err := u.update(ctx)
 		if err == nil {
 			u.log().Info("application status updated", "registrations", contacts, "nodes_updated", updated, "attempt", attempt)
-			return nil
+			return struct{}{}, nil
 		}
-		if IsPermanent(err) || ctx.Err() != nil || attempt >= attempts {
-			return fmt.Errorf("application status update (try %d of %d): %w", attempt, attempts, err)
+		last = err
+		if IsPermanent(err) || ctx.Err() != nil {
+			return struct{}{}, backoff.Permanent(err)
 		}
-		u.log().Warn("application status update failed; retrying", "attempt", attempt, "retry_in", delay, "error", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("application status update (try %d of %d): %w", attempt, attempts, errors.Join(err, ctx.Err()))
-		case <-t.C:
-		}
-		delay *= 2
+		return struct{}{}, err
+	},
+		backoff.WithBackOff(b),
+		backoff.WithMaxTries(uint(attempts)),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, next time.Duration) {
+			u.log().Warn("application status update failed; retrying", "attempt", attempt, "retry_in", next, "error", err)
+		}))
+	if err == nil {
+		return nil
 	}
+	if last != nil && !errors.Is(err, last) {
+		err = errors.Join(last, err) // stopped while waiting to retry
+	}
+	return fmt.Errorf("application status update (try %d of %d): %w", attempt, attempts, err)
 }
 
 func (u *Updater) update(ctx context.Context) (contacts int, updated int64, err error) {
