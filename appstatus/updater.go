@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -60,7 +61,7 @@ func (u *Updater) BeforeBatch(ctx context.Context) error {
 	}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.Multiplier, b.RandomizationFactor = delay, 2, 0
-	b.MaxInterval = delay << (attempts - 1) // doubling each time, never capped
+	b.MaxInterval = time.Duration(math.MaxInt64) // doubling, never capped
 	attempt, last := 0, error(nil)
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempt++

@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
@@ -159,27 +162,31 @@ func resolveHost(ctx context.Context, r *net.Resolver, host string, log *slog.Lo
 	if log == nil {
 		log = slog.Default()
 	}
-	for i := range tries {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.RandomizationFactor = wait, 2, 0
+	b.MaxInterval = time.Duration(math.MaxInt64) // doubling, never capped
+	attempt := 0
+	ip, err := backoff.Retry(ctx, func() (string, error) {
+		attempt++
 		ips, err := r.LookupIP(ctx, "ip4", host)
 		if err == nil && len(ips) > 0 {
-			return ips[0].String()
+			return ips[0].String(), nil
 		}
 		if err == nil {
 			err = errors.New("no IPv4 address")
 		}
-		if i == tries-1 || ctx.Err() != nil {
-			break
-		}
-		log.Warn("resolving a host failed; retrying", "host", host, "attempt", i+1, "retry_in", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		wait *= 2
+		return "", err
+	},
+		backoff.WithBackOff(b),
+		backoff.WithMaxTries(uint(max(tries, 1))),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, next time.Duration) {
+			log.Warn("resolving a host failed; retrying", "host", host, "attempt", attempt, "retry_in", next, "error", err)
+		}))
+	if err == nil {
+		return ip
 	}
-	log.Error("could not resolve a host; passing it on unresolved", "host", host, "tries", tries)
+	log.Error("could not resolve a host; passing it on unresolved", "host", host, "tries", attempt, "error", err)
 	return host
 }
 
