@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
+	"github.com/delegation-program/uptime-coordinator/workers/verifier"
+)
+
+// TestSoak (issue 10, the long run, short version): batches of a synthetic
+// network verified by the bundled verifier, with faults injected — a worker
+// that hangs (killed at WORKER_TIMEOUT), a worker that does nothing, a
+// PostgreSQL restart, a frozen PostgreSQL, malformed verified rows — must
+// end with tables identical to an undisturbed run of the same data; every
+// fault shows as a failed, retried attempt. SOAK_BATCHES and
+// SOAK_PRODUCERS make it longer (a day: 72 batches at 2,000 producers).
+func TestSoak(t *testing.T) {
+	t.Parallel()
+	batches, producers := 8, 120
+	if n, err := strconv.Atoi(os.Getenv("SOAK_BATCHES")); err == nil && n > 0 {
+		batches = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("SOAK_PRODUCERS")); err == nil && n > 0 {
+		producers = n
+	}
+	net := synthnet.Generate(synthnet.Params{Seed: 53, Producers: producers, Start: netStart, Duration: time.Duration(batches) * 20 * time.Minute})
+	blocks := filepath.Join(t.TempDir(), "blocks")
+	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+		t.Fatal(err)
+	}
+	subs := net.Unverified()
+	// Malformed rows a faulty verifier left as verified, in every window.
+	for i := range batches {
+		s := subs[0]
+		s.Submitter = fmt.Sprintf("B62qmalformed%d", i)
+		s.SubmittedAt = netStart.Add(time.Duration(i)*20*time.Minute + time.Minute)
+		s.SubmittedAtDate = s.SubmittedAt.Truncate(24 * time.Hour)
+		s.Verified, s.StateHash = ptr(true), ptr(strings.Repeat("3NK", 2000))
+		subs = append(subs, s)
+	}
+	load := func(cfg config.Postgres) {
+		pool, err := postgres.Open(context.Background(), cfg.ConnString(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		if _, err := postgres.InsertSubmissions(context.Background(), pool, subs); err != nil {
+			t.Fatal(err)
+		}
+		if err := postgres.InitDatabase(context.Background(), pool, netStart, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	worker := func(script string) []string {
+		return []string{"WORKER_MODE=process", "MINI_BATCH_NUMBER=1", "WORKER_TIMEOUT=5s", "RETRY_COUNT=6",
+			"BLOCKS_DIR=" + blocks, "WORKER_COMMAND=sh -c " + shellQuote(script) + " verifier"}
+	}
+
+	// The undisturbed run.
+	calm := pgtest.NewDatabase(t)
+	load(calm)
+	if out, err := coordinatorCmd(calm, worker(binary+` verify "$@"`), "run", "--batches", strconv.Itoa(batches)).CombinedOutput(); err != nil {
+		t.Fatalf("undisturbed run: %v\n%s", err, out)
+	}
+
+	// The disturbed run, on a server of its own.
+	cluster, err := pgtest.StartCluster(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Stop)
+	cfg := cluster.Config
+	if _, err := postgres.Migrate(context.Background(), cfg.ConnString("")); err != nil {
+		t.Fatal(err)
+	}
+	load(cfg)
+	counter := filepath.Join(t.TempDir(), "attempts")
+	// Attempt 2 hangs, attempt 4 does nothing, the others verify.
+	script := `n=$(( $(cat ` + counter + ` 2>/dev/null || echo 0) + 1 )); echo $n > ` + counter + `
+case $n in 2) exec sleep 300 ;; 4) exit 0 ;; esac
+exec ` + binary + ` verify "$@"`
+	var out lockedBuffer
+	cmd := coordinatorCmd(cfg, append(worker(script), "POSTGRES_STATEMENT_TIMEOUT=2s"), "run", "--batches", strconv.Itoa(batches))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	commits := func() int { return strings.Count(out.String(), `"msg":"batch committed"`) }
+	restarted, froze := false, false
+	deadline := time.After(10 * time.Minute)
+	var runErr error
+loop:
+	for {
+		select {
+		case runErr = <-done:
+			break loop
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			t.Fatalf("the disturbed run did not finish:\n%s", out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		switch n := commits(); {
+		case n >= 3 && !restarted:
+			restarted = true
+			if err := cluster.Restart(); err != nil {
+				t.Fatal(err)
+			}
+		case n >= 5 && !froze:
+			froze = true
+			if err := cluster.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(4 * time.Second)
+			if err := cluster.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	log := out.String()
+	if runErr != nil {
+		t.Fatalf("disturbed run: %v\n%s", runErr, log)
+	}
+	retries := strings.Count(log, `"msg":"batch failed; retrying"`)
+	for _, want := range []string{"still running after WORKER_TIMEOUT=5s were killed", "verifier finished but left", "malformed submission ignored"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the disturbed run's log lacks %q", want)
+		}
+	}
+	want := pgtest.TakeSnapshot(t, pgtest.Pool(t, calm))
+	have := pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
+	for _, table := range []string{"nodes", "points", "bot_logs_statehash", "bot_logs", "statehash", "points_summary", "score_history"} {
+		if d := (pgtest.Snapshot{table: want[table]}).Diff(pgtest.Snapshot{table: have[table]}); d != "" {
+			t.Errorf("%s differs from the undisturbed run:\n%s", table, d)
+		}
+	}
+	t.Logf("%d batches at %d producers (%d submissions): %d failed attempts retried, restart %v, freeze %v, %d points",
+		batches, producers, len(subs), retries, restarted, froze, len(have["points"]))
+}
