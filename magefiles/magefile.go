@@ -174,3 +174,14 @@ func sh(name string, args ...string) error {
 	}
 	return nil
 }
+
+// Soak runs issue 10's long fault-injection run: a day of batches (72) at 2,000 producers (SOAK_BATCHES, SOAK_PRODUCERS override), verified by the bundled verifier, with a worker that hangs, a worker that does nothing, a PostgreSQL restart, a frozen PostgreSQL and malformed rows, whose tables must equal an undisturbed run's. Its short version (8 batches, 120 producers, ~30 s) is TestSoak in the normal test suite.
+func Soak() error {
+	cmd := exec.Command("go", "test", "-count=1", "-run", "^TestSoak$", "-v", "-timeout", "180m", "./cmd/coordinator/")
+	cmd.Env = append([]string{"SOAK_BATCHES=72", "SOAK_PRODUCERS=2000"}, os.Environ()...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("soak: %w", err)
+	}
+	return nil
+}
