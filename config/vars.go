@@ -34,7 +34,7 @@ var Vars = []Var{
 	{Name: "UPTIME_DAYS_FOR_SCORE", Default: "90", Group: groupRuntime, Doc: "Days of batches the uptime score is computed over."},
 	{Name: "RETRY_COUNT", Default: "3", Group: groupRuntime, Doc: "Retries of a failed batch before the coordinator exits; also the backoff limit of a worker Job."},
 	{Name: "SUBMISSION_STORAGE", Default: "POSTGRES", Group: groupRuntime, Doc: "Where the collector stores submissions: POSTGRES or CASSANDRA (case-insensitive)."},
-	{Name: "CATCH_UP_AFTER_BATCHES", Default: "3", Group: groupRuntime, Doc: "New. When more than this many batch windows are already closed (a coordinator that was down), the loop catches up: up to CATCH_UP_CHUNK_BATCHES batches verified, scored in order and committed in one transaction, with the same rows as batch after batch. 0 turns it off."},
+	{Name: "CATCH_UP_AFTER_BATCHES", Default: "0", Group: groupRuntime, Doc: "New. When more than this many batch windows are already closed (a coordinator that was down), the loop catches up: up to CATCH_UP_CHUNK_BATCHES batches verified, scored in order and committed in one transaction, with the same rows as batch after batch. 0 (the default) keeps one transaction per batch: on this machine catch-up was not yet measured faster (see docs)."},
 	{Name: "CATCH_UP_CHUNK_BATCHES", Default: "72", Group: groupRuntime, Doc: "New. Batches per catch-up transaction (memory and the work a crash rolls back)."},
 
 	{Name: "POSTGRES_HOST", Group: groupPostgres, Doc: "Required. PostgreSQL host name or address."},
