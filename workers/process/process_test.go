@@ -116,6 +116,9 @@ func launcher(t *testing.T, extra map[string]string, mode string, params ...stri
 	l.Environ = baseEnv
 	l.Grace = 2 * time.Second
 	l.Now = func() time.Time { return now }
+	// Parallel tests share one database key: each gets its own record of
+	// process groups, or one test's start would end another's verifiers.
+	l.GroupsFile = filepath.Join(t.TempDir(), "groups")
 	return l, recs
 }
 
