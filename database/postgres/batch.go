@@ -164,33 +164,40 @@ func widen(v *int32) *int64 {
 	return &w
 }
 
+// fence opens a batch (or range) transaction: it takes the batch lock,
+// checks that this coordinator still holds its advisory lock and that last
+// is still the latest batch, and returns last's shortlist.
+func (s *Store) fence(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch) ([]coordinator.ShortlistedHash, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
+		return nil, fmt.Errorf("taking the batch lock: %w", err)
+	}
+	if s.Lock != nil {
+		held, err := holdsLock(ctx, tx, s.Lock.PID())
+		if err != nil {
+			return nil, err
+		}
+		if !held {
+			return nil, ErrLockLost
+		}
+	}
+	latest, err := lastBatch(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if latest != last {
+		return nil, fmt.Errorf("%w: expected bot_logs %d ending %s, found %d ending %s", coordinator.ErrConcurrentBatch,
+			last.ID, last.End.Format(time.DateTime), latest.ID, latest.End.Format(time.DateTime))
+	}
+	return shortlist(ctx, tx, last.ID)
+}
+
 // CommitBatch writes a batch in one transaction; see coordinator.Store.
 func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
 	var out coordinator.Committed
 	var staged map[string]int32 // evidence producer ids this batch inserted
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		staged = nil
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
-			return fmt.Errorf("taking the batch lock: %w", err)
-		}
-		if s.Lock != nil {
-			held, err := holdsLock(ctx, tx, s.Lock.PID())
-			if err != nil {
-				return err
-			}
-			if !held {
-				return ErrLockLost
-			}
-		}
-		latest, err := lastBatch(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if latest != last {
-			return fmt.Errorf("%w: expected bot_logs %d ending %s, found %d ending %s", coordinator.ErrConcurrentBatch,
-				last.ID, last.End.Format(time.DateTime), latest.ID, latest.End.Format(time.DateTime))
-		}
-		prev, err := shortlist(ctx, tx, last.ID)
+		prev, err := s.fence(ctx, tx, last)
 		if err != nil {
 			return err
 		}

@@ -19,27 +19,7 @@ var _ coordinator.RangeStore = (*Store)(nil)
 func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) ([]*coordinator.Record, error)) (coordinator.RangeCommitted, error) {
 	var out coordinator.RangeCommitted
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
-			return fmt.Errorf("taking the batch lock: %w", err)
-		}
-		if s.Lock != nil {
-			held, err := holdsLock(ctx, tx, s.Lock.PID())
-			if err != nil {
-				return err
-			}
-			if !held {
-				return ErrLockLost
-			}
-		}
-		latest, err := lastBatch(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if latest != last {
-			return fmt.Errorf("%w: expected bot_logs %d ending %s, found %d ending %s", coordinator.ErrConcurrentBatch,
-				last.ID, last.End.Format(time.DateTime), latest.ID, latest.End.Format(time.DateTime))
-		}
-		prev, err := shortlist(ctx, tx, last.ID)
+		prev, err := s.fence(ctx, tx, last)
 		if err != nil {
 			return err
 		}
