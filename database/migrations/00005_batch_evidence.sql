@@ -5,7 +5,17 @@
 -- rest of the evidence); cleanup_old_data deletes them with their batch.
 
 -- +goose Up
-CREATE TYPE evidence_outcome AS ENUM ('point', 'off_chain', 'invalid', 'unverified');
+-- Idempotent like the tables below (CREATE TYPE has no IF NOT EXISTS): a
+-- rerun on a database that already has the type leaves it as it is.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'evidence_outcome' AND typnamespace = current_schema()::regnamespace) THEN
+        CREATE TYPE evidence_outcome AS ENUM ('point', 'off_chain', 'invalid', 'unverified');
+    END IF;
+END
+$$;
+-- +goose StatementEnd
 
 -- Producer keys of the evidence rows: every submitter, including those that
 -- never had a valid submission (and so have no nodes row). Never deleted.

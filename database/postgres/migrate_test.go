@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
+	"github.com/delegation-program/uptime-coordinator/database/migrations"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
@@ -302,5 +305,48 @@ func TestCleanupOldData(t *testing.T) {
 	}
 	if _, err := postgres.Cleanup(ctx, cfg.ConnString(""), 0); err == nil {
 		t.Error("cleanup with 0 days must be refused")
+	}
+}
+
+// A migration rerun on a database that already has its objects (the version
+// row lost after a partial failure, a restore, a hand-applied script) must
+// succeed and leave the schema as it was: 00005 used to fail with "type
+// evidence_outcome already exists".
+func TestBatchEvidenceMigrationReruns(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.NewDatabase(t)
+	pool := pgtest.Pool(t, cfg)
+	ctx := context.Background()
+	labels := func() string {
+		var s string
+		if err := pool.QueryRow(ctx, `SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e
+			JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname = 'evidence_outcome'`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := catalog(t, pool)
+	if l := labels(); l != "point,off_chain,invalid,unverified" {
+		t.Fatalf("evidence_outcome is (%s) after the migrations", l)
+	}
+	exec(t, pool, `DELETE FROM goose_db_version WHERE version_id = 5`)
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithGoMigrations(migrations.Go()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.ApplyVersion(ctx, 5, true); err != nil {
+		t.Fatalf("rerunning 00005 on a database that has its objects: %v", err)
+	}
+	if l := labels(); l != "point,off_chain,invalid,unverified" {
+		t.Errorf("evidence_outcome is (%s) after the rerun", l)
+	}
+	if after := catalog(t, pool); !slices.Equal(before, after) {
+		t.Errorf("the rerun changed the schema:\nbefore %q\nafter  %q", before, after)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id = 5 AND is_applied`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("version 5 recorded %d times (%v), want once", n, err)
 	}
 }
