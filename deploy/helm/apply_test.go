@@ -15,7 +15,8 @@ import (
 )
 
 // TestApplyToAPIServer creates every object the chart renders (from the
-// production values, with the serve Deployment and a read-only user too) on
+// production values, with the serve Deployment, the alert values and a
+// read-only user too) on
 // a real kube-apiserver with strict server-side field validation, then asks
 // the API server, by SubjectAccessReview, whether the coordinator's
 // ServiceAccount may do each thing the launcher does, and nothing more.
@@ -24,8 +25,7 @@ func TestApplyToAPIServer(t *testing.T) {
 	ctx := t.Context()
 	c.CreateNamespace(t, release.Namespace)
 
-	v := productionValues(t)
-	v["serve"] = map[string]any{"enabled": true}
+	v := alertValues(t) // the serve Deployment, the alert settings and the subscriptions file too
 	pg := v["coordinator"].(map[string]any)["postgres"].(map[string]any)
 	pg["roUser"], pg["roPassword"] = "leaderboard", "ro-Secret-5"
 	docs := helmtest.MustRender(t, release, v)

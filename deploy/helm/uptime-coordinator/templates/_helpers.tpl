@@ -83,7 +83,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Variables whose values are secret: never a plain env value. */}}
 {{- define "uptime-coordinator.secretVariables" -}}
-{{- list "POSTGRES_PASSWORD" "POSTGRES_RO_PASSWORD" "CASSANDRA_PASSWORD" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "WEBHOOK_URL" | toJson }}
+{{- list "POSTGRES_PASSWORD" "POSTGRES_RO_PASSWORD" "CASSANDRA_PASSWORD" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "WEBHOOK_URL" "ADMIN_API_TOKEN" | toJson }}
 {{- end }}
 
 {{/*
@@ -101,6 +101,9 @@ name a secret variable with a plain value.
 {{- $_ := set $data "AWS_SECRET_ACCESS_KEY" (toString $c.aws.secretAccessKey) }}
 {{- end }}
 {{- with .Values.cassandra.password }}{{ $_ := set $data "CASSANDRA_PASSWORD" (toString .) }}{{ end }}
+{{- with .Values.alerts.webhookURL }}{{ $_ := set $data "WEBHOOK_URL" (toString .) }}{{ end }}
+{{- with .Values.serve.adminAPIToken }}{{ $_ := set $data "ADMIN_API_TOKEN" (toString .) }}{{ end }}
+{{- with .Values.alerts.subscriptions }}{{ $_ := set $data "alert-subscriptions.yaml" (toYaml (dict "subscriptions" .)) }}{{ end }}
 {{- $secretVars := include "uptime-coordinator.secretVariables" . | fromJsonArray }}
 {{- range $c.envVars }}
 {{- if and (has .name $secretVars) (hasKey . "value") (not .valueFrom) }}
@@ -146,5 +149,12 @@ name a secret variable with a plain value.
 {{- with .Values.podSecurityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Where the subscriptions file (ALERT_SUBSCRIPTIONS_FILE) is mounted, if any. */}}
+{{- define "uptime-coordinator.subscriptionsDir" -}}
+{{- if or .Values.alerts.subscriptions (and .Values.workerSecret.existingSecret .Values.alerts.subscriptionsFromExistingSecret) -}}
+/etc/uptime-coordinator/alerts
 {{- end }}
 {{- end }}
