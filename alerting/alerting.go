@@ -167,6 +167,13 @@ func (e *Evaluator) log() *slog.Logger {
 	return slog.Default()
 }
 
+// OperatorMessage wraps an operator alert that is about a range of batches
+// rather than one committed batch (rescore, reverify: w is the range); key
+// identifies it.
+func OperatorMessage(m alert.Message, w coordinator.Window, key ...any) queue.Outgoing {
+	return operatorMessage(m, 0, w, key...)
+}
+
 // operatorMessage wraps an operator alert; key identifies it (a batch's
 // alerts are identified by the batch window and their place).
 func operatorMessage(m alert.Message, botLogID int64, w coordinator.Window, key ...any) queue.Outgoing {

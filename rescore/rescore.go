@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/delegation-program/uptime-coordinator/alert"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
@@ -113,6 +114,18 @@ func times(ts []time.Time) string {
 		s[i] = t.UTC().Format(time.DateTime)
 	}
 	return strings.Join(s, ", ")
+}
+
+// Operation is the summary of an applied report for the operator alert
+// (alert.Alerter.Operation).
+func Operation(command string, rep *postgres.RescoreReport) alert.Operation {
+	o := alert.Operation{Command: command, From: rep.From, To: rep.To, Batches: rep.Batches, Extended: rep.Extended,
+		ProducersChanged: len(rep.Producers), Scores: int(rep.ScoresChanged)}
+	for _, p := range rep.Producers {
+		o.Gained += len(p.BatchesGained)
+		o.Lost += len(p.BatchesLost)
+	}
+	return o
 }
 
 // LogAttrs is the summary of a report as log attributes (the line the

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/delegation-program/uptime-coordinator/alert"
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/rescore"
@@ -59,13 +60,23 @@ func (c *RescoreCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer pool.Close()
-	return runRescore(ctx, env, cfg, log, pool, from, to, c.DryRun, c.Format)
+	rep, err := runRescore(ctx, env, cfg, log, pool, from, to, c.DryRun, c.Format)
+	if !c.DryRun {
+		o := alert.Operation{Command: "rescore", From: from, To: to, Err: err}
+		if rep != nil {
+			o = rescore.Operation("rescore", rep)
+		}
+		sendOperationAlert(ctx, cfg, pool, log, o)
+	}
+	return err
 }
 
-func runRescore(ctx context.Context, env *Env, cfg *config.Config, log *slog.Logger, pool *pgxPool, from, to time.Time, dry bool, format string) error {
+// runRescore re-scores the range and writes the report; rep is nil when
+// the rescore failed (nothing changed).
+func runRescore(ctx context.Context, env *Env, cfg *config.Config, log *slog.Logger, pool *pgxPool, from, to time.Time, dry bool, format string) (*postgres.RescoreReport, error) {
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !bulk && !dry {
 		log.Info("points are written row-checked", "reason", why)
@@ -75,8 +86,8 @@ func runRescore(ctx context.Context, env *Env, cfg *config.Config, log *slog.Log
 		UptimeDays: cfg.Runtime.UptimeDays, DryRun: dry, Bulk: bulk, Checkpoint: checkpoint()})
 	if err != nil {
 		log.Error("rescore failed: nothing was changed", "from", from, "to", to, "error", err)
-		return err
+		return nil, err
 	}
 	log.Info("rescore finished", append(rescore.LogAttrs(rep), "seconds", time.Since(began).Seconds())...)
-	return rescore.Write(env.Stdout, rep, format)
+	return rep, rescore.Write(env.Stdout, rep, format)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/delegation-program/uptime-coordinator/alert"
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/rescore"
@@ -66,22 +67,37 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 		return usageError{fmt.Errorf("reverify needs verifier workers: WORKER_MODE=none")}
 	}
 	began := time.Now()
+	failed := func(err error) error {
+		sendOperationAlert(ctx, cfg, pool, log, alert.Operation{Command: "reverify", From: from, To: to, Err: err})
+		return err
+	}
 	windows, n, err := postgres.ResetVerification(ctx, pool, from, to, cfg.Runtime.SurveyInterval)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	log.Info("verification reset", "from", from, "to", to, "windows", len(windows), "submissions", n)
 	if err := rescore.VerifyWindows(ctx, verifier, windows, rescore.VerifyOptions{MiniBatches: cfg.Runtime.MiniBatches,
 		Retries: cfg.Runtime.RetryCount, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Logger: log}); err != nil {
 		log.Error("reverify failed: the range's submissions are partly unverified; run reverify again", "from", from, "to", to, "error", err)
-		return err
+		return failed(err)
 	}
 	log.Info("reverify finished", "from", from, "to", to, "windows", len(windows), "submissions", n, "seconds", time.Since(began).Seconds())
+	done := alert.Operation{Command: "reverify", From: from, To: to, Windows: len(windows), Submissions: int(n)}
 	if !c.Rescore {
+		sendOperationAlert(ctx, cfg, pool, log, done)
 		fmt.Fprintf(env.Stdout, "re-verified %d submissions in %d windows; scores are unchanged until the range is re-scored\n", n, len(windows))
 		return nil
 	}
-	return runRescore(ctx, env, cfg, log, pool, from, to, false, c.Format)
+	rep, err := runRescore(ctx, env, cfg, log, pool, from, to, false, c.Format)
+	if rep == nil {
+		// Re-verified, but not re-scored: the rescore's own failure.
+		sendOperationAlert(ctx, cfg, pool, log, alert.Operation{Command: "rescore", From: from, To: to, Err: err})
+		return err
+	}
+	o := rescore.Operation("reverify", rep)
+	o.Windows, o.Submissions, o.Rescored = done.Windows, done.Submissions, true
+	sendOperationAlert(ctx, cfg, pool, log, o)
+	return err
 }
 
 // openForRescore loads the configuration, logs to stderr (stdout carries
