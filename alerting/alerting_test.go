@@ -71,7 +71,7 @@ func newSetup(t *testing.T, batches int) *setup {
 	store := &postgres.Store{Pool: pool}
 	ev := &alerting.Evaluator{Queue: q, PublicURL: "https://uptime.example.org/", Logger: log}
 	store.Steps = []postgres.Step{{Name: alerting.StepName, Run: ev.Step}}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
 		Logger: log, Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
 	return &setup{pool: pool, net: net, recv: recv, queue: q, eng: eng,
 		subs: &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: adminToken, Queue: q}}

@@ -52,7 +52,7 @@ func BenchmarkStep(b *testing.B) {
 		last, lastOut = rec, out
 		return ev.Step(ctx, tx, rec, out)
 	}}}}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
 		Logger: log, Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
 	for range batches {
 		if _, err := eng.RunBatch(ctx); err != nil {

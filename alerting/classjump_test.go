@@ -58,7 +58,7 @@ func TestErrorClassJumpAlertsOnce(t *testing.T) {
 	store := &postgres.Store{Pool: pool}
 	ev := &alerting.Evaluator{Queue: q, Operator: &alert.Alerter{On: true}, Logger: log}
 	store.Steps = []postgres.Step{{Name: alerting.StepName, Run: ev.Step}}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,
 		Logger: log, Now: func() time.Time { return start.Add(48 * time.Hour) }}
 	var ids []int64
 	for range batches {

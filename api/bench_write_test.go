@@ -50,7 +50,7 @@ func BenchmarkReadIndexWriteCost(b *testing.B) {
 			b.Fatal(err)
 		}
 		store := &postgres.Store{Pool: pool, BulkPoints: bulk}
-		eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
+		eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		if _, err := eng.RunBatch(ctx); err != nil { // the full scoreboard recompute
 			b.Fatal(err)

@@ -13,10 +13,10 @@ type LastBatch struct {
 	End time.Time
 }
 
-// ErrNoBatch is returned by Store.LastBatch when bot_logs is empty.
+// ErrNoBatch is returned by Ledger.LastBatch when bot_logs is empty.
 var ErrNoBatch = errors.New("bot_logs is empty: initialise the database first (coordinator init-database, or go tool mage initDatabase)")
 
-// ErrConcurrentBatch is returned by Store.CommitBatch when the latest batch
+// ErrConcurrentBatch is returned by Ledger.CommitBatch when the latest batch
 // is no longer the one the batch was started from: someone else committed.
 var ErrConcurrentBatch = errors.New("the latest batch changed while this batch was being processed (another coordinator on this database?)")
 
@@ -96,8 +96,12 @@ type Committed struct {
 	PreviousShares *ClassShares
 }
 
-// Store is the coordinator's database.
-type Store interface {
+// Ledger is the engine's record of committed batches: bot_logs and, with
+// each batch, its points, the scoreboard and score_history. It is called a
+// ledger rather than a store because the engine only appends batches to it
+// and reads the latest one back; the submissions are read elsewhere
+// (SubmissionSource). postgres.Database implements both.
+type Ledger interface {
 	// LastBatch returns the latest batch, or ErrNoBatch.
 	LastBatch(ctx context.Context) (LastBatch, error)
 	// CommitBatch writes a batch in one transaction: it checks that last is

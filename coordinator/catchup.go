@@ -18,10 +18,10 @@ type RangeCommitted struct {
 	PreviousShares []*ClassShares
 }
 
-// RangeStore is a Store that can also commit many consecutive batches in
+// RangeLedger is a Ledger that can also commit many consecutive batches in
 // one transaction: the catch-up path.
-type RangeStore interface {
-	Store
+type RangeLedger interface {
+	Ledger
 	// CommitRange checks that last is still the latest batch, reads its
 	// shortlist, calls build with it and writes every record build returns
 	// (consecutive windows after last, in order) with the same rows as
@@ -61,10 +61,10 @@ func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
 	if e.CatchUpAfter <= 0 {
 		return 0, nil
 	}
-	if _, ok := e.Store.(RangeStore); !ok {
+	if _, ok := e.Ledger.(RangeLedger); !ok {
 		return 0, nil
 	}
-	last, err := e.Store.LastBatch(ctx)
+	last, err := e.Ledger.LastBatch(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reading the latest batch: %w", err)
 	}
@@ -94,9 +94,9 @@ func (e *Engine) RunRange(ctx context.Context, n int) ([]*Summary, error) {
 }
 
 func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, *Window, error) {
-	rs := e.Store.(RangeStore)
+	rs := e.Ledger.(RangeLedger)
 	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
-	last, err := e.Store.LastBatch(dbctx)
+	last, err := e.Ledger.LastBatch(dbctx)
 	cancel()
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the latest batch: %w", err)
@@ -118,13 +118,13 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	e.log().Info("catching up", "batches", n, "window_start", span.Start, "window_end", span.End)
 	e.Checkpoint.Reach(ctx, "verify")
 	verification := make([]time.Duration, n)
-	if e.Verifier != nil {
+	if e.Launcher != nil {
 		for i, w := range windows {
 			if e.Busy != nil {
 				e.Busy("verifying submissions", e.VerifyLimit)
 			}
 			t := e.now()
-			if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
+			if err := e.Launcher.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
 				return nil, &w, fmt.Errorf("verifying submissions of %s: %w", fmtWindow(w), err)
 			}
 			verification[i] = e.now().Sub(t)
@@ -139,7 +139,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		return nil, &span, fmt.Errorf("loading submissions: %w", err)
 	}
 	split := splitByWindow(subs, windows)
-	if e.Verifier != nil {
+	if e.Launcher != nil {
 		for i, w := range windows {
 			if err := checkVerified(split[i], e.MaxUnverifiedPercent); err != nil {
 				return nil, &w, err

@@ -13,22 +13,22 @@ import (
 // Engine runs the survey loop: one batch after another, each verified,
 // scored and committed in one transaction.
 type Engine struct {
-	Store    Store
+	Ledger   Ledger
 	Source   SubmissionSource
-	Verifier Verifier // nil: submissions are verified by something else
+	Launcher Launcher // nil: submissions are verified by something else
 
 	Interval    time.Duration // SURVEY_INTERVAL_MINUTES
 	MiniBatches int           // MINI_BATCH_NUMBER
 	UptimeDays  int           // UPTIME_DAYS_FOR_SCORE
 	Retries     int           // RETRY_COUNT
-	// MaxUnverifiedPercent (MAX_UNVERIFIED_PERCENT): when a Verifier is set
+	// MaxUnverifiedPercent (MAX_UNVERIFIED_PERCENT): when a Launcher is set
 	// and more than this percentage of a window's submissions are still
 	// unverified after it finished, the attempt fails (and is retried):
 	// a verifier that verifies nothing must not cost every producer a point.
 	MaxUnverifiedPercent float64
 	// CatchUpAfter turns on catch-up mode: when more than this many
 	// windows are already closed, up to CatchUpChunk of them are verified,
-	// scored in order and committed in one transaction (with a RangeStore).
+	// scored in order and committed in one transaction (with a RangeLedger).
 	// 0 keeps one transaction per batch always.
 	CatchUpAfter int
 	CatchUpChunk int // default 72
@@ -256,7 +256,7 @@ func windowAttrs(w *Window) []any {
 func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, error) {
 	phase := e.now()
 	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
-	last, err := e.Store.LastBatch(dbctx)
+	last, err := e.Ledger.LastBatch(dbctx)
 	cancel()
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the latest batch: %w", err)
@@ -285,16 +285,16 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, e
 	began := e.now()
 	e.Checkpoint.Reach(ctx, "verify")
 	verifyStart := e.now()
-	if e.Verifier != nil {
+	if e.Launcher != nil {
 		if e.Busy != nil {
 			e.Busy("verifying submissions", e.VerifyLimit)
 		}
-		if err := e.Verifier.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
+		if err := e.Launcher.Verify(ctx, w, w.Split(e.MiniBatches)); err != nil {
 			return nil, &w, fmt.Errorf("verifying submissions: %w", err)
 		}
 	}
 	verification := e.now().Sub(verifyStart)
-	if e.Verifier != nil {
+	if e.Launcher != nil {
 		phase = e.phaseDone("verify", w, phase)
 	}
 
@@ -307,7 +307,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, e
 		return nil, &w, fmt.Errorf("loading submissions: %w", err)
 	}
 	phase = e.phaseDone("load_submissions", w, phase, "submissions", len(subs))
-	if e.Verifier != nil {
+	if e.Launcher != nil {
 		if err := checkVerified(subs, e.MaxUnverifiedPercent); err != nil {
 			return nil, &w, err
 		}
@@ -317,7 +317,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, e
 	var evidence *BatchEvidence
 	dbctx, cancel = e.step(ctx, "committing the batch", e.DBTimeout)
 	defer cancel()
-	committed, err := e.Store.CommitBatch(dbctx, last, func(prev []ShortlistedHash) (*Record, error) {
+	committed, err := e.Ledger.CommitBatch(dbctx, last, func(prev []ShortlistedHash) (*Record, error) {
 		scoring := e.now()
 		result = Score(subs, prev)
 		e.phaseDone("score", w, scoring)

@@ -16,7 +16,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
-// The engine is driven here with in-memory fakes of its store, source and
+// The engine is driven here with in-memory fakes of its ledger, source and
 // launcher inside a synctest bubble: time is fake, starts at
 // 2000-01-01 00:00:00 UTC and jumps whenever every goroutine waits, so
 // waiting for a window and backing off take no real time.
@@ -32,8 +32,8 @@ func at(d string) time.Time {
 	return t0.Add(dur)
 }
 
-// fakeStore keeps the committed batches in memory.
-type fakeStore struct {
+// fakeLedger keeps the committed batches in memory.
+type fakeLedger struct {
 	mu         sync.Mutex
 	last       coordinator.LastBatch
 	lastErrs   []error // returned by the next LastBatch calls, in turn
@@ -42,7 +42,7 @@ type fakeStore struct {
 	records    []*coordinator.Record
 }
 
-func (s *fakeStore) LastBatch(ctx context.Context) (coordinator.LastBatch, error) {
+func (s *fakeLedger) LastBatch(ctx context.Context) (coordinator.LastBatch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := pop(&s.lastErrs); err != nil {
@@ -51,7 +51,7 @@ func (s *fakeStore) LastBatch(ctx context.Context) (coordinator.LastBatch, error
 	return s.last, nil
 }
 
-func (s *fakeStore) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
+func (s *fakeLedger) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := pop(&s.commitErrs); err != nil {
@@ -131,7 +131,7 @@ func pop(errs *[]error) error {
 // bundle is one engine with its fakes, its failures and its log.
 type bundle struct {
 	eng      *coordinator.Engine
-	store    *fakeStore
+	ledger   *fakeLedger
 	source   *fakeSource
 	launcher *fakeLauncher
 	failures []coordinator.Failure
@@ -144,13 +144,13 @@ type bundle struct {
 func setup(t *testing.T, lastEnd time.Time) *bundle {
 	t.Helper()
 	b := &bundle{
-		store:    &fakeStore{last: coordinator.LastBatch{ID: 1, End: lastEnd}},
+		ledger:   &fakeLedger{last: coordinator.LastBatch{ID: 1, End: lastEnd}},
 		source:   &fakeSource{},
 		launcher: &fakeLauncher{},
 		log:      &bytes.Buffer{},
 	}
 	b.eng = &coordinator.Engine{
-		Store: b.store, Source: b.source, Verifier: b.launcher,
+		Ledger: b.ledger, Source: b.source, Launcher: b.launcher,
 		Interval: 20 * time.Minute, MiniBatches: 3, UptimeDays: 90, Retries: 3,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 12 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(b.log, nil)),
@@ -241,10 +241,10 @@ func TestEngineCommitsWhatItVerifiedAndScored(t *testing.T) {
 		if got := b.source.got; len(got) != 1 || got[0] != window("-1h", "-40m") {
 			t.Errorf("submissions read for %v, want one window -1h to -40m", got)
 		}
-		if len(b.store.records) != 1 {
-			t.Fatalf("%d records committed, want 1", len(b.store.records))
+		if len(b.ledger.records) != 1 {
+			t.Fatalf("%d records committed, want 1", len(b.ledger.records))
 		}
-		rec := b.store.records[0]
+		rec := b.ledger.records[0]
 		if rec.Window != window("-1h", "-40m") || rec.ProcessingTime != 3*time.Minute || rec.UptimeDays != 90 ||
 			!rec.Now.Equal(at("3m")) || len(rec.Copy) != 3 {
 			t.Errorf("record: window %v, processing %v, days %d, now %v, %d copied; want -1h to -40m, 3m0s, 90, t0+3m, 3",
@@ -278,7 +278,7 @@ func TestEngineRunsConsecutiveWindows(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []coordinator.Window
-		for _, r := range b.store.records {
+		for _, r := range b.ledger.records {
 			got = append(got, r.Window)
 		}
 		// The first window is already closed; the next ones are awaited.
@@ -312,8 +312,8 @@ func TestEngineRetriesWithBackoff(t *testing.T) {
 		if !errors.Is(b.failures[0].Err, crash) {
 			t.Errorf("failure error %v, want the launcher's", b.failures[0].Err)
 		}
-		if s.Attempt != 2 || len(b.store.records) != 1 || b.store.records[0].Window != w {
-			t.Errorf("attempt %d, %d records; want the third attempt to commit once", s.Attempt, len(b.store.records))
+		if s.Attempt != 2 || len(b.ledger.records) != 1 || b.ledger.records[0].Window != w {
+			t.Errorf("attempt %d, %d records; want the third attempt to commit once", s.Attempt, len(b.ledger.records))
 		}
 		if n := strings.Count(b.log.String(), `level=ERROR msg="batch failed; retrying"`); n != 2 {
 			t.Errorf("%d retries logged, want 2:\n%s", n, b.log)
@@ -358,8 +358,8 @@ func TestEngineGivesUpAfterItsRetries(t *testing.T) {
 			"2 23:00-23:20 final=false", "3 23:00-23:20 final=false", "4 23:00-23:20 final=false", "5 23:00-23:20 final=true"}; !slices.Equal(got, want) {
 			t.Errorf("failures %v, want %v", got, want)
 		}
-		if len(b.store.records) != 0 {
-			t.Errorf("%d records committed by an abandoned batch", len(b.store.records))
+		if len(b.ledger.records) != 0 {
+			t.Errorf("%d records committed by an abandoned batch", len(b.ledger.records))
 		}
 	})
 }
@@ -389,20 +389,20 @@ func TestEngineUnreadLatestBatch(t *testing.T) {
 		// no window, the third try reads it and commits.
 		b := setup(t, at("-1h"))
 		down := errors.New("connection refused")
-		b.store.lastErrs = []error{down, down}
+		b.ledger.lastErrs = []error{down, down}
 		if _, err := b.eng.RunBatch(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := failures(b.failures), []string{"0 unknown final=false", "1 unknown final=false"}; !slices.Equal(got, want) {
 			t.Errorf("failures %v, want %v", got, want)
 		}
-		if len(b.store.records) != 1 {
-			t.Errorf("%d records, want 1", len(b.store.records))
+		if len(b.ledger.records) != 1 {
+			t.Errorf("%d records, want 1", len(b.ledger.records))
 		}
 
 		// An uninitialised database is permanent.
 		b = setup(t, at("-1h"))
-		b.store.lastErrs = []error{coordinator.ErrNoBatch}
+		b.ledger.lastErrs = []error{coordinator.ErrNoBatch}
 		_, err := b.eng.RunBatch(t.Context())
 		if !errors.Is(err, coordinator.ErrNoBatch) {
 			t.Fatalf("error %v, want ErrNoBatch", err)
@@ -423,13 +423,13 @@ func TestEngineRetriesLoadAndCommitErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, at("-1h"))
 		b.source.errs = []error{errors.New("cassandra timed out")}
-		b.store.commitErrs = []error{errors.New("deadlock detected")}
+		b.ledger.commitErrs = []error{errors.New("deadlock detected")}
 		s, err := b.eng.RunBatch(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Attempt != 2 || len(b.store.records) != 1 {
-			t.Errorf("attempt %d, %d records; want the third attempt to commit", s.Attempt, len(b.store.records))
+		if s.Attempt != 2 || len(b.ledger.records) != 1 {
+			t.Errorf("attempt %d, %d records; want the third attempt to commit", s.Attempt, len(b.ledger.records))
 		}
 		var msgs []string
 		for _, f := range b.failures {
@@ -447,8 +447,8 @@ func TestEngineConcurrentCommitMovesOn(t *testing.T) {
 		// the commit is refused and the retry takes the next window.
 		b := setup(t, at("-1h"))
 		b.eng.BeforeBatch = func(context.Context) error {
-			if b.store.last.ID == 1 {
-				b.store.last = coordinator.LastBatch{ID: 2, End: at("-40m")}
+			if b.ledger.last.ID == 1 {
+				b.ledger.last = coordinator.LastBatch{ID: 2, End: at("-40m")}
 			}
 			return nil
 		}
@@ -480,8 +480,8 @@ func TestEngineBeforeBatchErrorDoesNotStopTheBatch(t *testing.T) {
 		if want := []time.Time{at("12m")}; !sameTimes(ran, want) {
 			t.Errorf("BeforeBatch ran at %v, want %v", ran, want)
 		}
-		if len(b.store.records) != 1 || len(b.failures) != 0 {
-			t.Errorf("%d records, %d failures; want 1 and 0", len(b.store.records), len(b.failures))
+		if len(b.ledger.records) != 1 || len(b.failures) != 0 {
+			t.Errorf("%d records, %d failures; want 1 and 0", len(b.ledger.records), len(b.failures))
 		}
 		if !strings.Contains(b.log.String(), `level=ERROR msg="pre-batch step failed; continuing with the batch" error="spreadsheet unreachable"`) {
 			t.Errorf("the error is not logged:\n%s", b.log)
@@ -505,8 +505,8 @@ func TestEngineStopsWhenCancelled(t *testing.T) {
 		ctx, cancel = context.WithCancel(t.Context())
 		time.AfterFunc(2*time.Second, cancel)
 		err = b.eng.Run(ctx, 0)
-		if !coordinator.IsShutdown(err) || len(b.failures) != 1 || len(b.store.records) != 0 {
-			t.Errorf("error %v, %d failures, %d records; want a shutdown after 1 failure", err, len(b.failures), len(b.store.records))
+		if !coordinator.IsShutdown(err) || len(b.failures) != 1 || len(b.ledger.records) != 0 {
+			t.Errorf("error %v, %d failures, %d records; want a shutdown after 1 failure", err, len(b.failures), len(b.ledger.records))
 		}
 	})
 }

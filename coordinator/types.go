@@ -61,8 +61,12 @@ type SubmissionSource interface {
 	Submissions(ctx context.Context, w Window) ([]Submission, error)
 }
 
-// Verifier runs the stateless verifier over the mini-batches of a batch and
-// returns once every mini-batch is verified, or with an error when one failed.
-type Verifier interface {
+// Launcher has the submissions of a batch verified: it launches the
+// stateless verifier (the bundled tool, coordinator verify, or the
+// original's image) over each mini-batch as a worker — a local process or a
+// Kubernetes Job — and returns once every mini-batch is verified, or with an
+// error when one failed. It is named for what the engine asks of it; "the
+// verifier" is the tool the workers run.
+type Launcher interface {
 	Verify(ctx context.Context, batch Window, parts []Window) error
 }

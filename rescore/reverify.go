@@ -9,10 +9,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
-// Verifier is what re-verification needs of the workers: the loop's
-// verifier (process or Kubernetes mode).
-type Verifier = coordinator.Verifier
-
 // VerifyOptions shape a re-verification.
 type VerifyOptions struct {
 	MiniBatches int           // MINI_BATCH_NUMBER
@@ -22,10 +18,11 @@ type VerifyOptions struct {
 	Logger      *slog.Logger
 }
 
-// VerifyWindows runs v over each window in order, cut into mini-batches
-// and retried with backoff exactly as the loop does; a window that still
-// fails after its retries stops the run with its error.
-func VerifyWindows(ctx context.Context, v Verifier, windows []coordinator.Window, o VerifyOptions) error {
+// VerifyWindows has l (the loop's launcher, process or Kubernetes mode)
+// verify each window in order, cut into mini-batches and retried with
+// backoff exactly as the loop does; a window that still fails after its
+// retries stops the run with its error.
+func VerifyWindows(ctx context.Context, l coordinator.Launcher, windows []coordinator.Window, o VerifyOptions) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -34,7 +31,7 @@ func VerifyWindows(ctx context.Context, v Verifier, windows []coordinator.Window
 		delay := o.Backoff
 		for attempt := 0; ; attempt++ {
 			began := time.Now()
-			err := v.Verify(ctx, w, w.Split(o.MiniBatches))
+			err := l.Verify(ctx, w, w.Split(o.MiniBatches))
 			if err == nil {
 				log.Info("window re-verified", "window_start", w.Start, "window_end", w.End, "seconds", time.Since(began).Seconds(),
 					"window", i+1, "windows", len(windows))

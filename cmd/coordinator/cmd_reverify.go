@@ -59,11 +59,11 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 	if cfg.Runtime.SubmissionStorage != config.StoragePostgres {
 		return usageError{fmt.Errorf("reverify: SUBMISSION_STORAGE=%s is not supported (POSTGRES only)", cfg.Runtime.SubmissionStorage)}
 	}
-	verifier, err := newVerifier(ctx, cfg, log, nil)
+	launcher, err := newLauncher(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
-	if verifier == nil {
+	if launcher == nil {
 		return usageError{fmt.Errorf("reverify needs verifier workers: WORKER_MODE=none")}
 	}
 	began := time.Now()
@@ -76,7 +76,7 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 		return failed(err)
 	}
 	log.Info("verification reset", "from", from, "to", to, "windows", len(windows), "submissions", n)
-	if err := rescore.VerifyWindows(ctx, verifier, windows, rescore.VerifyOptions{MiniBatches: cfg.Runtime.MiniBatches,
+	if err := rescore.VerifyWindows(ctx, launcher, windows, rescore.VerifyOptions{MiniBatches: cfg.Runtime.MiniBatches,
 		Retries: cfg.Runtime.RetryCount, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Logger: log}); err != nil {
 		log.Error("reverify failed: the range's submissions are partly unverified; run reverify again", "from", from, "to", to, "error", err)
 		return failed(err)

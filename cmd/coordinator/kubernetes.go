@@ -16,7 +16,7 @@ import (
 // newKubernetesLauncher runs verifiers as Kubernetes Jobs. It is the only
 // use of client-go: a build with -tags nokubernetes leaves it out (see
 // kubernetes_off.go).
-func newKubernetesLauncher(ctx context.Context, cfg *config.Config, log *slog.Logger, events monitor.WorkerEvents) (coordinator.Verifier, error) {
+func newKubernetesLauncher(ctx context.Context, cfg *config.Config, log *slog.Logger, events monitor.WorkerEvents) (coordinator.Launcher, error) {
 	cs, ns, err := kubeworker.Client(cfg.Kubernetes)
 	if err != nil {
 		return nil, fmt.Errorf("WORKER_MODE=kubernetes: %w", err)

@@ -13,6 +13,6 @@ import (
 )
 
 // newKubernetesLauncher: this build has no Kubernetes client.
-func newKubernetesLauncher(context.Context, *config.Config, *slog.Logger, monitor.WorkerEvents) (coordinator.Verifier, error) {
+func newKubernetesLauncher(context.Context, *config.Config, *slog.Logger, monitor.WorkerEvents) (coordinator.Launcher, error) {
 	return nil, errors.New("WORKER_MODE=kubernetes: this binary was built with -tags nokubernetes; use WORKER_MODE=process or none, or the default build")
 }

@@ -68,13 +68,13 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		return err
 	}
 	defer ops.Close()
-	verifier, err := newVerifier(ctx, cfg, log, ops.Workers())
+	launcher, err := newLauncher(ctx, cfg, log, ops.Workers())
 	if err != nil {
 		return err
 	}
 
 	eng := &coordinator.Engine{
-		Store: store, Source: source, Verifier: verifier,
+		Ledger: store, Source: source, Launcher: launcher,
 		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
 		Retries: cfg.Runtime.RetryCount, CatchUpAfter: cfg.Runtime.CatchUpAfter, CatchUpChunk: cfg.Runtime.CatchUpChunk, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
@@ -220,7 +220,7 @@ func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (
 	}
 }
 
-func newVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger, events monitor.WorkerEvents) (coordinator.Verifier, error) {
+func newLauncher(ctx context.Context, cfg *config.Config, log *slog.Logger, events monitor.WorkerEvents) (coordinator.Launcher, error) {
 	switch cfg.Workers.Mode {
 	case config.WorkerNone:
 		log.Info("WORKER_MODE=none: submissions are verified by something else; the coordinator only scores")

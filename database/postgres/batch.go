@@ -103,7 +103,7 @@ func CanBulkWritePoints(ctx context.Context, pool *pgxpool.Pool) (bool, string, 
 }
 
 var (
-	_ coordinator.Store            = (*Store)(nil)
+	_ coordinator.Ledger           = (*Store)(nil)
 	_ coordinator.SubmissionSource = (*Store)(nil)
 )
 
@@ -191,7 +191,7 @@ func (s *Store) fence(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch
 	return shortlist(ctx, tx, last.ID)
 }
 
-// CommitBatch writes a batch in one transaction; see coordinator.Store.
+// CommitBatch writes a batch in one transaction; see coordinator.Ledger.
 func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
 	var out coordinator.Committed
 	var staged map[string]int32 // evidence producer ids this batch inserted

@@ -10,10 +10,10 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
-var _ coordinator.RangeStore = (*Store)(nil)
+var _ coordinator.RangeLedger = (*Store)(nil)
 
 // CommitRange writes many consecutive batches in one transaction (the
-// catch-up path); see coordinator.RangeStore. The rows are the same as
+// catch-up path); see coordinator.RangeLedger. The rows are the same as
 // CommitBatch would write batch after batch; they are written set-based for
 // the whole range: one statement or COPY per table.
 func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) ([]*coordinator.Record, error)) (coordinator.RangeCommitted, error) {

@@ -217,7 +217,7 @@ func testEngineEndToEnd(t *testing.T, bulk bool) {
 		t.Fatalf("bulk points path unavailable to the test's superuser: %v %s", err, why)
 	}
 	store := &postgres.Store{Pool: pool, BulkPoints: bulk}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 1,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 1,
 		Retries: 0, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
 	m := &model{days: 1, scored: map[string]bool{}}
@@ -373,10 +373,10 @@ func listDiff(got, want []string) string {
 	return strings.Join(out, "\n")
 }
 
-// failingVerifier fails its first failures calls.
-type failingVerifier struct{ failures, calls int }
+// failingLauncher fails its first failures calls.
+type failingLauncher struct{ failures, calls int }
 
-func (f *failingVerifier) Verify(ctx context.Context, batch coordinator.Window, parts []coordinator.Window) error {
+func (f *failingLauncher) Verify(ctx context.Context, batch coordinator.Window, parts []coordinator.Window) error {
 	f.calls++
 	if f.calls <= f.failures {
 		return fmt.Errorf("verifier crashed (call %d)", f.calls)
@@ -399,8 +399,8 @@ func TestEngineRetriesThenGivesUp(t *testing.T) {
 	}
 	store := &postgres.Store{Pool: pool}
 	var failures []bool
-	v := &failingVerifier{failures: 2}
-	eng := &coordinator.Engine{Store: store, Source: store, Verifier: v, Interval: 20 * time.Minute, MiniBatches: 5,
+	v := &failingLauncher{failures: 2}
+	eng := &coordinator.Engine{Ledger: store, Source: store, Launcher: v, Interval: 20 * time.Minute, MiniBatches: 5,
 		UptimeDays: 90, Retries: 3, Backoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnFailure: func(_ context.Context, f coordinator.Failure) {
@@ -443,7 +443,7 @@ func TestEngineEmptyBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &postgres.Store{Pool: pool}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for range 2 {
 		if _, err := eng.RunBatch(ctx); err != nil {

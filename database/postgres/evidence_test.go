@@ -63,7 +63,7 @@ func TestEvidenceWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &postgres.Store{Pool: pool}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(24 * time.Hour) }}
 	first, err := eng.RunBatch(ctx)
 	if err != nil {
@@ -174,7 +174,7 @@ func TestEvidenceProducerCacheAfterRollback(t *testing.T) {
 		}
 		return nil
 	}}}}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1, Retries: 1,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1, Retries: 1,
 		Backoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(24 * time.Hour) }}
 	for range 2 {
 		failures = 1

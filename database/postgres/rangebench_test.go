@@ -81,7 +81,7 @@ func benchStore(b *testing.B, pool *pgxpool.Pool) *postgres.Store {
 
 func benchLoop(b *testing.B, pool *pgxpool.Pool, catchUp bool) *coordinator.Engine {
 	store := benchStore(b, pool)
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: benchInterval, MiniBatches: 5, UptimeDays: 90,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: benchInterval, MiniBatches: 5, UptimeDays: 90,
 		Now:    func() time.Time { return rangeStart.Add(5 * 365 * 24 * time.Hour) },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if catchUp {

@@ -99,8 +99,8 @@ func testEndToEnd(t *testing.T, c *kubetest.Cluster) {
 	store := &postgres.Store{Pool: pool}
 	var summaries []*coordinator.Summary
 	eng := &coordinator.Engine{
-		Store: store, Source: store,
-		Verifier: kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev)),
+		Ledger: store, Source: store,
+		Launcher: kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev)),
 		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
 		Retries: cfg.Runtime.RetryCount, Logger: log,
 		AfterBatch: func(_ context.Context, s *coordinator.Summary) { summaries = append(summaries, s) },

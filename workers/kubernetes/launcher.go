@@ -82,7 +82,7 @@ type Events interface {
 	Retried(mode string)
 }
 
-// Launcher is the kubernetes-mode coordinator.Verifier.
+// Launcher is the kubernetes-mode coordinator.Launcher.
 type Launcher struct {
 	cfg       *config.Config
 	client    kubernetes.Interface
@@ -92,7 +92,7 @@ type Launcher struct {
 	now       func() time.Time
 }
 
-var _ coordinator.Verifier = (*Launcher)(nil)
+var _ coordinator.Launcher = (*Launcher)(nil)
 
 // Option configures a Launcher.
 type Option func(*Launcher)

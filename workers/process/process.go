@@ -42,7 +42,7 @@ const DefaultGrace = 10 * time.Second
 // WORKER_TIMEOUT.
 var ErrTimeout = errors.New("verifier timeout")
 
-// Launcher is the process-mode coordinator.Verifier.
+// Launcher is the process-mode coordinator.Launcher.
 type Launcher struct {
 	Config *config.Config
 	Logger *slog.Logger // default slog.Default()
@@ -80,7 +80,7 @@ func (l *Launcher) event(f func(Events)) {
 	}
 }
 
-var _ coordinator.Verifier = (*Launcher)(nil)
+var _ coordinator.Launcher = (*Launcher)(nil)
 
 // New returns a Launcher for cfg.
 func New(cfg *config.Config, log *slog.Logger) *Launcher {

@@ -51,7 +51,7 @@ func scored(t *testing.T) (config.Postgres, *synthnet.Network) {
 		t.Fatal(err)
 	}
 	store := &postgres.Store{Pool: pool}
-	eng := &coordinator.Engine{Store: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,
+	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(48 * time.Hour) }}
 	for i := range batches {
 		eng.NoEvidence = i < legacy
