@@ -1,11 +1,18 @@
 //go:build mage
 
-// Database tasks, tests and benchmarks of the uptime validator coordinator.
-// Run them without installing mage: go tool mage <target>. The database
-// targets read POSTGRES_* from the environment or a .env file.
+// Database tasks, tests, benchmarks and the demo of the uptime validator
+// coordinator. Run them without installing mage: go tool mage <target>. The
+// database targets read POSTGRES_* from the environment or a .env file.
+//
+// This file imports only the standard library, so that mage compiles it in
+// seconds even on a cold build cache: the targets' work is done by
+// subprocesses (go test, and internal/magetasks for the database tasks and
+// the demo, which read their configuration through the config package),
+// built by buildWithProgress with visible progress.
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -14,58 +21,133 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/delegation-program/uptime-coordinator/config"
-	"github.com/delegation-program/uptime-coordinator/internal/tasks"
+	"time"
 )
 
 // CreateDatabase creates POSTGRES_DB if missing and applies the schema migrations (idempotent).
-func CreateDatabase(ctx context.Context) error {
-	cfg, err := tasks.Postgres()
-	if err != nil {
-		return err
-	}
-	return tasks.CreateDatabase(ctx, cfg, os.Stdout)
-}
+func CreateDatabase(ctx context.Context) error { return magetasks(ctx, "create-database") }
 
 // InitDatabase inserts the starting bot_logs row. Environment: BATCH_END_EPOCH (unix seconds, "YYYY-MM-DD HH:MM:SS" UTC or RFC 3339; default now), MINS_AGO (start N minutes ago instead), OVERRIDE_EMPTY=1 (insert even when bot_logs has rows).
-func InitDatabase(ctx context.Context) error {
-	cfg, err := tasks.Postgres()
-	if err != nil {
-		return err
-	}
-	t, err := config.LoadTasks(config.Environment)
-	if err != nil {
-		return err
-	}
-	return tasks.InitDatabase(ctx, cfg, t.BatchEndEpoch, t.MinsAgo, t.OverrideEmpty, os.Stdout)
-}
+func InitDatabase(ctx context.Context) error { return magetasks(ctx, "init-database") }
 
 // DropDatabase drops POSTGRES_DB.
-func DropDatabase(ctx context.Context) error {
-	cfg, err := tasks.Postgres()
-	if err != nil {
-		return err
-	}
-	return tasks.DropDatabase(ctx, cfg, os.Stdout)
-}
+func DropDatabase(ctx context.Context) error { return magetasks(ctx, "drop-database") }
 
 // CreateROUser creates POSTGRES_RO_USER (password POSTGRES_RO_PASSWORD) with CONNECT, USAGE and SELECT on every table, now and later (idempotent).
-func CreateROUser(ctx context.Context) error {
-	cfg, err := tasks.Postgres()
-	if err != nil {
-		return err
-	}
-	return tasks.CreateROUser(ctx, cfg, os.Stdout)
-}
+func CreateROUser(ctx context.Context) error { return magetasks(ctx, "create-ro-user") }
 
 // Cleanup deletes data older than <days> days: go tool mage cleanup 180.
 func Cleanup(ctx context.Context, days int) error {
-	cfg, err := tasks.Postgres()
+	return magetasks(ctx, "cleanup", strconv.Itoa(days))
+}
+
+// Demo runs the main job on an embedded default: a throwaway PostgreSQL (or the server POSTGRES_* point at, in a database uptime_demo it creates and drops, never one it did not create), a synthetic network with its block files, the real coordinator verifying with the bundled verifier as subprocesses until it has caught up; then the top and bottom of the leaderboard, a histogram of scores and a per-batch summary. Environment: PRODUCERS (default 300), HOURS (default 4), SEED (the same seed gives the same network and scores), KEEP=1 (keep the database and wait for Ctrl-C, printing how to connect).
+func Demo(ctx context.Context) error {
+	began := time.Now()
+	// The smallest coordinator that runs the demo: process mode, PostgreSQL.
+	step(began, "building the coordinator (-tags %s) and the demo (the first time Go downloads and compiles its dependencies: %s on 2 cores; then seconds)", demoTags, firstBuild)
+	dir := filepath.Join("bin", "mage")
+	if err := buildWithProgress(ctx, began, dir, []string{"-tags", demoTags}, "./cmd/coordinator", "./internal/magetasks"); err != nil {
+		return err
+	}
+	return run(ctx, filepath.Join(dir, "magetasks"), "demo", "--coordinator", filepath.Join(dir, "coordinator"),
+		"--began", strconv.FormatInt(began.UnixMilli(), 10))
+}
+
+// demoTags leave out of the demo's coordinator what only other modes need.
+const demoTags = "nokubernetes"
+
+// firstBuild is how long the first build takes on a cold cache (measured on
+// 2 cores, docs/performance.md).
+const firstBuild = "about 3 minutes"
+
+// magetasks builds internal/magetasks and runs it with args.
+func magetasks(ctx context.Context, args ...string) error {
+	began := time.Now()
+	dir := filepath.Join("bin", "mage")
+	if err := buildWithProgress(ctx, began, dir, nil, "./internal/magetasks"); err != nil {
+		return err
+	}
+	return run(ctx, filepath.Join(dir, "magetasks"), args...)
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// step prints a line with the seconds elapsed since began.
+func step(began time.Time, format string, args ...any) {
+	fmt.Printf("[%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// buildWithProgress builds pkgs into dir with go build -v, printing what Go
+// downloads and, every 5 seconds while it compiles, how many packages it has
+// compiled out of the dependency graph (a cold cache compiles them all; a
+// warm one none, and the build takes a second or two).
+func buildWithProgress(ctx context.Context, began time.Time, dir string, flags []string, pkgs ...string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	list := exec.CommandContext(ctx, "go", append(append([]string{"list", "-deps"}, flags...), pkgs...)...)
+	list.Stderr = os.Stderr // "go: downloading ..." on a fresh machine
+	deps, err := list.Output()
+	if err != nil {
+		return fmt.Errorf("go list: %w", err)
+	}
+	total := strings.Count(string(deps), "\n")
+	args := append(append([]string{"build", "-v", "-o", dir + string(filepath.Separator)}, flags...), pkgs...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err
 	}
-	return tasks.Cleanup(ctx, cfg, days, os.Stdout)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var compiled int
+	var last string
+	var other []string
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case line, ok := <-lines:
+			switch {
+			case !ok:
+				done = true
+			case strings.HasPrefix(line, "go: downloading "):
+				step(began, "downloading %s", strings.TrimPrefix(line, "go: downloading "))
+			case strings.Contains(line, " ") || strings.HasPrefix(line, "#"):
+				other = append(other, line) // a compiler message, not a package
+			default:
+				compiled++
+				last = line
+			}
+		case <-tick.C:
+			if last == "" {
+				step(began, "building: checking the build cache and linking")
+			} else {
+				step(began, "building: %d of %d packages compiled (last: %s)", compiled, total, last)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, strings.Join(other, "\n"))
+	}
+	if compiled > 0 {
+		step(began, "built (%d of %d packages compiled, the others were cached)", compiled, total)
+	}
+	return nil
 }
 
 // Test runs the whole test suite, as CI does: go vet; builds the Kubernetes control plane the worker tests run against (tools/kube/build.sh: ~9 min the first time, seconds after); starts one throwaway Cassandra 5.0 for every package (tools/cassandra/start.sh; needs java and mvn); then every test, against real PostgreSQL (a throwaway cluster from the system's binaries unless TEST_DATABASE_URL is set).

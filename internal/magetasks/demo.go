@@ -1,20 +1,19 @@
-//go:build mage
-
 package main
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -29,8 +28,19 @@ import (
 	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
-// Demo runs the main job on an embedded default: a throwaway PostgreSQL (or the server POSTGRES_* point at), a synthetic network with its block files, the real coordinator verifying with the bundled verifier as subprocesses until it has caught up; then the leaderboard and a per-batch summary. Environment: PRODUCERS (default 300), HOURS (default 4), KEEP=1 (keep the database and wait for Ctrl-C, printing how to connect).
-func Demo(ctx context.Context) error {
+// DemoCmd is "magetasks demo": the work of "go tool mage demo" after the
+// magefile has built the coordinator.
+type DemoCmd struct {
+	Coordinator string `required:"" type:"existingfile" help:"The coordinator binary to run."`
+	Began       int64  `help:"When the mage target began (unix milliseconds), so that the elapsed times go on from the build's."`
+	Database    string `default:"uptime_demo" help:"The database the demo creates (and drops at the end)."`
+
+	end time.Time // the end of the last batch; zero: the last 20-minute boundary but one
+}
+
+// Run runs the demo with its parameters from the environment (PRODUCERS,
+// HOURS, SEED, KEEP; POSTGRES_* to use a server instead of a throwaway one).
+func (d *DemoCmd) Run(ctx context.Context) error {
 	if err := config.LoadDotEnv(""); err != nil {
 		return err
 	}
@@ -38,11 +48,18 @@ func Demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	producers, hours, keep := params.Producers, params.Hours, params.Keep
-	began := time.Now()
-	step := func(format string, args ...any) {
-		fmt.Printf("[%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+	c := clock{began: time.Now(), out: os.Stdout}
+	if d.Began > 0 {
+		c.began = time.UnixMilli(d.Began)
 	}
+	return d.run(ctx, params, c)
+}
+
+// run runs the demo, printing to c.out.
+func (d *DemoCmd) run(ctx context.Context, params config.Tasks, c clock) (err error) {
+	out := c.out
+	producers, hours, keep := params.Producers, params.Hours, params.Keep
+	step := c.step
 
 	work, err := os.MkdirTemp("", "uptime-demo-")
 	if err != nil {
@@ -56,7 +73,7 @@ func Demo(ctx context.Context) error {
 		if pg, err = tasks.Postgres(); err != nil {
 			return err
 		}
-		pg.DB = "uptime_demo"
+		pg.DB = d.Database
 		step("using the PostgreSQL server at %s:%d (POSTGRES_*), database %s", pg.Host, pg.Port, pg.DB)
 		exists, err := postgres.DatabaseExists(ctx, pg)
 		if err != nil {
@@ -69,37 +86,31 @@ func Demo(ctx context.Context) error {
 		}
 	} else {
 		step("starting a throwaway PostgreSQL from the system's binaries")
-		c, err := pgtest.StartCluster(false)
+		cl, err := pgtest.StartCluster(false)
 		if err != nil {
 			return fmt.Errorf("%w\nthe demo needs the PostgreSQL server binaries: apt-get install -y postgresql (nothing needs to be running), or set POSTGRES_HOST etc. to use a server", err)
 		}
-		stopServer = c.Stop
-		pg = c.Config
-		pg.DB = "uptime_demo"
+		stopServer = cl.Stop
+		pg = cl.Config
+		pg.DB = d.Database
 		step("PostgreSQL %s:%d is up", pg.Host, pg.Port)
 	}
 	created := false // only a database the demo created is dropped
-	cleanup := func() {
-		if created && (!keep || stopServer == nil) {
-			if _, err := postgres.DropDatabase(context.Background(), pg); err != nil && !keep {
-				fmt.Fprintln(os.Stderr, "dropping the demo database:", err)
+	kept := false
+	defer func() {
+		if kept {
+			return
+		}
+		if created {
+			if _, derr := postgres.DropDatabase(context.Background(), pg); derr != nil {
+				err = errors.Join(err, fmt.Errorf("dropping the demo database %q: %w", pg.DB, derr))
 			}
 		}
 		if stopServer != nil {
 			stopServer()
 		}
-	}
-	defer func() {
-		if !keep {
-			cleanup()
-		}
 	}()
 
-	step("building the coordinator (the first time Go downloads and compiles its dependencies: minutes; then seconds)")
-	bin := filepath.Join(work, "coordinator")
-	if err := buildWithProgress(bin, step); err != nil {
-		return err
-	}
 	step("creating the database %s and its schema", pg.DB)
 	if created, _, err = postgres.CreateDatabase(ctx, pg); err != nil {
 		return err
@@ -108,7 +119,10 @@ func Demo(ctx context.Context) error {
 		return fmt.Errorf("database %q appeared while the demo was starting; not using it", pg.DB)
 	}
 
-	end := time.Now().UTC().Truncate(20 * time.Minute).Add(-20 * time.Minute)
+	end := d.end
+	if end.IsZero() {
+		end = time.Now().UTC().Truncate(20 * time.Minute).Add(-20 * time.Minute)
+	}
 	start := end.Add(-time.Duration(hours) * time.Hour)
 	seed := params.Seed
 	if seed == 0 {
@@ -131,24 +145,55 @@ func Demo(ctx context.Context) error {
 		return err
 	}
 	step("the collector stored %d submissions and %d blocks; none verified yet", n, len(net.Blocks))
-	if err := tasks.InitDatabase(ctx, pg, strconv.FormatInt(start.Unix(), 10), nil, false, os.Stdout); err != nil {
+	if err := tasks.InitDatabaseAt(ctx, pg, start, false, out); err != nil {
 		return err
 	}
 
 	batches := hours * 3
 	step("running the coordinator: %d batches of 20 minutes, 5 verifier subprocesses each", batches)
-	cmd := exec.CommandContext(ctx, bin, "run", "--batches", strconv.Itoa(batches))
-	cmd.Env = append(os.Environ(), pgtest.Env(pg)...)
-	cmd.Env = append(cmd.Env, "WORKER_MODE=process", "WORKER_COMMAND="+bin+" verify", "BLOCKS_DIR="+blocks,
-		"IGNORE_APPLICATION_STATUS=1", "METRICS_ADDR=", "LOG_LEVEL=info", "SURVEY_INTERVAL_MINUTES=20", "MINI_BATCH_NUMBER=5")
-	out, err := cmd.StdoutPipe()
+	times, err := runCoordinator(ctx, d.Coordinator, pg, blocks, batches, step)
 	if err != nil {
 		return err
+	}
+	step("caught up")
+
+	if err := printReport(ctx, pool, times, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nFinished in %.0f s. Where to look next: README.md, docs/ (configuration, scoring, differences from the original),\n"+
+		"`go tool mage -l` (database tasks, tests, benchmarks), and the tables bot_logs, points, nodes and score_history.\n", time.Since(c.began).Seconds())
+	if keep {
+		fmt.Fprintf(out, "\nKEEP=1: the database is kept. Connect with:\n  psql 'host=%s port=%d dbname=%s user=%s'\n", pg.Host, pg.Port, pg.DB, pg.User)
+		if stopServer == nil {
+			kept = true // on the given server; the deferred clean-up leaves it
+			return nil
+		}
+		fmt.Fprintln(out, "Press Ctrl-C to stop the throwaway server and clean up.")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// runCoordinator runs "coordinator run" on the database until it has
+// committed batches batches, printing each commit, and returns each batch's
+// duration by its window end (unix seconds).
+func runCoordinator(ctx context.Context, bin string, pg config.Postgres, blocks string, batches int, step func(string, ...any)) (map[int64]float64, error) {
+	cmd := exec.CommandContext(ctx, bin, "run", "--batches", strconv.Itoa(batches))
+	// Stopped like a pod: SIGTERM, then the coordinator stops its verifiers.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	cmd.Env = append(os.Environ(), pgtest.Env(pg)...)
+	cmd.Env = append(cmd.Env, "WORKER_MODE=process", "WORKER_COMMAND="+bin+" verify", "BLOCKS_DIR="+blocks,
+		"IGNORE_APPLICATION_STATUS=1", "METRICS_ADDR=", "LOG_LEVEL=info", "LOG_FORMAT=json",
+		"SURVEY_INTERVAL_MINUTES=20", "MINI_BATCH_NUMBER=5")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
 	times := map[int64]float64{}
 	done := 0
@@ -171,26 +216,12 @@ func Demo(ctx context.Context) error {
 			line.WindowEnd.UTC().Format("15:04"), line.Valid, line.Points, line.Seconds)
 	}
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("the coordinator failed: %w\n%s", err, stderr.String())
+		return nil, fmt.Errorf("the coordinator failed: %w\n%s", err, stderr.String())
 	}
-	step("caught up")
-
-	if err := printReport(ctx, pool, times, os.Stdout); err != nil {
-		return err
+	if done != batches {
+		return nil, fmt.Errorf("the coordinator committed %d batches, not %d\n%s", done, batches, stderr.String())
 	}
-	fmt.Printf("\nFinished in %.0f s. Where to look next: README.md (configuration, scoring, differences from the original),\n"+
-		"`go tool mage -l` (database tasks, tests, benchmarks), and the tables bot_logs, points, nodes and score_history.\n", time.Since(began).Seconds())
-	if keep {
-		fmt.Printf("\nKEEP=1: the database is kept. Connect with:\n  psql 'host=%s port=%d dbname=%s user=%s'\n", pg.Host, pg.Port, pg.DB, pg.User)
-		if stopServer != nil {
-			fmt.Println("Press Ctrl-C to stop the throwaway server and clean up.")
-			sig, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			<-sig.Done()
-			stop()
-			cleanup()
-		}
-	}
-	return nil
+	return times, nil
 }
 
 func printReport(ctx context.Context, pool *pgxpool.Pool, times map[int64]float64, w io.Writer) error {
@@ -231,7 +262,9 @@ func printReport(ctx context.Context, pool *pgxpool.Pool, times map[int64]float6
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t\n", time.Unix(end, 0).UTC().Format("2006-01-02 15:04"),
 			subs, valid, points, producers, verification, times[end])
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	return rows.Err()
 }
 
@@ -240,54 +273,6 @@ func shorten(key string) string {
 		return key
 	}
 	return key[:8] + "…" + key[len(key)-6:]
-}
-
-// buildWithProgress builds the coordinator into bin with go build -v,
-// reporting every few seconds how many packages were compiled so far (a
-// cold cache compiles several hundred).
-func buildWithProgress(bin string, step func(string, ...any)) error {
-	cmd := exec.Command("go", "build", "-v", "-o", bin, "./cmd/coordinator")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	var compiled int
-	var other []string
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for done := false; !done; {
-		select {
-		case line, ok := <-lines:
-			switch {
-			case !ok:
-				done = true
-			case strings.HasPrefix(line, "go: downloading "):
-				step("downloading %s", strings.TrimPrefix(line, "go: downloading "))
-			case strings.Contains(line, " ") || strings.HasPrefix(line, "#"):
-				other = append(other, line) // a compiler message, not a package
-			default:
-				compiled++
-			}
-		case <-tick.C:
-			step("building: %d packages compiled so far", compiled)
-		}
-	}
-	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, strings.Join(other, "\n"))
-	}
-	step("built (%d packages compiled)", compiled)
-	return nil
 }
 
 // entry is one scored producer of the leaderboard.
