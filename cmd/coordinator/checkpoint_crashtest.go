@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
@@ -21,7 +23,7 @@ const haltAtVar = "COORDINATOR_HALT_AT"
 // checkpoint implements COORDINATOR_HALT_AT=name#n for the crash tests: the
 // n-th time a batch reaches checkpoint name, the process prints
 // "HALT name n" to stderr and blocks until it is killed (or stopped by a
-// signal, which abandons the batch). n counts across batches and retries;
+// signal, which abandons the batch), or resumed by SIGUSR1. n counts across batches and retries;
 // the engine and the store share the one Checkpoint.
 func checkpoint() coordinator.Checkpoint {
 	spec := os.Getenv(haltAtVar)
@@ -38,7 +40,16 @@ func checkpoint() coordinator.Checkpoint {
 		if point != name || reached.Add(1) != int64(want) {
 			return
 		}
+		// SIGUSR1 resumes (tests of what waits on a halted process), so
+		// it is caught before the halt is announced.
+		resume := make(chan os.Signal, 1)
+		signal.Notify(resume, syscall.SIGUSR1)
+		defer signal.Stop(resume)
 		fmt.Fprintf(os.Stderr, "HALT %s %d\n", name, want)
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-resume:
+			fmt.Fprintf(os.Stderr, "RESUME %s %d\n", name, want)
+		}
 	}
 }

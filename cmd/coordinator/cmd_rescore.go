@@ -60,6 +60,9 @@ func (c *RescoreCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer pool.Close()
+	if err := requireWriter(ctx, cfg, pool, "rescore"); err != nil {
+		return err
+	}
 	rep, err := runRescore(ctx, env, cfg, log, pool, from, to, c.DryRun, c.Format)
 	if !c.DryRun {
 		o := alert.Operation{Command: "rescore", From: from, To: to, Err: err}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,6 +57,9 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer pool.Close()
+	if err := requireWriter(ctx, cfg, pool, "reverify"); err != nil {
+		return err
+	}
 	if cfg.Runtime.SubmissionStorage != config.StoragePostgres {
 		return usageError{fmt.Errorf("reverify: SUBMISSION_STORAGE=%s is not supported (POSTGRES only)", cfg.Runtime.SubmissionStorage)}
 	}
@@ -116,4 +120,20 @@ func openForRescore(ctx context.Context, env *Env) (*config.Config, *slog.Logger
 		return nil, nil, nil, err
 	}
 	return cfg, log, pool, nil
+}
+
+// requireWriter fails unless POSTGRES_USER may write what command writes:
+// rescore and reverify need the coordinator's writer role (even a dry run
+// holds the batch lock, which holds the loop off), never the read-only
+// user.
+func requireWriter(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, command string) error {
+	missing, err := postgres.MissingRescorePrivileges(ctx, pool, command == "reverify")
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s needs the coordinator's writer role: POSTGRES_USER=%s may not %s (is it the read-only user?); run it with the coordinator's own POSTGRES_USER",
+			command, cfg.Postgres.User, strings.Join(missing, ", "))
+	}
+	return nil
 }
