@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/delegation-program/uptime-coordinator/api/pointset"
 	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
@@ -55,95 +56,60 @@ func nodeID(ctx context.Context, q queryer, key string) (int64, *bool, error) {
 }
 
 // Producer reads one producer's scores over the standard windows, its first
-// and last batch with a point and the batches it missed in the last 24 hours.
+// and last batch with a point and the batches it missed in the last 24
+// hours, as of the latest batch. The scores and batches with a point come
+// from the point set in memory; the producer's row and the missed batches'
+// reasons from the database.
 func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 	p := &Producer{Producer: key, Missed24h: map[string]int{}, MissedBatches: []MissedBatch{}, Scores: []WindowScore{}}
+	var id int64
+	var l Latest
 	err := r.read(ctx, func(tx pgx.Tx) error {
-		id, status, err := nodeID(ctx, tx, key)
-		if err != nil {
+		var err error
+		if id, p.ApplicationStatus, err = nodeID(ctx, tx, key); err != nil {
 			return err
 		}
-		p.ApplicationStatus = status
-		l, err := latest(ctx, tx)
-		if err != nil || l.ID == 0 {
-			return err
-		}
-		p.AsOf = &l.End
-		if p.Scores, err = windowScores(ctx, tx, id, l.End); err != nil {
-			return err
-		}
-		for i, order := range []string{"ASC", "DESC"} {
-			var b BatchRef
-			var start, end int64
-			err := tx.QueryRow(ctx, `SELECT b.id, b.batch_start_epoch, b.batch_end_epoch FROM points_summary ps
-				JOIN bot_logs b ON b.id = ps.bot_log_id WHERE ps.node_id = $1 ORDER BY ps.bot_log_id `+order+` LIMIT 1`, id).Scan(&b.ID, &start, &end)
-			if errors.Is(err, pgx.ErrNoRows) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("reading the producer's batches with a point: %w", err)
-			}
-			b.Start, b.End = time.Unix(start, 0).UTC(), time.Unix(end, 0).UTC()
-			if i == 0 {
-				p.FirstPoint = &b
-			} else {
-				p.LastPoint = &b
-			}
-		}
-		if p.Batches24h, err = surveys(ctx, tx, l.End, 1); err != nil {
+		if l, err = latest(ctx, tx); err != nil || l.ID == 0 {
 			return err
 		}
 		p.MissedBatches, err = missed(ctx, tx, key, l.End.Add(-24*time.Hour), l.End)
-		for _, m := range p.MissedBatches {
-			p.Missed24h[m.Reason]++
-		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	if l.ID == 0 {
+		return p, nil
+	}
+	set, err := r.pointSet(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	p.AsOf = &l.End
+	end := l.End.Unix()
+	for _, w := range StandardWindows {
+		d, _ := ParseWindow(w)
+		m := set.Window(end-int64(d)*day, end)
+		points := set.Points(id, m)
+		p.Scores = append(p.Scores, WindowScore{Window: w, Points: points, Surveys: m.Surveys(), ScorePercent: percent(points, m.Surveys())})
+		if d == 1 {
+			p.Batches24h = m.Surveys()
+		}
+	}
+	if b, ok := set.First(id); ok && b.End <= end {
+		p.FirstPoint = batchRef(b)
+	}
+	if b, ok := set.Last(id, end); ok {
+		p.LastPoint = batchRef(b)
+	}
+	for _, m := range p.MissedBatches {
+		p.Missed24h[m.Reason]++
+	}
 	return p, nil
 }
 
-// windowScores computes the producer's points and surveys for every standard
-// window ending at end.
-func windowScores(ctx context.Context, tx pgx.Tx, node int64, end time.Time) ([]WindowScore, error) {
-	days := make([]int32, len(StandardWindows))
-	maxDays := int32(0)
-	for i, w := range StandardWindows {
-		d, _ := ParseWindow(w)
-		days[i] = int32(d)
-		maxDays = max(maxDays, int32(d))
-	}
-	e := end.Unix()
-	// One pass over the longest window's surveys joined with the
-	// producer's points (its rows of the (node_id, bot_log_id) index), then
-	// counted per window.
-	rows, err := tx.Query(ctx, `WITH j AS MATERIALIZED (
-			SELECT b.batch_start_epoch AS s, ps.node_id IS NOT NULL AS point
-			FROM bot_logs b LEFT JOIN points_summary ps ON ps.bot_log_id = b.id AND ps.node_id = $1
-			WHERE b.files_processed > -1 AND b.batch_start_epoch >= $2 - $3::bigint * 86400 AND b.batch_end_epoch <= $2
-		)
-		SELECT w.days, count(j.s)::int, count(j.s) FILTER (WHERE j.point)::int
-		FROM unnest($4::int4[]) WITH ORDINALITY AS w(days, i) LEFT JOIN j ON j.s >= $2 - w.days::bigint * 86400
-		GROUP BY w.days, w.i ORDER BY w.i`, node, e, maxDays, days)
-	if err != nil {
-		return nil, fmt.Errorf("reading the producer's scores: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (WindowScore, error) {
-		var d int
-		var s WindowScore
-		if err := row.Scan(&d, &s.Surveys, &s.Points); err != nil {
-			return s, err
-		}
-		s.Window = WindowName(d)
-		s.ScorePercent = percent(s.Points, s.Surveys)
-		return s, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the producer's scores: %w", err)
-	}
-	return out, nil
+func batchRef(b pointset.Batch) *BatchRef {
+	return &BatchRef{ID: b.ID, Start: time.Unix(b.Start, 0).UTC(), End: time.Unix(b.End, 0).UTC()}
 }
 
 // percent is the coordinator's trunc(points * 100 / surveys, 2).

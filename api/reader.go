@@ -1,14 +1,19 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"io"
+	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/delegation-program/uptime-coordinator/api/pointset"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
@@ -21,17 +26,29 @@ var ErrNotFound = errors.New("not found")
 
 // Reader answers the read API's questions from the coordinator's tables. It
 // only reads (every query runs in a read-only transaction), so it works with
-// the read-only role. Leaderboards are computed once per window and batch and
-// kept in memory until the next batch lands; everything else is an indexed
-// query per request.
+// the read-only role. Each producer's batches with a point are kept in
+// memory (see points.go); leaderboards are computed from them once per
+// window and batch and kept until the next batch lands; everything else is
+// an indexed query per request.
 type Reader struct {
 	Pool *pgxpool.Pool
 	// UptimeDays is UPTIME_DAYS_FOR_SCORE: the default leaderboard window.
 	UptimeDays int
+	Logger     *slog.Logger
 
 	mu     sync.Mutex
 	boards map[int]*Board // by window days, for the batch in Board.Batch
+	points *pointset.Set
+	gen    int // counts reloads of points
+	snap   *snapshot
 	flight singleflight.Group
+}
+
+func (r *Reader) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // maxCachedBoards bounds the leaderboards kept in memory (the standard
@@ -84,19 +101,6 @@ func (r *Reader) read(ctx context.Context, f func(tx pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, r.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, f)
 }
 
-// surveys counts the batches of the window of days ending at end, as the
-// coordinator does: files_processed > -1, inside [end - days, end].
-func surveys(ctx context.Context, q queryer, end time.Time, days int) (int, error) {
-	var n int
-	e := end.Unix()
-	err := q.QueryRow(ctx, `SELECT count(*) FROM bot_logs
-		WHERE files_processed > -1 AND batch_start_epoch >= $1 AND batch_end_epoch <= $2`, e-int64(days)*day, e).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("counting the surveys of %s: %w", WindowName(days), err)
-	}
-	return n, nil
-}
-
 // Board is a leaderboard: every scored producer, best first (points
 // descending, then producer key).
 type Board struct {
@@ -115,6 +119,7 @@ type BoardRow struct {
 	Points            int
 	ScorePercent      *float64 // NULL when the window has no survey
 	ApplicationStatus *bool
+	node              int64
 }
 
 // Row returns the producer's line and its position (0-based), or false.
@@ -193,61 +198,45 @@ func (r *Reader) Warm(ctx context.Context) error {
 }
 
 func (r *Reader) computeBoard(ctx context.Context, days int) (*Board, error) {
-	b := &Board{Days: days}
-	err := r.read(ctx, func(tx pgx.Tx) error {
-		var err error
-		if b.Batch, err = latest(ctx, tx); err != nil || b.Batch.ID == 0 {
-			return err
-		}
-		if b.Surveys, err = surveys(ctx, tx, b.Batch.End, days); err != nil {
-			return err
-		}
-		var stateEnd int64
-		var stateDays int
-		err = tx.QueryRow(ctx, `SELECT window_end_epoch, uptime_days FROM coordinator_scoreboard`).Scan(&stateEnd, &stateDays)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("reading the scoreboard state: %w", err)
-		}
-		b.FromNodes = err == nil && stateDays == days && stateEnd == b.Batch.End.Unix()
-		var rows pgx.Rows
-		if b.FromNodes {
-			rows, err = tx.Query(ctx, `SELECT coalesce(block_producer_key, ''), score, score_percent::float8, application_status
-				FROM nodes WHERE score IS NOT NULL ORDER BY score DESC, block_producer_key, id`)
-		} else {
-			e := b.Batch.End.Unix()
-			rows, err = tx.Query(ctx, `WITH b AS (
-					SELECT id FROM bot_logs WHERE files_processed > -1 AND batch_start_epoch >= $1 AND batch_end_epoch <= $2
-				), c AS (
-					SELECT ps.node_id, count(*)::int AS n FROM points_summary ps JOIN b ON b.id = ps.bot_log_id GROUP BY ps.node_id
-				)
-				SELECT coalesce(n.block_producer_key, ''), coalesce(c.n, 0),
-					trunc(coalesce(c.n, 0)::numeric * 100 / NULLIF($3::bigint, 0), 2)::float8, n.application_status
-				FROM nodes n LEFT JOIN c ON c.node_id = n.id
-				WHERE n.score IS NOT NULL OR c.node_id IS NOT NULL
-				ORDER BY 2 DESC, 1, n.id`, e-int64(days)*day, e, b.Surveys)
-		}
-		if err != nil {
-			return fmt.Errorf("reading the %s leaderboard: %w", WindowName(days), err)
-		}
-		b.Rows, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (BoardRow, error) {
-			var br BoardRow
-			err := row.Scan(&br.Producer, &br.Points, &br.ScorePercent, &br.ApplicationStatus)
-			return br, err
-		})
-		if err != nil {
-			return fmt.Errorf("reading the %s leaderboard: %w", WindowName(days), err)
-		}
-		return nil
-	})
+	l, err := r.Latest(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// The order is the SQL's; make it independent of the collation.
-	sort.SliceStable(b.Rows, func(i, j int) bool {
-		if b.Rows[i].Points != b.Rows[j].Points {
-			return b.Rows[i].Points > b.Rows[j].Points
+	snap, err := r.snapshotOf(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	b := &Board{Days: days, Batch: snap.batch}
+	if b.Batch.ID == 0 {
+		return b, nil
+	}
+	end := b.Batch.End.Unix()
+	mask := snap.points.Window(end-int64(days)*day, end)
+	b.Surveys = mask.Surveys()
+	b.FromNodes = snap.scoreboardDays == days && snap.scoreboardEnd == end
+	for _, n := range snap.nodes {
+		if b.FromNodes {
+			if n.score != nil {
+				b.Rows = append(b.Rows, BoardRow{Producer: n.key, Points: int(*n.score), ScorePercent: n.scorePercent,
+					ApplicationStatus: n.status, node: n.id})
+			}
+			continue
 		}
-		return b.Rows[i].Producer < b.Rows[j].Producer
+		points := snap.points.Points(n.id, mask)
+		if n.score != nil || points > 0 {
+			b.Rows = append(b.Rows, BoardRow{Producer: n.key, Points: points, ScorePercent: percent(points, b.Surveys),
+				ApplicationStatus: n.status, node: n.id})
+		}
+	}
+	// Best first, then by key (then by nodes id, for a key held twice).
+	slices.SortFunc(b.Rows, func(x, y BoardRow) int {
+		if c := cmp.Compare(y.Points, x.Points); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Producer, y.Producer); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.node, y.node)
 	})
 	b.byKey = make(map[string]int, len(b.Rows))
 	for i, row := range b.Rows {

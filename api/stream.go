@@ -43,6 +43,7 @@ type Hub struct {
 	last    int64 // the last batch fanned out
 	ready   chan struct{}
 	once    sync.Once
+	reloads sync.WaitGroup
 }
 
 type client struct {
@@ -95,6 +96,7 @@ func (h *Hub) logger() *slog.Logger {
 // none is lost.
 func (h *Hub) Run(ctx context.Context) error {
 	h.init()
+	defer h.reloads.Wait()
 	backoff := newBackoff()
 	for {
 		err := h.listen(ctx, func() { backoff = newBackoff() })
@@ -121,13 +123,19 @@ func (h *Hub) listen(ctx context.Context, connected func()) error {
 		return fmt.Errorf("connecting for notifications: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{postgres.BatchChannel}.Sanitize()); err != nil {
-		return fmt.Errorf("listening on %s: %w", postgres.BatchChannel, err)
+	for _, channel := range []string{postgres.BatchChannel, postgres.RescoreChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+			return fmt.Errorf("listening on %s: %w", channel, err)
+		}
 	}
 	connected()
 	h.mu.Lock()
 	first := h.last == 0
 	h.mu.Unlock()
+	if !first {
+		// A rescore may have committed while no one listened.
+		h.reload(ctx)
+	}
 	if first {
 		// Start from now: clients ask for older batches with Last-Event-ID.
 		l, err := h.Reader.Latest(ctx)
@@ -146,8 +154,13 @@ func (h *Hub) listen(ctx context.Context, connected func()) error {
 		close(h.ready)
 	}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return fmt.Errorf("waiting for notifications: %w", err)
+		}
+		if n.Channel == postgres.RescoreChannel {
+			h.reload(ctx)
+			continue
 		}
 		// The payload is the bot_log_id; reading everything after the last
 		// batch fanned out also covers notifications Postgres folded.
@@ -155,6 +168,16 @@ func (h *Hub) listen(ctx context.Context, connected func()) error {
 			return err
 		}
 	}
+}
+
+// reload has the reader load its points anew, in the background (batches
+// keep flowing meanwhile); Run waits for it before it returns.
+func (h *Hub) reload(ctx context.Context) {
+	h.reloads.Go(func() {
+		if err := h.Reader.Reload(ctx); err != nil && ctx.Err() == nil {
+			h.logger().Error("reloading the points after a rescore failed; leaderboards show the points before it", "err", err)
+		}
+	})
 }
 
 // catchUp fans out the batches committed after the last one sent.

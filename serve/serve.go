@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg *config.Serve, log *slog.Logger, ready func(ad
 		return err
 	}
 	defer pool.Close()
-	reader := &api.Reader{Pool: pool, UptimeDays: cfg.UptimeDays}
+	reader := &api.Reader{Pool: pool, UptimeDays: cfg.UptimeDays, Logger: log}
 	m := newMetrics()
 	hub := &api.Hub{ConnString: conn, Reader: reader, Logger: log}
 	warm := make(chan struct{}, 1)
@@ -72,17 +72,20 @@ func Run(ctx context.Context, cfg *config.Serve, log *slog.Logger, ready func(ad
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = hub.Run(ctx) })
-	// Leaderboards of the standard windows are computed once a batch lands,
-	// off the request path.
+	// The points are loaded at start, and the leaderboards of the standard
+	// windows computed once a batch lands, off the request path.
 	wg.Go(func() {
 		for {
+			var retry <-chan time.Time
 			if err := reader.Warm(ctx); err != nil && ctx.Err() == nil {
-				log.Error("computing the leaderboards failed", "err", err)
+				log.Error("computing the leaderboards failed; retrying in 10 s", "err", err)
+				retry = time.After(10 * time.Second)
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-warm:
+			case <-retry:
 			}
 		}
 	})
@@ -106,6 +109,9 @@ func Run(ctx context.Context, cfg *config.Serve, log *slog.Logger, ready func(ad
 		case <-hub.Ready():
 		default:
 			problems = append(problems, "not yet listening for batches")
+		}
+		if !reader.Loaded() {
+			problems = append(problems, "still loading the points")
 		}
 		if len(problems) > 0 {
 			http.Error(w, "not ready: "+strings.Join(problems, "; "), http.StatusServiceUnavailable)

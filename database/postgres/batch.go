@@ -563,3 +563,7 @@ func InsertSubmissions(ctx context.Context, pool *pgxpool.Pool, subs []coordinat
 // BatchChannel is the Postgres notification channel on which each batch's
 // transaction announces its bot_log_id (delivered at commit).
 const BatchChannel = "uptime_batch"
+
+// RescoreChannel is the Postgres notification channel on which a rescore's
+// transaction announces that committed batches' points changed.
+const RescoreChannel = "uptime_rescore"

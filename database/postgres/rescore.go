@@ -114,7 +114,17 @@ func Rescore(ctx context.Context, pool *pgxpool.Pool, opts RescoreOptions) (*Res
 	rep := &RescoreReport{From: opts.From.UTC(), To: opts.To.UTC(), DryRun: opts.DryRun}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		*rep = RescoreReport{From: opts.From.UTC(), To: opts.To.UTC(), DryRun: opts.DryRun}
-		return rescore(ctx, tx, opts, rep)
+		if err := rescore(ctx, tx, opts, rep); err != nil {
+			return err
+		}
+		if opts.DryRun || !rep.Changed() {
+			return nil
+		}
+		// coordinator serve keeps the points in memory: it reloads them.
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, RescoreChannel); err != nil {
+			return fmt.Errorf("announcing the rescore: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

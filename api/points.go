@@ -1,0 +1,196 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/delegation-program/uptime-coordinator/api/pointset"
+)
+
+// The reader keeps every producer's batches with a point in memory (a
+// pointset.Set): loaded whole on first use (one sequential scan of
+// points_summary), extended by the batches committed since whenever a
+// request or the batch stream sees a newer batch, and loaded anew when a
+// rescore rewrites committed batches (Reload). Window scores, leaderboards
+// and first/last point batches are computed from it; points_summary needs no
+// per-producer index.
+
+// pointSet returns the point set as of the bot_logs row l or later.
+func (r *Reader) pointSet(ctx context.Context, l Latest) (*pointset.Set, error) {
+	r.mu.Lock()
+	s, gen := r.points, r.gen
+	r.mu.Unlock()
+	if s != nil && s.Covers(toPointset(l)) {
+		return s, nil
+	}
+	v, err, _ := r.flight.Do("points", func() (any, error) {
+		r.mu.Lock()
+		s := r.points
+		r.mu.Unlock()
+		if s != nil && s.Covers(toPointset(l)) {
+			return s, nil
+		}
+		var next *pointset.Set
+		err := r.read(ctx, func(tx pgx.Tx) error {
+			if s != nil {
+				n, ok, err := s.Extend(ctx, tx)
+				if err != nil || ok {
+					next = n
+					return err
+				}
+				r.logger().Info("the committed batches changed; loading the points anew")
+			}
+			var err error
+			next, err = r.load(ctx, tx)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.gen == gen { // no reload began meanwhile
+			r.points = next
+		}
+		return next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*pointset.Set), nil
+}
+
+func (r *Reader) load(ctx context.Context, tx pgx.Tx) (*pointset.Set, error) {
+	began := time.Now()
+	s, err := pointset.Load(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	r.logger().Info("loaded the points", "batches", len(s.Batches()), "producers", s.Producers(), "points", s.Rows(),
+		"mb", s.Bytes()>>20, "took", time.Since(began).Round(time.Millisecond))
+	return s, nil
+}
+
+// Reload loads the point set anew (after a rescore changed committed
+// batches) and forgets the leaderboards computed from the old one. Readers
+// use the old set until the new one is ready.
+func (r *Reader) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	r.gen++
+	gen := r.gen
+	r.mu.Unlock()
+	var s *pointset.Set
+	err := r.read(ctx, func(tx pgx.Tx) error {
+		var err error
+		s, err = r.load(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reloading the points: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen == gen {
+		r.points, r.snap, r.boards = s, nil, nil
+	}
+	return nil
+}
+
+// Loaded reports whether the point set has been loaded (serve is ready).
+func (r *Reader) Loaded() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.points != nil
+}
+
+func toPointset(l Latest) pointset.Latest {
+	if l.ID == 0 {
+		return pointset.Latest{}
+	}
+	return pointset.Latest{ID: l.ID, End: l.End.Unix()}
+}
+
+// snapshot is what the leaderboards of one batch are computed from: the
+// nodes rows and the scoreboard state as of the batch, and the point set.
+type snapshot struct {
+	batch  Latest
+	nodes  []nodeRow
+	points *pointset.Set
+	// The coordinator's window for which nodes.score is exact, if any.
+	scoreboardEnd  int64
+	scoreboardDays int
+}
+
+type nodeRow struct {
+	id           int64
+	key          string
+	score        *int32
+	scorePercent *float64
+	status       *bool
+}
+
+// snapshotOf returns the snapshot as of the bot_logs row l or later.
+func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
+	r.mu.Lock()
+	s := r.snap
+	r.mu.Unlock()
+	if s != nil && !newer(l, s.batch) {
+		return s, nil
+	}
+	v, err, _ := r.flight.Do("snapshot", func() (any, error) {
+		set, err := r.pointSet(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		s := &snapshot{}
+		err = r.read(ctx, func(tx pgx.Tx) error {
+			var err error
+			if s.batch, err = latest(ctx, tx); err != nil {
+				return err
+			}
+			err = tx.QueryRow(ctx, `SELECT window_end_epoch, uptime_days FROM coordinator_scoreboard`).Scan(&s.scoreboardEnd, &s.scoreboardDays)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("reading the scoreboard state: %w", err)
+			}
+			rows, err := tx.Query(ctx, `SELECT id, coalesce(block_producer_key, ''), score, score_percent::float8, application_status FROM nodes`)
+			if err != nil {
+				return fmt.Errorf("reading the producers: %w", err)
+			}
+			s.nodes, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (nodeRow, error) {
+				var n nodeRow
+				err := row.Scan(&n.id, &n.key, &n.score, &n.scorePercent, &n.status)
+				return n, err
+			})
+			if err != nil {
+				return fmt.Errorf("reading the producers: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !set.Covers(toPointset(s.batch)) { // a batch landed in between
+			if set, err = r.pointSet(ctx, s.batch); err != nil {
+				return nil, err
+			}
+		}
+		s.points = set
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.snap = s
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*snapshot), nil
+}
+
+// newer reports whether a is a later bot_logs row than b.
+func newer(a, b Latest) bool {
+	return a.End.After(b.End) || (a.End.Equal(b.End) && a.ID > b.ID)
+}
