@@ -22,19 +22,14 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+
+	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
 // Storage names, as SUBMISSION_STORAGE spells them.
 const (
 	StoragePostgres  = "POSTGRES"
 	StorageCassandra = "CASSANDRA"
-)
-
-// Worker modes.
-const (
-	WorkerKubernetes = "kubernetes"
-	WorkerProcess    = "process"
-	WorkerNone       = "none"
 )
 
 // Config is the validated configuration of "coordinator run".
@@ -126,7 +121,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	c.Runtime = l.runtime()
 	c.Workers = l.workers()
 	c.Postgres = l.postgres()
-	c.Kubernetes = l.kubernetes(c.Workers.Mode == WorkerKubernetes)
+	c.Kubernetes = l.kubernetes(c.Workers.Mode == workers.ModeKubernetes)
 	c.Cassandra = l.cassandra()
 	if c.Runtime.SubmissionStorage == StorageCassandra {
 		l.requireCassandra(c.Cassandra)

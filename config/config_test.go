@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
 // base is the smallest valid environment.
@@ -85,21 +87,21 @@ func TestWorkerModeDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Workers.Mode != WorkerKubernetes {
+	if c.Workers.Mode != workers.ModeKubernetes {
 		t.Errorf("WORKER_MODE default %q, want kubernetes", c.Workers.Mode)
 	}
 	env["TEST_ENV"] = "TRUE"
 	if c, err = load(t, env); err != nil {
 		t.Fatal(err)
 	}
-	if c.Workers.Mode != WorkerProcess {
+	if c.Workers.Mode != workers.ModeProcess {
 		t.Errorf("TEST_ENV=TRUE gives mode %q, want process", c.Workers.Mode)
 	}
 	env["WORKER_MODE"] = "none"
 	if c, err = load(t, env); err != nil {
 		t.Fatal(err)
 	}
-	if c.Workers.Mode != WorkerNone {
+	if c.Workers.Mode != workers.ModeNone {
 		t.Errorf("explicit WORKER_MODE=none with TEST_ENV gives %q", c.Workers.Mode)
 	}
 }

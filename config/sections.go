@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
 // Each section of the configuration has its own struct and loader; the
@@ -146,7 +148,7 @@ func LoadCassandra(lookup func(string) (string, bool)) (Cassandra, error) {
 
 // Workers is how verifiers are launched, and what they are given.
 type Workers struct {
-	Mode                 string // WORKER_MODE: WorkerKubernetes, WorkerProcess or WorkerNone
+	Mode                 string // WORKER_MODE: workers.ModeKubernetes, workers.ModeProcess or workers.ModeNone
 	Image, Tag           string
 	Command              string        // WORKER_COMMAND (process mode)
 	Timeout              time.Duration // WORKER_TIMEOUT
@@ -192,10 +194,10 @@ func (l *loader) passEnv() []string {
 func (l *loader) workers() Workers {
 	testEnv := l.boolean("TEST_ENV")
 	if testEnv {
-		l.defaults["WORKER_MODE"] = WorkerProcess
+		l.defaults["WORKER_MODE"] = workers.ModeProcess
 	}
 	w := Workers{
-		Mode:                 strings.ToLower(l.oneOf("WORKER_MODE", false, WorkerKubernetes, WorkerProcess, WorkerNone)),
+		Mode:                 strings.ToLower(l.oneOf("WORKER_MODE", false, workers.ModeKubernetes, workers.ModeProcess, workers.ModeNone)),
 		Image:                l.str("WORKER_IMAGE"),
 		Tag:                  l.str("WORKER_TAG"),
 		Command:              l.str("WORKER_COMMAND"),
@@ -210,10 +212,10 @@ func (l *loader) workers() Workers {
 		PassEnv:              l.passEnv(),
 	}
 	switch w.Mode {
-	case WorkerKubernetes:
+	case workers.ModeKubernetes:
 		l.requireFor("WORKER_IMAGE", "WORKER_MODE=kubernetes", "the verifier image name")
 		l.requireFor("WORKER_TAG", "WORKER_MODE=kubernetes", "the verifier image tag")
-	case WorkerProcess:
+	case workers.ModeProcess:
 		if w.Command == "" {
 			l.requireFor("WORKER_IMAGE", "WORKER_MODE=process without WORKER_COMMAND", "the verifier image name")
 			l.requireFor("WORKER_TAG", "WORKER_MODE=process without WORKER_COMMAND", "the verifier image tag")

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
 // Worker launch modes, the values of the mode label.
@@ -38,13 +39,6 @@ const (
 // Pinger is the database as readiness sees it (a *pgxpool.Pool).
 type Pinger interface {
 	Ping(ctx context.Context) error
-}
-
-// WorkerEvents is what the worker launchers report.
-type WorkerEvents interface {
-	Started(mode string) // a verifier process or Job was started
-	Failed(mode string)  // a verifier failed
-	Retried(mode string) // a failed verifier was started again
 }
 
 // Options configure a Monitor.
@@ -221,7 +215,7 @@ func (m *Monitor) OnFailure(_ context.Context, f coordinator.Failure) {
 }
 
 // Workers returns the worker event counters for the launchers.
-func (m *Monitor) Workers() WorkerEvents { return workerEvents{m} }
+func (m *Monitor) Workers() workers.Events { return workerEvents{m} }
 
 type workerEvents struct{ m *Monitor }
 

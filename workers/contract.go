@@ -2,7 +2,9 @@
 // stateless verifier that both worker modes (local processes and Kubernetes
 // Jobs) honour: the timestamp format of a mini-batch's bounds, the
 // verifier's environment, the worker names and the resolution of the
-// Cassandra host.
+// Cassandra host; and what both launchers share: the mode names, their
+// Options, Events, ErrTimeout and the prelude of a batch (WithTimeout,
+// Prelude). It depends on no other package of the coordinator.
 package workers
 
 import (
@@ -18,9 +20,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-
-	"github.com/delegation-program/uptime-coordinator/config"
-	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
 // WorkerSSLCertFile is where the verifier image keeps the CA bundle for TLS
@@ -70,13 +69,13 @@ type EnvVar struct {
 	Secret bool
 }
 
-// Env returns the verifier's environment for one mini-batch, in the order of
-// the original coordinator: jobName becomes AWS_ROLE_SESSION_NAME and
-// cassandraHost (the resolved address, see ResolveHost) CASSANDRA_HOST;
-// SSL_CERTFILE is WorkerSSLCertFile, the path inside the verifier image.
-// Values the configuration does not set are empty. Secret is taken from the
-// configuration's variable registry.
-func Env(cfg *config.Config, jobName string, part coordinator.Window, cassandraHost string) []EnvVar {
+// Env returns the verifier's environment for the mini-batch [start, end),
+// in the order of the original coordinator: jobName becomes
+// AWS_ROLE_SESSION_NAME and cassandraHost (the resolved address, see
+// Prelude) CASSANDRA_HOST; SSL_CERTFILE is WorkerSSLCertFile, the path
+// inside the verifier image. Values the configuration does not set are
+// empty. The passwords and AWS keys are Secret (secretVars).
+func Env(o Options, jobName string, start, end time.Time, cassandraHost string) []EnvVar {
 	port := func(p int) string {
 		if p == 0 {
 			return ""
@@ -85,60 +84,40 @@ func Env(cfg *config.Config, jobName string, part coordinator.Window, cassandraH
 	}
 	vars := []EnvVar{
 		{Name: "AWS_ROLE_SESSION_NAME", Value: jobName},
-		{Name: "AWS_REGION", Value: cfg.Workers.AWSRegion},
-		{Name: "AWS_DEFAULT_REGION", Value: cfg.Workers.AWSRegion},
-		{Name: "AWS_S3_BUCKET", Value: cfg.Workers.AWSS3Bucket},
-		{Name: "AWS_KEYSPACE", Value: cfg.Cassandra.Keyspace},
+		{Name: "AWS_REGION", Value: o.AWSRegion},
+		{Name: "AWS_DEFAULT_REGION", Value: o.AWSRegion},
+		{Name: "AWS_S3_BUCKET", Value: o.AWSS3Bucket},
+		{Name: "AWS_KEYSPACE", Value: o.Cassandra.Keyspace},
 		{Name: "CASSANDRA_HOST", Value: cassandraHost},
-		{Name: "CASSANDRA_PORT", Value: port(cfg.Cassandra.Port)},
-		{Name: "CASSANDRA_USERNAME", Value: cfg.Cassandra.Username},
-		{Name: "CASSANDRA_PASSWORD", Value: cfg.Cassandra.Password},
+		{Name: "CASSANDRA_PORT", Value: port(o.Cassandra.Port)},
+		{Name: "CASSANDRA_USERNAME", Value: o.Cassandra.Username},
+		{Name: "CASSANDRA_PASSWORD", Value: o.Cassandra.Password},
 		{Name: "SSL_CERTFILE", Value: WorkerSSLCertFile},
-		{Name: "AUTH_VOLUME_MOUNT_PATH", Value: cfg.Kubernetes.AuthVolumeMountPath},
-		{Name: "NETWORK_NAME", Value: cfg.Workers.NetworkName},
-		{Name: "START_TIMESTAMP", Value: FormatTimestamp(part.Start)},
-		{Name: "END_TIMESTAMP", Value: FormatTimestamp(part.End)},
-		{Name: "NO_CHECKS", Value: cfg.Workers.NoChecksRaw},
-		{Name: "AWS_ACCESS_KEY_ID", Value: cfg.Cassandra.AWSAccessKeyID},
-		{Name: "AWS_SECRET_ACCESS_KEY", Value: cfg.Cassandra.AWSSecretAccessKey},
-		{Name: "SUBMISSION_STORAGE", Value: cfg.Runtime.SubmissionStorage},
-		{Name: "POSTGRES_HOST", Value: cfg.Postgres.Host},
-		{Name: "POSTGRES_DB", Value: cfg.Postgres.DB},
-		{Name: "POSTGRES_USER", Value: cfg.Postgres.User},
-		{Name: "POSTGRES_PASSWORD", Value: cfg.Postgres.Password},
-		{Name: "POSTGRES_PORT", Value: port(cfg.Postgres.Port)},
-		{Name: "POSTGRES_SSLMODE", Value: cfg.Postgres.SSLMode},
+		{Name: "AUTH_VOLUME_MOUNT_PATH", Value: o.AuthVolumeMountPath},
+		{Name: "NETWORK_NAME", Value: o.NetworkName},
+		{Name: "START_TIMESTAMP", Value: FormatTimestamp(start)},
+		{Name: "END_TIMESTAMP", Value: FormatTimestamp(end)},
+		{Name: "NO_CHECKS", Value: o.NoChecksValue},
+		{Name: "AWS_ACCESS_KEY_ID", Value: o.Cassandra.AWSAccessKeyID},
+		{Name: "AWS_SECRET_ACCESS_KEY", Value: o.Cassandra.AWSSecretAccessKey},
+		{Name: "SUBMISSION_STORAGE", Value: o.SubmissionStorage},
+		{Name: "POSTGRES_HOST", Value: o.Postgres.Host},
+		{Name: "POSTGRES_DB", Value: o.Postgres.DB},
+		{Name: "POSTGRES_USER", Value: o.Postgres.User},
+		{Name: "POSTGRES_PASSWORD", Value: o.Postgres.Password},
+		{Name: "POSTGRES_PORT", Value: port(o.Postgres.Port)},
+		{Name: "POSTGRES_SSLMODE", Value: o.Postgres.SSLMode},
 	}
 	for i := range vars {
-		vars[i].Secret = isSecret(vars[i].Name)
+		vars[i].Secret = slices.Contains(SecretVars, vars[i].Name)
 	}
 	return vars
 }
 
-func isSecret(name string) bool {
-	for _, v := range config.Vars {
-		if v.Name == name {
-			return v.Secret
-		}
-	}
-	return false
-}
-
-// Masker returns a replacer that hides the values of vars' secrets and the
-// other secrets given (config.Config.Secrets: every secret of the registry,
-// not only the verifier's) as "***" in a text such as a command line or a
-// line a verifier printed.
-func Masker(vars []EnvVar, secrets ...string) *strings.Replacer {
-	for _, v := range vars {
-		if v.Secret && v.Value != "" {
-			secrets = append(secrets, v.Value)
-		}
-	}
-	// Longest first, so that a secret containing another is hidden whole.
-	secrets = slices.Clone(secrets)
-	slices.SortStableFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	return config.SecretMasker(slices.Compact(secrets))
-}
+// SecretVars are the variables of Env that are secrets: never logged, never
+// written as plain values into a Job spec. The configuration's registry
+// marks them secret too (a test of config checks it).
+var SecretVars = []string{"CASSANDRA_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "POSTGRES_PASSWORD"}
 
 // Resolution retries of ResolveHost, as the original's try_get_hostname_ip.
 const (

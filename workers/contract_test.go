@@ -2,15 +2,13 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/delegation-program/uptime-coordinator/config"
-	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
 func TestFormatTimestamp(t *testing.T) {
@@ -68,37 +66,17 @@ func TestParseTimestamp(t *testing.T) {
 	}
 }
 
-func loadConfig(t *testing.T, env map[string]string) *config.Config {
-	t.Helper()
-	cfg, err := config.Load(func(name string) (string, bool) {
-		v, ok := env[name]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-// fullEnv sets every variable the contract passes on.
-var fullEnv = map[string]string{
-	"POSTGRES_HOST": "db.internal", "POSTGRES_PORT": "6543", "POSTGRES_DB": "delegation", "POSTGRES_USER": "coord",
-	"POSTGRES_PASSWORD": "pg-secret", "POSTGRES_SSLMODE": "require",
-	"SUBMISSION_STORAGE": "cassandra", "AWS_KEYSPACE": "bpu", "CASSANDRA_HOST": "cassandra.example", "CASSANDRA_PORT": "9142",
-	"CASSANDRA_USERNAME": "svc", "CASSANDRA_PASSWORD": "cass-secret",
-	"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "aws-secret", "AWS_REGION": "us-west-2",
-	"AWS_S3_BUCKET": "blocks-bucket", "NETWORK_NAME": "mainnet", "NO_CHECKS": "True",
-	"AUTH_VOLUME_MOUNT_PATH": "/auth", "SSL_CERTFILE": "/etc/ssl/keyspaces.crt",
-	"WORKER_IMAGE": "verifier", "WORKER_TAG": "1.0", "IGNORE_APPLICATION_STATUS": "1",
-}
-
 func TestEnv(t *testing.T) {
-	cfg := loadConfig(t, fullEnv)
-	part := coordinator.Window{
-		Start: time.Date(2024, 6, 1, 0, 4, 0, 0, time.UTC),
-		End:   time.Date(2024, 6, 1, 0, 8, 0, 0, time.UTC),
+	o := Options{
+		Image: "verifier", Tag: "1.0", NoChecks: true, NoChecksValue: "True",
+		SubmissionStorage: "CASSANDRA",
+		Postgres:          Postgres{Host: "db.internal", Port: 6543, DB: "delegation", User: "coord", Password: "pg-secret", SSLMode: "require"},
+		Cassandra: Cassandra{Keyspace: "bpu", Host: "cassandra.example", Port: 9142, Username: "svc", Password: "cass-secret",
+			SSLCertFile: "/etc/ssl/keyspaces.crt", AWSAccessKeyID: "AKIAEXAMPLE", AWSSecretAccessKey: "aws-secret"},
+		AWSRegion: "us-west-2", AWSS3Bucket: "blocks-bucket", NetworkName: "mainnet", AuthVolumeMountPath: "/auth",
 	}
-	got := Env(cfg, "delegation-verify-24-06-01-00-30-1", part, "10.1.2.3")
+	start, end := time.Date(2024, 6, 1, 0, 4, 0, 0, time.UTC), time.Date(2024, 6, 1, 0, 8, 0, 0, time.UTC)
+	got := Env(o, "delegation-verify-24-06-01-00-30-1", start, end, "10.1.2.3")
 	want := []EnvVar{
 		{"AWS_ROLE_SESSION_NAME", "delegation-verify-24-06-01-00-30-1", false},
 		{"AWS_REGION", "us-west-2", false},
@@ -109,7 +87,7 @@ func TestEnv(t *testing.T) {
 		{"CASSANDRA_PORT", "9142", false},
 		{"CASSANDRA_USERNAME", "svc", false},
 		{"CASSANDRA_PASSWORD", "cass-secret", true},
-		{"SSL_CERTFILE", WorkerSSLCertFile, false},
+		{"SSL_CERTFILE", "/root/.cassandra/sf-class2-root.crt", false},
 		{"AUTH_VOLUME_MOUNT_PATH", "/auth", false},
 		{"NETWORK_NAME", "mainnet", false},
 		{"START_TIMESTAMP", "2024-06-01 00:04:00.0+0000", false},
@@ -134,20 +112,11 @@ func TestEnv(t *testing.T) {
 		}
 	}
 
-	// Unset optional values are passed on empty; defaults as configured.
-	minimal := loadConfig(t, map[string]string{"POSTGRES_HOST": "h", "POSTGRES_DB": "d", "POSTGRES_USER": "u",
-		"WORKER_MODE": "none", "IGNORE_APPLICATION_STATUS": "1"})
-	for _, v := range Env(minimal, "j", part, "0.0.0.0") {
+	// Unset values are passed on empty, ports included.
+	for _, v := range Env(Options{}, "j", start, end, "0.0.0.0") {
 		switch v.Name {
-		case "POSTGRES_PORT":
-			if v.Value != "5432" {
-				t.Errorf("POSTGRES_PORT = %q, want the default 5432", v.Value)
-			}
-		case "SUBMISSION_STORAGE":
-			if v.Value != "POSTGRES" {
-				t.Errorf("SUBMISSION_STORAGE = %q, want POSTGRES", v.Value)
-			}
-		case "CASSANDRA_PORT", "CASSANDRA_PASSWORD", "AWS_REGION", "NO_CHECKS", "POSTGRES_SSLMODE":
+		case "AWS_ROLE_SESSION_NAME", "CASSANDRA_HOST", "SSL_CERTFILE", "START_TIMESTAMP", "END_TIMESTAMP":
+		default:
 			if v.Value != "" {
 				t.Errorf("%s = %q, want empty", v.Name, v.Value)
 			}
@@ -155,11 +124,32 @@ func TestEnv(t *testing.T) {
 	}
 }
 
-func TestMasker(t *testing.T) {
-	vars := []EnvVar{{"POSTGRES_PASSWORD", "hunter2", true}, {"POSTGRES_USER", "hunter", false}, {"AWS_SECRET_ACCESS_KEY", "", true}}
-	got := Masker(vars).Replace("run --user hunter --password hunter2 --x=hunter2")
-	if want := "run --user hunter --password *** --x=***"; got != want {
-		t.Errorf("masked: %q, want %q", got, want)
+func TestTimeoutPrelude(t *testing.T) {
+	// No WORKER_TIMEOUT: the context ends only with its parent, and that is
+	// no timeout.
+	parent, cancel := context.WithCancel(t.Context())
+	ctx, stop := Options{}.WithTimeout(parent)
+	defer stop()
+	cancel()
+	<-ctx.Done()
+	if TimedOut(ctx) {
+		t.Error("a cancelled parent counts as WORKER_TIMEOUT")
+	}
+
+	ctx, stop = Options{Timeout: 10 * time.Millisecond}.WithTimeout(t.Context())
+	defer stop()
+	<-ctx.Done()
+	if !TimedOut(ctx) || !errors.Is(context.Cause(ctx), ErrTimeout) {
+		t.Errorf("after WORKER_TIMEOUT: TimedOut %v, cause %v", TimedOut(ctx), context.Cause(ctx))
+	}
+	// The prelude does not resolve anything once the timeout is over, and
+	// says why.
+	if _, err := (Options{Cassandra: Cassandra{Host: "localhost"}}).Prelude(ctx, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrTimeout) {
+		t.Errorf("Prelude after the timeout: %v, want ErrTimeout", err)
+	}
+	host, err := Options{Cassandra: Cassandra{Host: "localhost"}}.Prelude(t.Context(), slog.New(slog.DiscardHandler))
+	if err != nil || host != "127.0.0.1" {
+		t.Errorf("Prelude: %q, %v; want 127.0.0.1", host, err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 	"github.com/delegation-program/uptime-coordinator/monitor"
+	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
 // stallSlack is added to the readiness bound for the engine's wait after a
@@ -107,7 +108,7 @@ func (o *ops) Apply(e *coordinator.Engine) {
 }
 
 // Workers returns the counters the worker launchers report to.
-func (o *ops) Workers() monitor.WorkerEvents { return o.monitor.Workers() }
+func (o *ops) Workers() workers.Events { return o.monitor.Workers() }
 
 // Listen binds METRICS_ADDR for /healthz, /readyz and /metrics: an address
 // that cannot be bound (in use) fails start-up rather than running without

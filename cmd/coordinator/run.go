@@ -14,7 +14,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 	"github.com/delegation-program/uptime-coordinator/internal/logging"
-	"github.com/delegation-program/uptime-coordinator/monitor"
+	"github.com/delegation-program/uptime-coordinator/workers"
 	"github.com/delegation-program/uptime-coordinator/workers/process"
 )
 
@@ -220,16 +220,16 @@ func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (
 	}
 }
 
-func newLauncher(ctx context.Context, cfg *config.Config, log *slog.Logger, events monitor.WorkerEvents) (coordinator.Launcher, error) {
+func newLauncher(ctx context.Context, cfg *config.Config, log *slog.Logger, events workers.Events) (coordinator.Launcher, error) {
 	switch cfg.Workers.Mode {
-	case config.WorkerNone:
+	case workers.ModeNone:
 		log.Info("WORKER_MODE=none: submissions are verified by something else; the coordinator only scores")
 		return nil, nil
-	case config.WorkerKubernetes:
+	case workers.ModeKubernetes:
 		return newKubernetesLauncher(ctx, cfg, log, events)
-	case config.WorkerProcess:
+	case workers.ModeProcess:
 		log.Info("verifiers run as local processes")
-		l := process.New(cfg, log)
+		l := process.New(cfg.WorkerOptions(), log)
 		l.Events = events
 		return l, nil
 	default:

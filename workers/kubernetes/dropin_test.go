@@ -31,7 +31,7 @@ func testPreflight(t *testing.T, c *kubetest.Cluster) {
 	cfg := loadConfig(t, vars)
 	accounts(t, c, ns)
 	log, logs := newLogger(t)
-	l := kubeworker.New(cfg, cs, ns, log)
+	l := newLauncher(cfg, cs, ns, log)
 
 	err := l.Preflight(ctx)
 	for _, want := range []string{`worker Secret "delegation-verify-coordinator" (WORKER_SECRET_NAME) does not exist in namespace preflight`,
@@ -62,14 +62,14 @@ func testPreflight(t *testing.T, c *kubetest.Cluster) {
 
 	// No secret set: nothing to check, even without a Secret.
 	accounts(t, c, "nosecret")
-	if err := kubeworker.New(loadConfig(t, baseVars()), cs, "nosecret", log).Preflight(ctx); err != nil {
+	if err := newLauncher(loadConfig(t, baseVars()), cs, "nosecret", log).Preflight(ctx); err != nil {
 		t.Errorf("Preflight with no secret configured: %v", err)
 	}
 
 	// Compatibility mode: a warning, no Secret check.
 	compat := maps.Clone(vars)
 	compat["WORKER_SECRET_NAME"] = ""
-	if err := kubeworker.New(loadConfig(t, compat), cs, "nosecret", log).Preflight(ctx); err != nil {
+	if err := newLauncher(loadConfig(t, compat), cs, "nosecret", log).Preflight(ctx); err != nil {
 		t.Errorf("Preflight in compatibility mode: %v", err)
 	}
 
@@ -86,7 +86,7 @@ func testPreflight(t *testing.T, c *kubetest.Cluster) {
 	} {
 		v := baseVars()
 		maps.Copy(v, tc.vars)
-		err := kubeworker.New(loadConfig(t, v), cs, "bare", log).Preflight(ctx)
+		err := newLauncher(loadConfig(t, v), cs, "bare", log).Preflight(ctx)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Preflight in a bare namespace with %v: %v, want %q", tc.vars, err, tc.want)
 		}
@@ -120,7 +120,7 @@ func testCompatibilityMode(t *testing.T, c *kubetest.Cluster) {
 	b := newBehaviour()
 	kubetest.StartKubelet(t, cs, ns, b.run(cs))
 	log, _ := newLogger(t)
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithClock(clock))
 	if err := l.Preflight(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func testStuckPods(t *testing.T, c *kubetest.Cluster) {
 	k := kubetest.StartKubelet(t, cs, ns, b.run(cs))
 	log, _ := newLogger(t)
 	ev := &events{}
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
 	if err := l.Preflight(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func testSecurityContext(t *testing.T, c *kubetest.Cluster) {
 	} {
 		vars := baseVars()
 		maps.Copy(vars, tc.vars)
-		l := kubeworker.New(loadConfig(t, vars), cs, ns, log, kubeworker.WithClock(clock))
+		l := newLauncher(loadConfig(t, vars), cs, ns, log, kubeworker.WithClock(clock))
 		w := testBatch
 		w.Start, w.End = w.Start.Add(time.Duration(i)*time.Hour), w.End.Add(time.Duration(i)*time.Hour)
 		if err := l.Verify(t.Context(), w, w.Split(1)); err != nil {

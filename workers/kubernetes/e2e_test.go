@@ -100,7 +100,7 @@ func testEndToEnd(t *testing.T, c *kubetest.Cluster) {
 	var summaries []*coordinator.Summary
 	eng := &coordinator.Engine{
 		Ledger: store, Source: store,
-		Launcher: kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev)),
+		Launcher: newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(ev)),
 		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
 		Retries: cfg.Runtime.RetryCount, Logger: log,
 		AfterBatch: func(_ context.Context, s *coordinator.Summary) { summaries = append(summaries, s) },

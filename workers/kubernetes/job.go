@@ -2,15 +2,19 @@ package kubernetes
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"strconv"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
@@ -94,21 +98,21 @@ func (s jobSpec) windowLabels() map[string]string {
 }
 
 // buildJob returns the Job of one mini-batch: the original coordinator's Job
-// with the verifier's secrets read from cfg.Kubernetes.SecretName and labels that
+// with the verifier's secrets read from k.SecretName and labels that
 // identify the window and mini-batch.
-func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, error) {
-	res, err := resources(cfg.Kubernetes.Resources)
+func buildJob(o workers.Options, k config.Kubernetes, namespace string, s jobSpec) (*batchv1.Job, error) {
+	res, err := resources(k.Resources)
 	if err != nil {
 		return nil, err
 	}
 	name := s.name()
-	env := podEnv(cfg, workers.Env(cfg, name, s.part, s.cassandraHost))
-	image := cfg.Workers.Image + ":" + cfg.Workers.Tag
-	pullPolicy := corev1.PullPolicy(cfg.Kubernetes.ImagePullPolicy)
+	env := podEnv(k, workers.Env(o, name, s.part.Start, s.part.End, s.cassandraHost))
+	image := o.ImageRef()
+	pullPolicy := corev1.PullPolicy(k.ImagePullPolicy)
 	if pullPolicy == "" {
 		pullPolicy = corev1.PullIfNotPresent
 	}
-	authMount := corev1.VolumeMount{Name: authVolume, MountPath: cfg.Kubernetes.AuthVolumeMountPath}
+	authMount := corev1.VolumeMount{Name: authVolume, MountPath: k.AuthVolumeMountPath}
 
 	jobLabels := s.windowLabels()
 	jobLabels[LabelManagedBy] = ManagedBy
@@ -118,11 +122,11 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 	}
 
 	pod := corev1.PodSpec{
-		ServiceAccountName: cmp.Or(cfg.Kubernetes.ServiceAccount, ServiceAccountName),
+		ServiceAccountName: cmp.Or(k.ServiceAccount, ServiceAccountName),
 		RestartPolicy:      corev1.RestartPolicyNever,
-		SecurityContext:    cfg.Kubernetes.PodSecurityContext.DeepCopy(),
+		SecurityContext:    k.PodSecurityContext.DeepCopy(),
 		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-			MaxSkew:           int32(max(cfg.Kubernetes.SpreadMaxSkew, 1)),
+			MaxSkew:           int32(max(k.SpreadMaxSkew, 1)),
 			TopologyKey:       topologyKey,
 			WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{LabelGroup: s.group}},
@@ -133,7 +137,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			Command:         []string{"ls"},
 			Env:             env,
 			ImagePullPolicy: pullPolicy,
-			SecurityContext: cfg.Kubernetes.ContainerSecurityContext.DeepCopy(),
+			SecurityContext: k.ContainerSecurityContext.DeepCopy(),
 			VolumeMounts:    []corev1.VolumeMount{authMount},
 		}},
 		Containers: []corev1.Container{{
@@ -143,7 +147,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			Env:             env,
 			Resources:       res,
 			ImagePullPolicy: pullPolicy,
-			SecurityContext: cfg.Kubernetes.ContainerSecurityContext.DeepCopy(),
+			SecurityContext: k.ContainerSecurityContext.DeepCopy(),
 			VolumeMounts: []corev1.VolumeMount{
 				authMount,
 				{Name: entrypointVolume, MountPath: EntrypointDir},
@@ -152,13 +156,13 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 		Volumes: []corev1.Volume{
 			{Name: authVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			{Name: entrypointVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: cfg.Kubernetes.EntrypointConfigMap},
+				LocalObjectReference: corev1.LocalObjectReference{Name: k.EntrypointConfigMap},
 				DefaultMode:          new(entrypointMode),
 			}}},
 		},
 	}
-	if cfg.Kubernetes.NodePool != "" {
-		pod.NodeSelector = map[string]string{LabelNodePool: cfg.Kubernetes.NodePool}
+	if k.NodePool != "" {
+		pod.NodeSelector = map[string]string{LabelNodePool: k.NodePool}
 		pod.Tolerations = []corev1.Toleration{{Key: LabelNodePool, Operator: corev1.TolerationOpExists}}
 	}
 
@@ -170,7 +174,7 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			Annotations: annotations,
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit: new(int32(cfg.Runtime.RetryCount)),
+			BackoffLimit: new(int32(o.Retries)),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      s.windowLabels(),
@@ -180,24 +184,23 @@ func buildJob(cfg *config.Config, namespace string, s jobSpec) (*batchv1.Job, er
 			},
 		},
 	}
-	if cfg.Kubernetes.TTLSecondsAfterFinished != nil {
-		job.Spec.TTLSecondsAfterFinished = new(*cfg.Kubernetes.TTLSecondsAfterFinished)
+	if k.TTLSecondsAfterFinished != nil {
+		job.Spec.TTLSecondsAfterFinished = new(*k.TTLSecondsAfterFinished)
 	}
 	return job, nil
 }
 
 // podEnv turns the verifier contract's variables into a container's
 // environment. Secrets never appear as values: a secret the coordinator's
-// configuration sets is read from key <NAME> of the Secret
-// cfg.Kubernetes.SecretName (SecretKeys lists them; Preflight checks they exist);
-// an unset secret is left out. In compatibility mode
-// (cfg.Kubernetes.SecretsInline) secrets are plain values, as the original
-// coordinator passed them. Other variables are passed as values, empty ones
-// included, as the original did.
-func podEnv(cfg *config.Config, vars []workers.EnvVar) []corev1.EnvVar {
+// configuration sets is read from key <NAME> of the Secret k.SecretName
+// (SecretKeys lists them; Preflight checks they exist); an unset secret is
+// left out. In compatibility mode (k.SecretsInline) secrets are plain
+// values, as the original coordinator passed them. Other variables are
+// passed as values, empty ones included, as the original did.
+func podEnv(k config.Kubernetes, vars []workers.EnvVar) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, len(vars))
 	for _, v := range vars {
-		if !v.Secret || cfg.Kubernetes.SecretsInline {
+		if !v.Secret || k.SecretsInline {
 			env = append(env, corev1.EnvVar{Name: v.Name, Value: v.Value})
 			continue
 		}
@@ -206,7 +209,7 @@ func podEnv(cfg *config.Config, vars []workers.EnvVar) []corev1.EnvVar {
 		}
 		env = append(env, corev1.EnvVar{Name: v.Name, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: cfg.Kubernetes.SecretName},
+				LocalObjectReference: corev1.LocalObjectReference{Name: k.SecretName},
 				Key:                  v.Name,
 				Optional:             new(false),
 			},
@@ -216,14 +219,14 @@ func podEnv(cfg *config.Config, vars []workers.EnvVar) []corev1.EnvVar {
 }
 
 // SecretKeys lists the keys of the Secret WORKER_SECRET_NAME the worker
-// Jobs reference: the secret variables the configuration sets. None in
+// Jobs reference: the secret variables the options set. None in
 // compatibility mode.
-func SecretKeys(cfg *config.Config) []string {
-	if cfg.Kubernetes.SecretsInline {
+func SecretKeys(o workers.Options, k config.Kubernetes) []string {
+	if k.SecretsInline {
 		return nil
 	}
 	var keys []string
-	for _, v := range workers.Env(cfg, "", coordinator.Window{}, "") {
+	for _, v := range workers.Env(o, "", time.Time{}, time.Time{}, "") {
 		if v.Secret && v.Value != "" {
 			keys = append(keys, v.Name)
 		}
@@ -259,4 +262,20 @@ func resources(r config.Resources) (corev1.ResourceRequirements, error) {
 		(*q.list)[q.name] = v
 	}
 	return req, nil
+}
+
+// deleteJob deletes the Job name, if it is still the one with uid, with
+// propagation Background: the Job goes at once and the garbage collector
+// deletes its Pods (the API's default for Jobs would orphan them, leaving
+// a verifier running). A Job already gone, or replaced by another of the
+// same name, is not an error.
+func deleteJob(ctx context.Context, client kubernetes.Interface, namespace, name string, uid types.UID) error {
+	err := client.BatchV1().Jobs(namespace).Delete(ctx, name, metav1.DeleteOptions{
+		PropagationPolicy: new(metav1.DeletePropagationBackground),
+		Preconditions:     &metav1.Preconditions{UID: &uid},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting worker job %s: %w", name, err)
+	}
+	return nil
 }

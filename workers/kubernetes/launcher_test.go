@@ -79,7 +79,7 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 	kubetest.StartKubelet(t, cs, ns, b.run(cs))
 	log, _ := newLogger(t)
 	ev := &events{}
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
 
 	parts := testBatch.Split(2)
 	begin := time.Now()
@@ -156,7 +156,7 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 			t.Errorf("volumes %+v", pod.Volumes)
 		}
 		image := "registry.invalid/delegation-verify:1.2.3"
-		wantEnv := expectedEnv(cfg.Kubernetes.SecretName, workers.Env(cfg, name, parts[i], host))
+		wantEnv := expectedEnv(cfg.Kubernetes.SecretName, workers.Env(cfg.WorkerOptions(), name, parts[i].Start, parts[i].End, host))
 		if len(pod.InitContainers) != 1 {
 			t.Fatalf("init containers %+v", pod.InitContainers)
 		}
@@ -210,7 +210,7 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 	// Batch names are taken from the same minute, so this batch's group gets
 	// a suffix.
 	minimal := loadConfig(t, baseVars())
-	l = kubeworker.New(minimal, cs, ns, log, kubeworker.WithClock(clock))
+	l = newLauncher(minimal, cs, ns, log, kubeworker.WithClock(clock))
 	next := coordinator.Window{Start: testBatch.End, End: testBatch.End.Add(20 * time.Minute)}
 	if err := l.Verify(ctx, next, next.Split(1)); err != nil {
 		t.Fatalf("Verify with a minimal configuration: %v", err)
@@ -322,7 +322,7 @@ func testFailingWorker(t *testing.T, c *kubetest.Cluster) {
 	kubetest.StartKubelet(t, cs, ns, b.run(cs))
 	log, _ := newLogger(t)
 	ev := &events{}
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
 
 	begin := time.Now()
 	err := l.Verify(t.Context(), testBatch, testBatch.Split(2))
@@ -370,7 +370,7 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 
 	// 1. Part 2 fails (backoffLimit 0); part 0 completes, part 1 runs on.
 	first := &events{}
-	err := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(first), kubeworker.WithClock(clock)).Verify(t.Context(), testBatch, parts)
+	err := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(first), kubeworker.WithClock(clock)).Verify(t.Context(), testBatch, parts)
 	if !errors.Is(err, kubeworker.ErrJobFailed) || !strings.Contains(err.Error(), workers.JobName(group, 2)) {
 		t.Fatalf("first Verify: %v, want the failure of %s", err, workers.JobName(group, 2))
 	}
@@ -396,7 +396,7 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(second), kubeworker.WithClock(later)).Verify(ctx, testBatch, parts)
+		done <- newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(second), kubeworker.WithClock(later)).Verify(ctx, testBatch, parts)
 	}()
 	replacement := workers.JobName("delegation-verify-24-06-01-12-35", 2)
 	eventually(t, 30*time.Second, "the failed job to be replaced and its pod to run", func() bool {
@@ -431,7 +431,7 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 	// verifiers finish.
 	third := &events{}
 	go func() {
-		done <- kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(third), kubeworker.WithClock(clock)).Verify(t.Context(), testBatch, parts)
+		done <- newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(third), kubeworker.WithClock(clock)).Verify(t.Context(), testBatch, parts)
 	}()
 	eventually(t, 30*time.Second, "the third launcher to adopt the running jobs", func() bool {
 		// Adopted: part 1 by the second launcher, parts 1 and 2 by the third.
@@ -478,13 +478,13 @@ func testTimeout(t *testing.T, c *kubetest.Cluster) {
 	kubetest.StartKubelet(t, cs, ns, b.run(cs))
 	log, _ := newLogger(t)
 	ev := &events{}
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
 
 	begin := time.Now()
 	err := l.Verify(t.Context(), testBatch, testBatch.Split(3))
 	took := time.Since(begin)
 	t.Logf("Verify returned after %v: %v", took.Round(time.Millisecond), err)
-	if !errors.Is(err, kubeworker.ErrTimeout) {
+	if !errors.Is(err, workers.ErrTimeout) {
 		t.Fatalf("Verify: %v, want ErrTimeout", err)
 	}
 	if took < 3*time.Second || took > 10*time.Second {
@@ -526,7 +526,7 @@ func testTTLZero(t *testing.T, c *kubetest.Cluster) {
 	b := newBehaviour()
 	kubetest.StartKubelet(t, cs, ns, b.run(cs))
 	log, _ := newLogger(t)
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithClock(clock))
 	if err := l.Verify(t.Context(), testBatch, testBatch.Split(4)); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -566,7 +566,7 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 
 	log, _ := newLogger(t)
 	ev := &events{}
-	l := kubeworker.New(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
+	l := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(ev), kubeworker.WithClock(clock))
 	if err := l.Preflight(ctx); err != nil {
 		t.Fatalf("Preflight as uptime-coordinator: %v", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/deploy/helm/helmtest"
+	"github.com/delegation-program/uptime-coordinator/workers"
 	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
 	"github.com/delegation-program/uptime-coordinator/workers/kubernetes/kubetest"
 )
@@ -105,7 +106,7 @@ func (e *events) String() string {
 	return fmt.Sprintf("started=%d failed=%d retried=%d", e.started.Load(), e.failed.Load(), e.retried.Load())
 }
 
-var _ kubeworker.Events = (*events)(nil)
+var _ workers.Events = (*events)(nil)
 
 // logBuffer collects a launcher's log lines, safe for concurrent use.
 type logBuffer struct {
@@ -311,3 +312,9 @@ func applyRBAC(t *testing.T, cs kubernetes.Interface, ns string) *rbacv1.Role {
 }
 
 func isForbidden(err error) bool { return apierrors.IsForbidden(err) }
+
+// newLauncher is kubeworker.New with the options of cfg, as the coordinator
+// builds them.
+func newLauncher(cfg *config.Config, cs kubernetes.Interface, ns string, log *slog.Logger, opts ...kubeworker.Option) *kubeworker.Launcher {
+	return kubeworker.New(cfg.WorkerOptions(), cfg.Kubernetes, cs, ns, log, opts...)
+}

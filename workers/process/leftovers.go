@@ -33,7 +33,7 @@ func (l *Launcher) groupsFile() string {
 
 // groupsKey identifies the database the launcher verifies for.
 func (l *Launcher) groupsKey() string {
-	p := l.Config.Postgres
+	p := l.Options.Postgres
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s:%d/%s", p.Host, p.Port, p.DB)))
 	return fmt.Sprintf("%x", sum[:8])
 }

@@ -38,16 +38,12 @@ import (
 // gets SIGKILL, when Launcher.Grace is zero.
 const DefaultGrace = 10 * time.Second
 
-// ErrTimeout is wrapped by the error of a batch whose verifiers outlived
-// WORKER_TIMEOUT.
-var ErrTimeout = errors.New("verifier timeout")
-
 // Launcher is the process-mode coordinator.Launcher.
 type Launcher struct {
-	Config *config.Config
-	Logger *slog.Logger // default slog.Default()
+	Options workers.Options
+	Logger  *slog.Logger // default slog.Default()
 	// Environ is the base environment of the children, as "NAME=value"
-	// entries; nil means Config.Workers.PassEnv (PATH, HOME, TZ and
+	// entries; nil means Options.PassEnv (PATH, HOME, TZ and
 	// WORKER_ENV_ALLOW): never the coordinator's whole environment.
 	Environ []string
 	// GroupsFile records the verifiers' process groups so that the next
@@ -61,30 +57,24 @@ type Launcher struct {
 	Now   func() time.Time // default time.Now; names the children
 	// Events, when set, counts the children started and failed (a failure is
 	// a non-zero exit or a child stopped by WORKER_TIMEOUT).
-	Events Events
-}
-
-// Events receives the Launcher's worker counters; monitor.WorkerEvents
-// implements it.
-type Events interface {
-	Started(mode string)
-	Failed(mode string)
+	Events workers.Events
 }
 
 // Mode is the worker mode this package implements, as passed to Events.
-const Mode = config.WorkerProcess
+const Mode = workers.ModeProcess
 
-func (l *Launcher) event(f func(Events)) {
+func (l *Launcher) events() workers.Events {
 	if l.Events != nil {
-		f(l.Events)
+		return l.Events
 	}
+	return workers.NoEvents{}
 }
 
 var _ coordinator.Launcher = (*Launcher)(nil)
 
-// New returns a Launcher for cfg.
-func New(cfg *config.Config, log *slog.Logger) *Launcher {
-	return &Launcher{Config: cfg, Logger: log}
+// New returns a Launcher with the options o.
+func New(o workers.Options, log *slog.Logger) *Launcher {
+	return &Launcher{Options: o, Logger: log}
 }
 
 func (l *Launcher) log() *slog.Logger {
@@ -119,11 +109,11 @@ type Spec struct {
 // Specs builds the command lines and environments of the mini-batches of a
 // batch. cassandraHost is the resolved CASSANDRA_HOST (workers.ResolveHost).
 func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now time.Time) ([]Spec, error) {
-	cfg := l.Config
+	o := l.Options
 	var base []string
-	if cfg.Workers.Command != "" {
+	if o.Command != "" {
 		var err error
-		base, err = shellquote.Split(cfg.Workers.Command)
+		base, err = shellquote.Split(o.Command)
 		if err != nil {
 			return nil, fmt.Errorf("WORKER_COMMAND: %w", err)
 		}
@@ -135,11 +125,11 @@ func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now t
 	for i, p := range parts {
 		name := ProcessName(now, i)
 		start, end := workers.FormatTimestamp(p.Start), workers.FormatTimestamp(p.End)
-		env := workers.Env(cfg, name, p, cassandraHost)
+		env := workers.Env(o, name, p.Start, p.End, cassandraHost)
 		for k := range env {
 			// A local verifier shares the coordinator's file system.
 			if env[k].Name == "SSL_CERTFILE" {
-				env[k].Value = cfg.Cassandra.SSLCertFile
+				env[k].Value = o.Cassandra.SSLCertFile
 			}
 		}
 		env = append(env,
@@ -152,7 +142,7 @@ func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now t
 			args = append(slices.Clone(base), start, end)
 		} else {
 			container = name
-			args = DockerArgs(cfg, cassandraHost, start, end)
+			args = DockerArgs(o, cassandraHost, start, end)
 			// Named and labelled, so that it can be removed when stopped and
 			// found by the next coordinator when this one was killed.
 			args = slices.Insert(args, 2, "--name", name, "--label", containerLabel+"="+l.groupsKey())
@@ -185,25 +175,25 @@ func PythonTime(t time.Time) string {
 // variables passed as the original passed them (a bare "-e NAME" hands on
 // the child's own value). The certificate is left out when SSL_CERTFILE is
 // not set.
-func DockerArgs(cfg *config.Config, cassandraHost, start, end string) []string {
+func DockerArgs(o workers.Options, cassandraHost, start, end string) []string {
 	args := []string{"docker", "run", "--network", "host", "--rm"}
-	if cfg.Cassandra.SSLCertFile != "" {
-		args = append(args, "-v", cfg.Cassandra.SSLCertFile+":/var/ssl/ssl-cert.crt")
+	if o.Cassandra.SSLCertFile != "" {
+		args = append(args, "-v", o.Cassandra.SSLCertFile+":/var/ssl/ssl-cert.crt")
 	}
 	env := []string{
 		"CASSANDRA_HOST=" + cassandraHost, "CASSANDRA_PORT", "CASSANDRA_USERNAME", "CASSANDRA_PASSWORD",
 		"AWS_KEYSPACE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET",
-		"AWS_REGION", "NETWORK_NAME=" + cfg.Workers.NetworkName, "NO_CHECKS",
+		"AWS_REGION", "NETWORK_NAME=" + o.NetworkName, "NO_CHECKS",
 	}
-	if cfg.Cassandra.SSLCertFile != "" {
+	if o.Cassandra.SSLCertFile != "" {
 		env = append(env, "SSL_CERTFILE=/var/ssl/ssl-cert.crt")
 	}
-	env = append(env, "SUBMISSION_STORAGE="+cfg.Runtime.SubmissionStorage, "POSTGRES_HOST="+cfg.Postgres.Host,
-		"POSTGRES_DB="+cfg.Postgres.DB, "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_PORT", "POSTGRES_SSLMODE")
+	env = append(env, "SUBMISSION_STORAGE="+o.SubmissionStorage, "POSTGRES_HOST="+o.Postgres.Host,
+		"POSTGRES_DB="+o.Postgres.DB, "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_PORT", "POSTGRES_SSLMODE")
 	for _, e := range env {
 		args = append(args, "-e", e)
 	}
-	return append(args, cfg.Workers.Image+":"+cfg.Workers.Tag, start, end)
+	return append(args, o.ImageRef(), start, end)
 }
 
 // environ merges base with vars: vars override base entries of the same
@@ -234,18 +224,11 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		return nil
 	}
 	log := l.log().With("batch_start", batch.Start, "batch_end", batch.End)
-	runCtx := ctx
-	if d := l.Config.Workers.Timeout; d > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeoutCause(ctx, d, ErrTimeout)
-		defer cancel()
-	}
-	if l.Config.Workers.NoChecks {
-		log.Info("stateless verifier will run with --no-checks")
-	}
-	host := workers.ResolveHost(runCtx, l.Config.Cassandra.Host, log)
-	if runCtx.Err() != nil {
-		return fmt.Errorf("before launching the verifiers: %w", context.Cause(runCtx))
+	runCtx, cancel := l.Options.WithTimeout(ctx)
+	defer cancel()
+	host, err := l.Options.Prelude(runCtx, log)
+	if err != nil {
+		return err
 	}
 	now := time.Now()
 	if l.Now != nil {
@@ -257,13 +240,13 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	}
 	base := l.Environ
 	if base == nil {
-		base = l.Config.Workers.PassEnv
+		base = l.Options.PassEnv
 	}
-	secrets := l.Config.Secrets()
+	mask := l.Options.Masker()
 	groups := l.groupsFile()
 	l.leftovers.Do(func() {
 		endLeftovers(groups, log)
-		if l.Config.Workers.Command == "" {
+		if l.Options.Command == "" {
 			l.endLeftoverContainers(ctx, log)
 		}
 	})
@@ -281,7 +264,6 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 	results := make(chan *child, len(specs))
 	var startErr error
 	for _, s := range specs {
-		mask := workers.Masker(s.Env, secrets...)
 		masked := make([]string, len(s.Args))
 		for i, a := range s.Args {
 			masked[i] = mask.Replace(a)
@@ -297,7 +279,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		if err := recordGroup(groups, c.pid()); err != nil {
 			log.Warn("the verifier's process group is not recorded: a coordinator killed now would leave its children running", "error", err)
 		}
-		l.event(func(e Events) { e.Started(Mode) })
+		l.events().Started(Mode)
 		clog.Info("verifier launched", "pid", c.pid(), "start", workers.FormatTimestamp(s.Part.Start),
 			"end", workers.FormatTimestamp(s.Part.End), "command", shellquote.Join(masked...))
 		children = append(children, c)
@@ -339,7 +321,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 			case c.stopped():
 				c.log.Info("verifier stopped", "status", c.err.Error())
 			default:
-				l.event(func(e Events) { e.Failed(Mode) })
+				l.events().Failed(Mode)
 				failures = append(failures, c.failure(len(parts)))
 				stopAll()
 			}
@@ -363,12 +345,12 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		return errors.Join(failures...)
 	case ctx.Err() != nil:
 		return fmt.Errorf("verification stopped, verifiers killed: %w", ctx.Err())
-	case runCtx.Err() != nil && running != nil:
+	case workers.TimedOut(runCtx) && running != nil:
 		for range running {
-			l.event(func(e Events) { e.Failed(Mode) })
+			l.events().Failed(Mode)
 		}
 		return fmt.Errorf("%w: mini-batches %v still running after WORKER_TIMEOUT=%v were killed",
-			ErrTimeout, running, l.Config.Workers.Timeout)
+			workers.ErrTimeout, running, l.Options.Timeout)
 	}
 	log.Info("all verifiers finished", "mini_batches", len(children))
 	return nil

@@ -112,7 +112,7 @@ func launcher(t *testing.T, extra map[string]string, mode string, params ...stri
 		t.Fatal(err)
 	}
 	recs := &records{}
-	l := New(cfg, slog.New(recordHandler{r: recs}))
+	l := New(cfg.WorkerOptions(), slog.New(recordHandler{r: recs}))
 	l.Environ = baseEnv
 	l.Grace = 2 * time.Second
 	l.Now = func() time.Time { return now }
@@ -277,8 +277,8 @@ func TestTimeoutKillsTheBatch(t *testing.T) {
 	l.Events = ev
 	began := time.Now()
 	err := l.Verify(context.Background(), batch, batch.Split(3))
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("Verify: %v, want ErrTimeout", err)
+	if !errors.Is(err, workers.ErrTimeout) {
+		t.Fatalf("Verify: %v, want workers.ErrTimeout", err)
 	}
 	if ev.failed.Load() != 3 {
 		t.Errorf("events: %d failed, want 3 timed out", ev.failed.Load())
@@ -476,12 +476,12 @@ func TestSecretsMasked(t *testing.T) {
 func TestStartFailure(t *testing.T) {
 	t.Parallel()
 	l, _ := launcher(t, nil, "ok")
-	l.Config.Workers.Command = "/nonexistent/verifier --flag"
+	l.Options.Command = "/nonexistent/verifier --flag"
 	err := l.Verify(context.Background(), batch, batch.Split(2))
 	if err == nil || !strings.Contains(err.Error(), "mini-batch 0") || !strings.Contains(err.Error(), "/nonexistent/verifier") {
 		t.Fatalf("Verify: %v", err)
 	}
-	l.Config.Workers.Command = `verifier "unterminated`
+	l.Options.Command = `verifier "unterminated`
 	if err := l.Verify(context.Background(), batch, batch.Split(2)); err == nil || !strings.Contains(err.Error(), "WORKER_COMMAND") {
 		t.Fatalf("Verify with a malformed WORKER_COMMAND: %v", err)
 	}
@@ -489,7 +489,7 @@ func TestStartFailure(t *testing.T) {
 
 func TestSpecs(t *testing.T) {
 	l, _ := launcher(t, nil, "ok")
-	l.Config.Workers.Command = `/opt/my\ verifier 'two words' --x="a b" plain`
+	l.Options.Command = `/opt/my\ verifier 'two words' --x="a b" plain`
 	specs, err := l.Specs(batch.Split(2), "10.0.0.9", now)
 	if err != nil {
 		t.Fatal(err)
@@ -503,7 +503,7 @@ func TestSpecs(t *testing.T) {
 func TestDockerArgs(t *testing.T) {
 	l, _ := launcher(t, map[string]string{"WORKER_IMAGE": "minaprotocol/delegation-verify", "WORKER_TAG": "2.0",
 		"SSL_CERTFILE": "/certs/ca.crt", "NETWORK_NAME": "devnet"}, "ok")
-	l.Config.Workers.Command = ""
+	l.Options.Command = ""
 	specs, err := l.Specs(batch.Split(1), "10.0.0.9", now)
 	if err != nil {
 		t.Fatal(err)
@@ -535,7 +535,7 @@ func TestDockerContainersRemoved(t *testing.T) {
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	l, _ := launcher(t, map[string]string{"WORKER_IMAGE": "verifier", "WORKER_TAG": "1", "WORKER_TIMEOUT": "1s"}, "ok")
-	l.Config.Workers.Command = ""
+	l.Options.Command = ""
 	l.GroupsFile = filepath.Join(dir, "groups")
 	err := l.Verify(t.Context(), batch, batch.Split(1))
 	if err == nil {
@@ -568,3 +568,5 @@ func (c *countEvents) Failed(mode string) {
 		c.failed.Add(1)
 	}
 }
+
+func (c *countEvents) Retried(string) { panic("process mode never retries a worker") }
