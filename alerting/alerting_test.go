@@ -34,7 +34,7 @@ type setup struct {
 	net   *synthnet.Network
 	recv  *alertingtest.Receiver
 	queue *queue.Queue
-	subs  *subscriptions.Store
+	subs  *subscriptions.Service
 	eng   *coordinator.Engine
 }
 
@@ -68,13 +68,13 @@ func newSetup(t *testing.T, batches int) *setup {
 		defer cancel()
 		_ = q.Stop(ctx)
 	})
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	ev := &alerting.Evaluator{Queue: q, PublicURL: "https://uptime.example.org/", Logger: log}
 	store.Steps = []postgres.Step{{Name: alerting.StepName, Run: ev.Step}}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
 		Logger: log, Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
 	return &setup{pool: pool, net: net, recv: recv, queue: q, eng: eng,
-		subs: &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: adminToken, Queue: q}}
+		subs: &subscriptions.Service{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: adminToken, Queue: q}}
 }
 
 func (s *setup) subscribe(t *testing.T, path string, spec subscriptions.Spec) subscriptions.Created {

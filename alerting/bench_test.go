@@ -48,7 +48,7 @@ func BenchmarkStep(b *testing.B) {
 	}
 	var last *coordinator.Record
 	var lastOut coordinator.Committed
-	store := &postgres.Store{Pool: pool, Steps: []postgres.Step{{Name: alerting.StepName, Run: func(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, out coordinator.Committed) error {
+	store := &postgres.Database{Pool: pool, Steps: []postgres.Step{{Name: alerting.StepName, Run: func(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, out coordinator.Committed) error {
 		last, lastOut = rec, out
 		return ev.Step(ctx, tx, rec, out)
 	}}}}

@@ -55,7 +55,7 @@ func TestErrorClassJumpAlertsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	ev := &alerting.Evaluator{Queue: q, Operator: &alert.Alerter{On: true}, Logger: log}
 	store.Steps = []postgres.Step{{Name: alerting.StepName, Run: ev.Step}}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,

@@ -54,7 +54,7 @@ func BenchmarkReadIndexWriteCost(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		store := &postgres.Store{Pool: pool, BulkPoints: bulk}
+		store := &postgres.Database{Pool: pool, BulkPoints: bulk}
 		eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		if _, err := eng.RunBatch(ctx); err != nil { // the full scoreboard recompute

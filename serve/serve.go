@@ -43,7 +43,7 @@ func subscriptionAPI(pool *pgxpool.Pool, cfg *config.Serve, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	return &subapi.Handlers{Logger: log, Store: &subscriptions.Store{Pool: pool, Queue: q, AdminToken: cfg.AdminAPIToken,
+	return &subapi.Handlers{Logger: log, Service: &subscriptions.Service{Pool: pool, Queue: q, AdminToken: cfg.AdminAPIToken,
 		Policy: outbound.Policy{AllowPrivate: cfg.AlertAllowPrivateNetworks}}}, nil
 }
 

@@ -22,11 +22,11 @@ import (
 // Prefix is the subscriptions' path.
 const Prefix = "/api/v1/subscriptions"
 
-// Handlers serve the subscription API from a store.
+// Handlers serve the subscription API through a subscriptions.Service.
 type Handlers struct {
-	Store  *subscriptions.Store
-	Logger *slog.Logger
-	Now    func() time.Time
+	Service *subscriptions.Service
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Producers is the API's producers field: "*" or a list of public keys.
@@ -128,7 +128,7 @@ func (h *Handlers) log() *slog.Logger {
 
 func (h *Handlers) create(ctx context.Context, in *createInput) (*createOutput, error) {
 	spec := subscriptions.Spec{Producers: in.Body.Producers.Producers, Channel: in.Body.Channel, URL: in.Body.URL, Rules: in.Body.Rules}
-	c, err := h.Store.Create(ctx, spec, bearer(in.Authorization))
+	c, err := h.Service.Create(ctx, spec, bearer(in.Authorization))
 	if err != nil {
 		return nil, h.fail(err)
 	}
@@ -150,7 +150,7 @@ func (h *Handlers) get(ctx context.Context, in *idInput) (*getOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := h.Store.Get(ctx, in.ID, t)
+	s, err := h.Service.Get(ctx, in.ID, t)
 	if err != nil {
 		return nil, h.fail(err)
 	}
@@ -162,7 +162,7 @@ func (h *Handlers) delete(ctx context.Context, in *idInput) (*struct{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.Store.Delete(ctx, in.ID, t); err != nil {
+	if err := h.Service.Delete(ctx, in.ID, t); err != nil {
 		return nil, h.fail(err)
 	}
 	h.log().Info("alert subscription deleted", "id", in.ID)
@@ -178,7 +178,7 @@ func (h *Handlers) test(ctx context.Context, in *idInput) (*testOutput, error) {
 	if h.Now != nil {
 		now = h.Now
 	}
-	key, err := h.Store.Test(ctx, in.ID, t, now())
+	key, err := h.Service.Test(ctx, in.ID, t, now())
 	if err != nil {
 		return nil, h.fail(err)
 	}

@@ -30,7 +30,7 @@ type file struct {
 
 // ReadFile parses and validates a subscriptions file, naming every problem
 // with the entry it is in.
-func (s *Store) ReadFile(ctx context.Context, path string) ([]FileEntry, error) {
+func (s *Service) ReadFile(ctx context.Context, path string) ([]FileEntry, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("ALERT_SUBSCRIPTIONS_FILE: %w", err)
@@ -77,7 +77,7 @@ func (s *Store) ReadFile(ctx context.Context, path string) ([]FileEntry, error) 
 // and the state of rules or producers an entry no longer has is dropped.
 // Subscriptions made through the API are left alone. It returns how many
 // entries were created, kept and deleted.
-func (s *Store) Reconcile(ctx context.Context, entries []FileEntry) (created, kept, deleted int, err error) {
+func (s *Service) Reconcile(ctx context.Context, entries []FileEntry) (created, kept, deleted int, err error) {
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		created, kept, deleted = 0, 0, 0
 		names := make([]string, 0, len(entries))

@@ -177,8 +177,9 @@ func Validate(ctx context.Context, policy outbound.Policy, s Spec) (Spec, error)
 	return s, nil
 }
 
-// Store manages subscriptions in Postgres.
-type Store struct {
+// Service manages subscriptions in Postgres on behalf of their owners:
+// creation, reading and deletion authorised by token, test messages.
+type Service struct {
 	Pool   *pgxpool.Pool
 	Policy outbound.Policy
 	// AdminToken (ADMIN_API_TOKEN) may create "*" subscriptions and read or
@@ -220,13 +221,13 @@ func hashToken(t string) []byte {
 	return h[:]
 }
 
-func (s *Store) admin(token string) bool {
+func (s *Service) admin(token string) bool {
 	return s.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.AdminToken)) == 1
 }
 
 // Create validates spec and stores it. bearer is the caller's token: "*"
 // needs the admin token.
-func (s *Store) Create(ctx context.Context, spec Spec, bearer string) (Created, error) {
+func (s *Service) Create(ctx context.Context, spec Spec, bearer string) (Created, error) {
 	spec, err := Validate(ctx, s.Policy, spec)
 	if err != nil {
 		return Created{}, err
@@ -255,7 +256,7 @@ func (s *Store) Create(ctx context.Context, spec Spec, bearer string) (Created, 
 // authorize checks that token manages subscription id. (No row lock: the
 // API's role may not lock rows; a concurrent delete makes the caller's
 // statement find nothing.)
-func (s *Store) authorize(ctx context.Context, q pgx.Tx, id int64, token string) error {
+func (s *Service) authorize(ctx context.Context, q pgx.Tx, id int64, token string) error {
 	var hash []byte
 	err := q.QueryRow(ctx, `SELECT token_hash FROM alert_subscriptions WHERE id = $1`, id).Scan(&hash)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -274,7 +275,7 @@ func (s *Store) authorize(ctx context.Context, q pgx.Tx, id int64, token string)
 }
 
 // Get returns subscription id if token manages it.
-func (s *Store) Get(ctx context.Context, id int64, token string) (Subscription, error) {
+func (s *Service) Get(ctx context.Context, id int64, token string) (Subscription, error) {
 	var out Subscription
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if err := s.authorize(ctx, tx, id, token); err != nil {
@@ -299,7 +300,7 @@ func (s *Store) Get(ctx context.Context, id int64, token string) (Subscription, 
 
 // Delete removes subscription id (and its alert state and undelivered
 // messages) if token manages it.
-func (s *Store) Delete(ctx context.Context, id int64, token string) error {
+func (s *Service) Delete(ctx context.Context, id int64, token string) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if err := s.authorize(ctx, tx, id, token); err != nil {
 			return err
@@ -313,7 +314,7 @@ func (s *Store) Delete(ctx context.Context, id int64, token string) error {
 
 // Test queues a test message to subscription id if token manages it, and
 // returns its idempotency key.
-func (s *Store) Test(ctx context.Context, id int64, token string, now time.Time) (string, error) {
+func (s *Service) Test(ctx context.Context, id int64, token string, now time.Time) (string, error) {
 	var key string
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if err := s.authorize(ctx, tx, id, token); err != nil {

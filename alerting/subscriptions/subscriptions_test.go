@@ -41,14 +41,14 @@ func resolver(_ context.Context, host string) ([]netip.Addr, error) {
 	return nil, errors.New("no such host")
 }
 
-func newStore(t *testing.T) (*subscriptions.Store, *pgxpool.Pool) {
+func newStore(t *testing.T) (*subscriptions.Service, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
 	q, err := queue.New(pool, false, queue.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &subscriptions.Store{Pool: pool, Policy: outbound.Policy{Resolve: resolver}, AdminToken: admin, Queue: q}, pool
+	return &subscriptions.Service{Pool: pool, Policy: outbound.Policy{Resolve: resolver}, AdminToken: admin, Queue: q}, pool
 }
 
 func spec() subscriptions.Spec {

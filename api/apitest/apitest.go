@@ -56,7 +56,7 @@ func Seed(t testing.TB, batches int) *Seeded {
 	if err := postgres.InitDatabase(ctx, pool, Start, false); err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool, BulkPoints: true}
+	store := &postgres.Database{Pool: pool, BulkPoints: true}
 	s := &Seeded{Cfg: cfg, Pool: pool, Net: net, Engine: &coordinator.Engine{Ledger: store, Source: store, Interval: Interval,
 		MiniBatches: 1, UptimeDays: UptimeDays, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	s.Next(t, batches)

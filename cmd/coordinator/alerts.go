@@ -56,7 +56,7 @@ func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, lo
 		log.Info("WEBHOOK_URL is not set: operator alerts are off")
 	}
 	if cfg.Alerts.SubscriptionsFile != "" {
-		subs := &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: cfg.Alerts.AllowPrivateNetworks}}
+		subs := &subscriptions.Service{Pool: pool, Policy: outbound.Policy{AllowPrivate: cfg.Alerts.AllowPrivateNetworks}}
 		entries, err := subs.ReadFile(ctx, cfg.Alerts.SubscriptionsFile)
 		if err != nil {
 			return nil, err
@@ -76,8 +76,8 @@ func setupAlerts(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, lo
 
 // Apply adds the alerts' step to the batch transaction and the abandoned
 // batch alert to the engine's failure hook.
-func (a *alerts) Apply(store *postgres.Store, e *coordinator.Engine) {
-	store.Steps = append(store.Steps, postgres.Step{Name: alerting.StepName, Run: a.eval.Step})
+func (a *alerts) Apply(db *postgres.Database, e *coordinator.Engine) {
+	db.Steps = append(db.Steps, postgres.Step{Name: alerting.StepName, Run: a.eval.Step})
 	onFailure := e.OnFailure
 	e.OnFailure = func(ctx context.Context, f coordinator.Failure) {
 		if onFailure != nil {

@@ -86,7 +86,7 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 	}
 	recv := alertingtest.NewReceiver(t)
 	recv.Failing.Store(true)
-	subs := &subscriptions.Store{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: "admin-0123456789abcdef"}
+	subs := &subscriptions.Service{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: "admin-0123456789abcdef"}
 	c, err := subs.Create(ctx, subscriptions.Spec{Producers: subscriptions.Producers{All: true}, Channel: "webhook",
 		URL: recv.Server.URL + "/all", Rules: []rules.Rule{{Kind: rules.MissedBatches, Count: 2}}}, subs.AdminToken)
 	if err != nil {

@@ -23,8 +23,9 @@ const haltAtVar = "COORDINATOR_HALT_AT"
 // checkpoint implements COORDINATOR_HALT_AT=name#n for the crash tests: the
 // n-th time a batch reaches checkpoint name, the process prints
 // "HALT name n" to stderr and blocks until it is killed (or stopped by a
-// signal, which abandons the batch), or resumed by SIGUSR1. n counts across batches and retries;
-// the engine and the store share the one Checkpoint.
+// signal, which abandons the batch), or resumed by SIGUSR1. n counts
+// across batches and retries; the engine and the postgres.Database share
+// the one Checkpoint.
 func checkpoint() coordinator.Checkpoint {
 	spec := os.Getenv(haltAtVar)
 	if spec == "" {

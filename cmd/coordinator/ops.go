@@ -45,7 +45,7 @@ func setupOps(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		Build:      monitor.BuildInfo{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
 		WorkerMode: cfg.Workers.Mode,
 	})
-	last, err := (&postgres.Store{Pool: pool}).LastBatch(ctx)
+	last, err := (&postgres.Database{Pool: pool}).LastBatch(ctx)
 	switch {
 	case err == nil:
 		o.monitor.SetLastBatchEnd(last.End)

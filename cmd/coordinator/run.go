@@ -46,19 +46,19 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 	defer pool.Close()
 	cp := checkpoint() // nil but in the crash tests' build
-	store := &postgres.Store{Pool: pool, Lock: lock, Checkpoint: cp, Logger: log}
+	db := &postgres.Database{Pool: pool, Lock: lock, Checkpoint: cp, Logger: log}
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
 	if err != nil {
 		return err
 	}
-	store.BulkPoints = bulk
+	db.BulkPoints = bulk
 	if bulk {
 		log.Info("points are written with the bulk path (COPY without per-row trigger and foreign-key overhead)")
 	} else {
 		log.Info("points are written row-checked (slower at large batches)", "reason", why)
 	}
 
-	source, closeSource, err := newSource(ctx, cfg, store)
+	source, closeSource, err := newSource(ctx, cfg, db)
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	}
 
 	eng := &coordinator.Engine{
-		Ledger: store, Source: source, Launcher: launcher,
+		Ledger: db, Source: source, Launcher: launcher,
 		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
 		Retries: cfg.Runtime.RetryCount, CatchUpAfter: cfg.Runtime.CatchUpAfter, CatchUpChunk: cfg.Runtime.CatchUpChunk, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
 		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
@@ -85,7 +85,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		OnFailure: func(ctx context.Context, f coordinator.Failure) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			if err := store.RecordFailure(ctx, time.Now(), f); err != nil {
+			if err := db.RecordFailure(ctx, time.Now(), f); err != nil {
 				log.Error("could not record the failed batch attempt", "error", err)
 			}
 		},
@@ -96,7 +96,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		return err
 	}
 	defer al.Stop()
-	al.Apply(store, eng)
+	al.Apply(db, eng)
 	if err := ops.Listen(ctx); err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *s
 	return nil
 }
 
-func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (coordinator.SubmissionSource, func(), error) {
+func newSource(ctx context.Context, cfg *config.Config, db *postgres.Database) (coordinator.SubmissionSource, func(), error) {
 	switch cfg.Runtime.SubmissionStorage {
 	case config.StorageCassandra:
 		cs, err := cassandra.Open(ctx, cfg.Cassandra)
@@ -216,7 +216,7 @@ func newSource(ctx context.Context, cfg *config.Config, store *postgres.Store) (
 		}
 		return cs, cs.Close, nil
 	default:
-		return store, func() {}, nil
+		return db, func() {}, nil
 	}
 }
 

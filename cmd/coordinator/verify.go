@@ -50,7 +50,7 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		defer pool.Close()
-		store = &postgres.Store{Pool: pool}
+		store = &postgres.Database{Pool: pool}
 	}
 	v := &verifier.Verifier{Store: store, BlocksDir: cfg.BlocksDir, MaxBlockBytes: cfg.MaxBlockBytes, Logger: log}
 	res, err := v.Verify(ctx, w)

@@ -18,9 +18,11 @@ import (
 // transaction-level advisory lock): two writers never interleave.
 const batchLockKey = 0x7570_7469_6d65 // "uptime"
 
-// Store is the coordinator's Postgres database: the batch store and, when
-// the collector writes to Postgres, the submission source.
-type Store struct {
+// Database is the coordinator's Postgres database as the engine and the
+// bundled verifier see it: the coordinator.Ledger (bot_logs, points,
+// scores) and, when the collector writes to Postgres, the
+// coordinator.SubmissionSource and the verifier's submission store.
+type Database struct {
 	Pool *pgxpool.Pool
 	// BulkPoints writes a batch's points with the fast path (see
 	// CanBulkWritePoints). Set it from CanBulkWritePoints.
@@ -103,12 +105,12 @@ func CanBulkWritePoints(ctx context.Context, pool *pgxpool.Pool) (bool, string, 
 }
 
 var (
-	_ coordinator.Ledger           = (*Store)(nil)
-	_ coordinator.SubmissionSource = (*Store)(nil)
+	_ coordinator.Ledger           = (*Database)(nil)
+	_ coordinator.SubmissionSource = (*Database)(nil)
 )
 
 // LastBatch returns the bot_logs row with the largest batch_end_epoch.
-func (s *Store) LastBatch(ctx context.Context) (coordinator.LastBatch, error) {
+func (s *Database) LastBatch(ctx context.Context) (coordinator.LastBatch, error) {
 	last, err := lastBatch(ctx, s.Pool)
 	return last, classify(err)
 }
@@ -134,7 +136,7 @@ func lastBatch(ctx context.Context, q querier) (coordinator.LastBatch, error) {
 // ordered by submitted_at and submitter, with the columns scoring reads
 // (submitted_at, submitter, created_at and the verification columns); the
 // collector's other columns are left empty.
-func (s *Store) Submissions(ctx context.Context, w coordinator.Window) ([]coordinator.Submission, error) {
+func (s *Database) Submissions(ctx context.Context, w coordinator.Window) ([]coordinator.Submission, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT submitted_at, submitter, created_at, state_hash, parent, height, slot,
 		validation_error, verified
 		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`,
@@ -167,7 +169,7 @@ func widen(v *int32) *int64 {
 // fence opens a batch (or range) transaction: it takes the batch lock,
 // checks that this coordinator still holds its advisory lock and that last
 // is still the latest batch, and returns last's shortlist.
-func (s *Store) fence(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch) ([]coordinator.ShortlistedHash, error) {
+func (s *Database) fence(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch) ([]coordinator.ShortlistedHash, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
 		return nil, fmt.Errorf("taking the batch lock: %w", err)
 	}
@@ -192,7 +194,7 @@ func (s *Store) fence(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch
 }
 
 // CommitBatch writes a batch in one transaction; see coordinator.Ledger.
-func (s *Store) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
+func (s *Database) CommitBatch(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) (*coordinator.Record, error)) (coordinator.Committed, error) {
 	var out coordinator.Committed
 	var staged map[string]int32 // evidence producer ids this batch inserted
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -263,7 +265,7 @@ type batchStep struct {
 
 // batchSteps are the steps of a batch transaction, in order: a new write
 // (another table, an outbox row, a NOTIFY) is a new step here, or a Step
-// another package adds to Store.Steps (run after these, before notify). A
+// another package adds to Database.Steps (run after these, before notify). A
 // step may use what the steps before it wrote (hashIDs, nodeIDs,
 // out.BotLogID). Add its checkpoint to the crash tests
 // (cmd/coordinator/crash_test.go).
@@ -283,10 +285,10 @@ var batchSteps = []batchStep{
 // batch when it commits.
 var notifyStep = batchStep{"notify", (*batchTx).notify}
 
-// write runs the batch steps in tx, then the Store's Steps and the notify
+// write runs the batch steps in tx, then the Database's Steps and the notify
 // step, reaching the checkpoint "tx_begin" first and "tx_<step>" after each
 // step.
-func (s *Store) write(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch, rec *coordinator.Record) (*batchTx, error) {
+func (s *Database) write(ctx context.Context, tx pgx.Tx, last coordinator.LastBatch, rec *coordinator.Record) (*batchTx, error) {
 	b := &batchTx{tx: tx, last: last, rec: rec, bulk: s.BulkPoints, producers: &s.producers}
 	steps := slices.Clone(batchSteps)
 	for _, st := range s.Steps {

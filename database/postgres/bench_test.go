@@ -44,7 +44,7 @@ func benchEngine(b *testing.B, producers, batches int) *coordinator.Engine {
 	if !bulk {
 		b.Logf("bulk points path off: %s", why)
 	}
-	store := &postgres.Store{Pool: pool, BulkPoints: bulk && os.Getenv("BENCH_PLAIN_POINTS") != "1"}
+	store := &postgres.Database{Pool: pool, BulkPoints: bulk && os.Getenv("BENCH_PLAIN_POINTS") != "1"}
 	return &coordinator.Engine{Ledger: store, Source: store, Interval: benchInterval, MiniBatches: 5, UptimeDays: 90,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
@@ -137,7 +137,7 @@ func BenchmarkEvidence(b *testing.B) {
 			}
 			var stepStart time.Time
 			var step time.Duration
-			store := eng.Ledger.(*postgres.Store)
+			store := eng.Ledger.(*postgres.Database)
 			store.Checkpoint = func(_ context.Context, name string) {
 				switch name {
 				case "tx_scoreboard":

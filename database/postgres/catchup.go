@@ -10,13 +10,13 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
-var _ coordinator.RangeLedger = (*Store)(nil)
+var _ coordinator.RangeLedger = (*Database)(nil)
 
 // CommitRange writes many consecutive batches in one transaction (the
 // catch-up path); see coordinator.RangeLedger. The rows are the same as
 // CommitBatch would write batch after batch; they are written set-based for
 // the whole range: one statement or COPY per table.
-func (s *Store) CommitRange(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) ([]*coordinator.Record, error)) (coordinator.RangeCommitted, error) {
+func (s *Database) CommitRange(ctx context.Context, last coordinator.LastBatch, build func([]coordinator.ShortlistedHash) ([]*coordinator.Record, error)) (coordinator.RangeCommitted, error) {
 	var out coordinator.RangeCommitted
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		prev, err := s.fence(ctx, tx, last)

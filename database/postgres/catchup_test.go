@@ -45,7 +45,7 @@ func seedDB(t *testing.T, subs []coordinator.Submission) *pgxpool.Pool {
 }
 
 func rangeEngine(pool *pgxpool.Pool, bulk bool, days, catchUpAfter, chunk int) *coordinator.Engine {
-	store := &postgres.Store{Pool: pool, BulkPoints: bulk}
+	store := &postgres.Database{Pool: pool, BulkPoints: bulk}
 	far := rangeStart.Add(365 * 24 * time.Hour) // every window is long closed
 	return &coordinator.Engine{Ledger: store, Source: store, Interval: rangeInterval, MiniBatches: 5, UptimeDays: days,
 		CatchUpAfter: catchUpAfter, CatchUpChunk: chunk, Now: func() time.Time { return far },

@@ -216,7 +216,7 @@ func testEngineEndToEnd(t *testing.T, bulk bool) {
 	if ok, why, err := postgres.CanBulkWritePoints(ctx, pool); err != nil || (bulk && !ok) {
 		t.Fatalf("bulk points path unavailable to the test's superuser: %v %s", err, why)
 	}
-	store := &postgres.Store{Pool: pool, BulkPoints: bulk}
+	store := &postgres.Database{Pool: pool, BulkPoints: bulk}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 1,
 		Retries: 0, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
@@ -397,7 +397,7 @@ func TestEngineRetriesThenGivesUp(t *testing.T) {
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	var failures []bool
 	v := &failingLauncher{failures: 2}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Launcher: v, Interval: 20 * time.Minute, MiniBatches: 5,
@@ -442,7 +442,7 @@ func TestEngineEmptyBatch(t *testing.T) {
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for range 2 {

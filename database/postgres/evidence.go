@@ -167,7 +167,7 @@ func readClassShares(ctx context.Context, tx pgx.Tx, botLogID int64) (*coordinat
 // last one). The error text is cut to 2,000 characters. An attempt that
 // failed before the latest batch was read has no window and is not stored
 // (the engine logs it, and alerts when it abandons the batch).
-func (s *Store) RecordFailure(ctx context.Context, at time.Time, f coordinator.Failure) error {
+func (s *Database) RecordFailure(ctx context.Context, at time.Time, f coordinator.Failure) error {
 	if f.Window == nil {
 		return nil
 	}

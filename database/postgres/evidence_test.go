@@ -62,7 +62,7 @@ func TestEvidenceWritten(t *testing.T) {
 	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(24 * time.Hour) }}
 	first, err := eng.RunBatch(ctx)
@@ -167,7 +167,7 @@ func TestEvidenceProducerCacheAfterRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	failures := 1
-	store := &postgres.Store{Pool: pool, Steps: []postgres.Step{{Name: "flaky", Run: func(context.Context, pgx.Tx, *coordinator.Record, coordinator.Committed) error {
+	store := &postgres.Database{Pool: pool, Steps: []postgres.Step{{Name: "flaky", Run: func(context.Context, pgx.Tx, *coordinator.Record, coordinator.Committed) error {
 		if failures > 0 {
 			failures--
 			return errors.New("injected failure after the evidence step")

@@ -56,7 +56,7 @@ func TestLostLockFencesCommits(t *testing.T) {
 	defer cancel()
 	go lock.Watch(wctx, 50*time.Millisecond, time.Second, slog.New(slog.DiscardHandler))
 
-	store := &postgres.Store{Pool: pool, Lock: lock}
+	store := &postgres.Database{Pool: pool, Lock: lock}
 	commit := func() error {
 		last, err := store.LastBatch(ctx)
 		if err != nil {

@@ -68,7 +68,7 @@ func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int, flip fun
 	}
 }
 
-func benchStore(b *testing.B, pool *pgxpool.Pool) *postgres.Store {
+func benchStore(b *testing.B, pool *pgxpool.Pool) *postgres.Database {
 	bulk, why, err := postgres.CanBulkWritePoints(context.Background(), pool)
 	if err != nil {
 		b.Fatal(err)
@@ -76,7 +76,7 @@ func benchStore(b *testing.B, pool *pgxpool.Pool) *postgres.Store {
 	if !bulk {
 		b.Logf("bulk points path off: %s", why)
 	}
-	return &postgres.Store{Pool: pool, BulkPoints: bulk}
+	return &postgres.Database{Pool: pool, BulkPoints: bulk}
 }
 
 func benchLoop(b *testing.B, pool *pgxpool.Pool, catchUp bool) *coordinator.Engine {

@@ -15,7 +15,7 @@ import (
 // that no verifier has looked at yet (verified IS NULL), ordered by
 // submitted_at and submitter: what a verifier needs of them (submitter,
 // submitted_at and block_hash; snark_work is not read).
-func (s *Store) Unverified(ctx context.Context, w coordinator.Window) ([]coordinator.Submission, error) {
+func (s *Database) Unverified(ctx context.Context, w coordinator.Window) ([]coordinator.Submission, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT submitted_at_date, submitted_at, submitter, block_hash
 		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 AND verified IS NULL
 		ORDER BY submitted_at, submitter`, w.Start.UTC(), w.End.UTC())
@@ -38,7 +38,7 @@ func (s *Store) Unverified(ctx context.Context, w coordinator.Window) ([]coordin
 // identified by (submitter, submitted_at). It is one set-based statement, so
 // either every row is written or none, and it touches only rows whose
 // verified IS NULL: re-verifying a window changes nothing.
-func (s *Store) UpdateVerification(ctx context.Context, subs []coordinator.Submission) error {
+func (s *Database) UpdateVerification(ctx context.Context, subs []coordinator.Submission) error {
 	if len(subs) == 0 {
 		return nil
 	}

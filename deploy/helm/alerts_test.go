@@ -104,7 +104,7 @@ func TestAlertValues(t *testing.T) {
 	if err := os.WriteFile(path, s.Data["alert-subscriptions.yaml"], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	store := &subscriptions.Store{Policy: outbound.Policy{AllowPrivate: true}}
+	store := &subscriptions.Service{Policy: outbound.Policy{AllowPrivate: true}}
 	entries, err := store.ReadFile(context.Background(), path)
 	if err != nil {
 		t.Fatalf("the mounted subscriptions file is refused: %v", err)

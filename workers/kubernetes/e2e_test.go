@@ -96,7 +96,7 @@ func testEndToEnd(t *testing.T, c *kubetest.Cluster) {
 
 	log, _ := newLogger(t)
 	ev := &events{}
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	var summaries []*coordinator.Summary
 	eng := &coordinator.Engine{
 		Ledger: store, Source: store,

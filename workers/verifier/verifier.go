@@ -37,7 +37,7 @@ import (
 )
 
 // Store is where the verifier reads submissions and records its verdicts:
-// the Postgres store (postgres.Store), or another one through Filter.
+// the Postgres store (postgres.Database), or another one through Filter.
 type Store interface {
 	// Unverified returns the submissions with SubmittedAt in the window
 	// whose Verified is nil, with at least Submitter, SubmittedAt and

@@ -38,7 +38,7 @@ type row struct {
 	Verified                           *bool
 }
 
-func rows(t *testing.T, store *postgres.Store) map[string]row {
+func rows(t *testing.T, store *postgres.Database) map[string]row {
 	t.Helper()
 	out := map[string]row{}
 	rs, err := store.Pool.Query(context.Background(),
@@ -72,7 +72,7 @@ func TestVerifyWindow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := pgtest.NewDatabase(t)
-	store := &postgres.Store{Pool: pgtest.Pool(t, cfg)}
+	store := &postgres.Database{Pool: pgtest.Pool(t, cfg)}
 	dir := t.TempDir()
 	write := func(h, content string) {
 		if err := os.WriteFile(filepath.Join(dir, h+".json"), []byte(content), 0o644); err != nil {
@@ -203,7 +203,7 @@ func TestVerifyWindow(t *testing.T) {
 func TestVerifyErrors(t *testing.T) {
 	t.Parallel()
 	cfg := pgtest.NewDatabase(t)
-	store := &postgres.Store{Pool: pgtest.Pool(t, cfg)}
+	store := &postgres.Database{Pool: pgtest.Pool(t, cfg)}
 	for _, dir := range []string{"", filepath.Join(t.TempDir(), "missing")} {
 		if _, err := (&Verifier{Store: store, BlocksDir: dir}).Verify(context.Background(), window); err == nil {
 			t.Errorf("blocks directory %q: no error", dir)
@@ -236,7 +236,7 @@ func TestSyntheticNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := pgtest.NewDatabase(t)
-	store := &postgres.Store{Pool: pgtest.Pool(t, cfg)}
+	store := &postgres.Database{Pool: pgtest.Pool(t, cfg)}
 	if _, err := postgres.InsertSubmissions(ctx, store.Pool, net.Unverified()); err != nil {
 		t.Fatal(err)
 	}

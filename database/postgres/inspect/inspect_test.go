@@ -50,7 +50,7 @@ func scored(t *testing.T) (config.Postgres, *synthnet.Network) {
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 		t.Fatal(err)
 	}
-	store := &postgres.Store{Pool: pool}
+	store := &postgres.Database{Pool: pool}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(48 * time.Hour) }}
 	for i := range batches {
@@ -315,7 +315,7 @@ func TestStatus(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg, _ := scored(t)
-	store := &postgres.Store{Pool: pgtest.Pool(t, cfg)}
+	store := &postgres.Database{Pool: pgtest.Pool(t, cfg)}
 	w := coordinator.Window{Start: start.Add(batches * interval), End: start.Add((batches + 1) * interval)}
 	if err := store.RecordFailure(ctx, start.Add(50*time.Hour), coordinator.Failure{Window: &w, Attempt: 1, Err: errors.New("loading submissions: connection reset")}); err != nil {
 		t.Fatal(err)
