@@ -45,7 +45,7 @@ func Cleanup(ctx context.Context, days int) error {
 func Demo(ctx context.Context) error {
 	began := time.Now()
 	// The smallest coordinator that runs the demo: process mode, PostgreSQL.
-	step(began, "building the coordinator (-tags %s) and the demo (the first time Go downloads and compiles its dependencies: %s on 2 cores; then seconds)", demoTags, firstBuild)
+	step(began, "building the coordinator (-tags '%s') and the demo (the first time Go downloads and compiles its dependencies: %s on 2 cores; then seconds)", demoTags, firstBuild)
 	dir := filepath.Join("bin", "mage")
 	if err := buildWithProgress(ctx, began, dir, []string{"-tags", demoTags}, "./cmd/coordinator", "./internal/magetasks"); err != nil {
 		return err
@@ -55,7 +55,7 @@ func Demo(ctx context.Context) error {
 }
 
 // demoTags leave out of the demo's coordinator what only other modes need.
-const demoTags = "nokubernetes"
+const demoTags = "nokubernetes nocassandra"
 
 // firstBuild is how long the first build takes on a cold cache (measured on
 // 2 cores, docs/performance.md).

@@ -196,23 +196,42 @@ func firstLine(s string) string {
 	return line
 }
 
-// TestNoKubernetesBuild: -tags nokubernetes leaves client-go out (a much
-// smaller binary for process mode) and refuses WORKER_MODE=kubernetes
-// clearly.
+// TestNoKubernetesBuild: -tags "nokubernetes nocassandra" (the demo's
+// build) leaves client-go, gocql and the AWS SDK out (a much smaller binary
+// for process mode on PostgreSQL) and refuses WORKER_MODE=kubernetes and
+// SUBMISSION_STORAGE=CASSANDRA clearly.
 func TestNoKubernetesBuild(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "coordinator-nokubernetes")
-	if out, err := exec.Command("go", "build", "-tags", "nokubernetes", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags nokubernetes: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), "coordinator-small")
+	if out, err := exec.Command("go", "build", "-tags", "nokubernetes nocassandra", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags nokubernetes nocassandra: %v\n%s", err, out)
 	}
-	if out, err := exec.Command("go", "version", "-m", bin).Output(); err != nil || strings.Contains(string(out), "k8s.io/client-go") {
-		t.Errorf("the nokubernetes build links client-go (%v)", err)
+	out, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, module := range []string{"k8s.io/client-go", "github.com/gocql/gocql", "github.com/aws/aws-sdk-go", "github.com/chromedp/chromedp"} {
+		if strings.Contains(string(out), module) {
+			t.Errorf("the small build links %s", module)
+		}
+	}
+	// The default build neither: the browser driver is for the web pages' tests.
+	deps, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil || strings.Contains(string(deps), "chromedp") {
+		t.Errorf("the default build depends on chromedp (%v)", err)
 	}
 	cfg := seeded(t)
 	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=kubernetes", "WORKER_IMAGE=v", "WORKER_TAG=1", "AUTH_VOLUME_MOUNT_PATH=/auth"}, "run", "--batches", "1")
 	cmd.Path = bin
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(out), "this binary was built with -tags nokubernetes") {
 		t.Errorf("WORKER_MODE=kubernetes on the nokubernetes build: exit %d\n%s", exitCode(err), out)
+	}
+	cmd = coordinatorCmd(cfg, []string{"SUBMISSION_STORAGE=CASSANDRA", "AWS_KEYSPACE=k", "CASSANDRA_HOST=127.0.0.1", "CASSANDRA_PORT=9042",
+		"CASSANDRA_USERNAME=u", "CASSANDRA_PASSWORD=p", "BLOCKS_DIR=" + t.TempDir()}, "verify", "2024-06-05T00:00:00Z", "2024-06-05T00:20:00Z")
+	cmd.Path = bin
+	out, err = cmd.CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "this binary was built with -tags nocassandra") {
+		t.Errorf("SUBMISSION_STORAGE=CASSANDRA on the nocassandra build: exit %d\n%s", exitCode(err), out)
 	}
 }

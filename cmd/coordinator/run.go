@@ -10,12 +10,12 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
-	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/buildinfo"
 	"github.com/delegation-program/uptime-coordinator/internal/logging"
 	"github.com/delegation-program/uptime-coordinator/workers"
 	"github.com/delegation-program/uptime-coordinator/workers/process"
+	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 func run(ctx context.Context, batches int, stdout io.Writer) error {
@@ -207,10 +207,18 @@ func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *s
 	return nil
 }
 
+// cassandraStore is the submissions table in Cassandra or AWS Keyspaces, as
+// "coordinator run" reads it and the bundled verifier updates it
+// (openCassandra: cassandra.go, or cassandra_off.go with -tags nocassandra).
+type cassandraStore interface {
+	verifier.FullStore
+	Close()
+}
+
 func newSource(ctx context.Context, cfg *config.Config, db *postgres.Database) (coordinator.SubmissionSource, func(), error) {
 	switch cfg.Runtime.SubmissionStorage {
 	case config.StorageCassandra:
-		cs, err := cassandra.Open(ctx, cfg.Cassandra)
+		cs, err := openCassandra(ctx, cfg.Cassandra)
 		if err != nil {
 			return nil, nil, err
 		}

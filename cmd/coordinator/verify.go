@@ -9,7 +9,6 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
-	"github.com/delegation-program/uptime-coordinator/database/cassandra"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/logging"
 	"github.com/delegation-program/uptime-coordinator/workers"
@@ -38,7 +37,7 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 		"start", workers.FormatTimestamp(w.Start), "end", workers.FormatTimestamp(w.End), "blocks_dir", cfg.BlocksDir)
 	var store verifier.Store
 	if cfg.SubmissionStorage == config.StorageCassandra {
-		c, err := cassandra.Open(ctx, cfg.Cassandra)
+		c, err := openCassandra(ctx, cfg.Cassandra)
 		if err != nil {
 			return err
 		}

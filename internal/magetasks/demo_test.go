@@ -105,7 +105,7 @@ func TestDemoSeedIsReproducible(t *testing.T) {
 	}
 	usePostgres(t)
 	bin := filepath.Join(t.TempDir(), "coordinator")
-	build := exec.Command("go", "build", "-tags", "nokubernetes", "-o", bin, "github.com/delegation-program/uptime-coordinator/cmd/coordinator")
+	build := exec.Command("go", "build", "-tags", "nokubernetes nocassandra", "-o", bin, "github.com/delegation-program/uptime-coordinator/cmd/coordinator")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the coordinator: %v\n%s", err, out)
 	}
