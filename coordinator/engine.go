@@ -92,6 +92,15 @@ func (e *Engine) step(ctx context.Context, what string, limit time.Duration) (co
 	return context.WithTimeout(ctx, limit)
 }
 
+// stepErr says so when err is a database step's deadline (DBTimeout)
+// rather than the end of ctx: pgx reports only "context deadline exceeded".
+func (e *Engine) stepErr(ctx context.Context, err error) error {
+	if e.DBTimeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("timeout: no answer within POSTGRES_STATEMENT_TIMEOUT=%v: %w", e.DBTimeout, err)
+	}
+	return err
+}
+
 // Failure describes one failed attempt at a batch (or a catch-up range).
 type Failure struct {
 	// Window is the batch's window (the range's span), or nil when the
@@ -259,7 +268,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, e
 	last, err := e.Ledger.LastBatch(dbctx)
 	cancel()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the latest batch: %w", err)
+		return nil, nil, fmt.Errorf("reading the latest batch: %w", e.stepErr(ctx, err))
 	}
 	w := Window{Start: last.End, End: last.End.Add(e.Interval)}
 	phase = e.phaseDone("read_last_batch", w, phase)
@@ -304,7 +313,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, e
 	subs, err := e.Source.Submissions(dbctx, w)
 	cancel()
 	if err != nil {
-		return nil, &w, fmt.Errorf("loading submissions: %w", err)
+		return nil, &w, fmt.Errorf("loading submissions: %w", e.stepErr(ctx, err))
 	}
 	phase = e.phaseDone("load_submissions", w, phase, "submissions", len(subs))
 	if e.Launcher != nil {
@@ -326,7 +335,7 @@ func (e *Engine) attempt(ctx context.Context, attempt int) (*Summary, *Window, e
 		return rec, nil
 	})
 	if err != nil {
-		return nil, &w, fmt.Errorf("committing the batch: %w", err)
+		return nil, &w, fmt.Errorf("committing the batch: %w", e.stepErr(ctx, err))
 	}
 	e.phaseDone("commit", w, phase) // scoring included
 	e.Checkpoint.Reach(ctx, "committed")

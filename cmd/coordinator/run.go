@@ -81,9 +81,15 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.Workers.Timeout,
 		Logger: log, Checkpoint: cp,
 		// Recorded for coordinator status; a failure to record is logged and
-		// never stops the loop.
+		// never stops the loop. Bounded like a batch step (and by 10 s): the
+		// retry, and its log line, wait for it, so against a frozen server
+		// it must not outlast the step that failed.
 		OnFailure: func(ctx context.Context, f coordinator.Failure) {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			limit := 10 * time.Second
+			if d := cfg.Postgres.StatementTimeout; d > 0 {
+				limit = min(limit, d)
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 			defer cancel()
 			if err := db.RecordFailure(ctx, time.Now(), f); err != nil {
 				log.Error("could not record the failed batch attempt", "error", err)
