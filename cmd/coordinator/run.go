@@ -243,6 +243,11 @@ func newLauncher(ctx context.Context, cfg *config.Config, log *slog.Logger, even
 		return newKubernetesLauncher(ctx, cfg, log, events)
 	case workers.ModeProcess:
 		log.Info("verifiers run as local processes")
+		// What a verifier starts is reparented to the coordinator, so that
+		// it is ended and reaped with the verifier's process group.
+		if err := process.BecomeSubreaper(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			log.Warn("the coordinator cannot be the subreaper of its verifiers: what they leave running is ended only by the next coordinator", "error", err)
+		}
 		l := process.New(cfg.WorkerOptions(), log)
 		l.Events = events
 		return l, nil

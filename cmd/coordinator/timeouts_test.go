@@ -289,13 +289,14 @@ func alive(pid int) bool {
 }
 
 // Issue 10 item 11: SIGKILL of the coordinator ends its verifiers (the
-// parent-death signal) but not what they started; the next coordinator on
-// the database ends those leftovers before it launches anything.
+// parent-death signal) but not what they started (here a child that
+// ignores SIGTERM); the next coordinator on the database ends those
+// leftovers before it launches anything.
 func TestRestartEndsLeftoverWorkerChildren(t *testing.T) {
 	t.Parallel()
 	cfg := seeded(t)
 	pidFile := filepath.Join(t.TempDir(), "grandchild")
-	script := `sleep 300 & echo $! > ` + pidFile + `; wait`
+	script := `trap "" TERM; sleep 300 & echo $! > ` + pidFile + `; wait`
 	var out lockedBuffer
 	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=sh -c " + shellQuote(script) + " verifier", "MINI_BATCH_NUMBER=1"}, "run")
 	cmd.Stdout, cmd.Stderr = &out, &out

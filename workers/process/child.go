@@ -77,6 +77,13 @@ func (c *child) wait() {
 	c.mu.Lock()
 	c.leftPid = true
 	c.mu.Unlock()
+	// What the verifier started and left in its group was reparented to
+	// the coordinator when it is the subreaper: reap it (killed above).
+	if n, err := reapGroup(c.pid(), c.grace); err != nil {
+		c.log.Warn("reaping what a verifier left running failed", "error", err)
+	} else if n > 0 {
+		c.log.Info("reaped what the verifier left in its process group", "processes", n)
+	}
 	c.ended = time.Now()
 	c.stdout.flush()
 	c.stderr.flush()

@@ -1,8 +1,10 @@
 package process
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -11,12 +13,39 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/delegation-program/uptime-coordinator/workers"
 )
 
 // The test binary doubles as the verifier the tests launch (the standard
 // library's helper-process pattern): with childSwitch set in its
-// environment it runs testChild instead of the tests.
-const childSwitch = "PROCESS_TEST_CHILD"
+// environment it runs testChild instead of the tests; with
+// coordinatorSwitch, testCoordinator.
+const (
+	childSwitch       = "PROCESS_TEST_CHILD"
+	coordinatorSwitch = "PROCESS_TEST_COORDINATOR"
+)
+
+// testCoordinator is a coordinator of its own, for the tests that kill one:
+// it becomes the subreaper, runs one batch of one verifier, the command
+// PROCESS_TEST_COMMAND, recording its process groups in the directory
+// PROCESS_TEST_GROUPS and logging JSON to stdout, then prints "verified:"
+// and the outcome and waits to be killed.
+func testCoordinator() int {
+	if err := BecomeSubreaper(); err != nil {
+		fmt.Println("subreaper:", err)
+		return 2
+	}
+	o := workers.Options{Command: os.Getenv("PROCESS_TEST_COMMAND"), Postgres: workers.Postgres{Host: "127.0.0.1", Port: 5432, DB: "delegation"}}
+	l := New(o, slog.New(slog.NewJSONHandler(os.Stdout, nil)))
+	l.Environ = baseEnv
+	l.GroupsDir = os.Getenv("PROCESS_TEST_GROUPS")
+	l.Grace = 2 * time.Second
+	l.Now = func() time.Time { return now }
+	err := l.Verify(context.Background(), batch, batch.Split(1))
+	fmt.Println("verified:", err)
+	select {}
+}
 
 // testChild is the verifier of the tests. Its arguments are a mode, the
 // mode's parameters, then START and END as the launcher appends them.
@@ -78,6 +107,27 @@ func testChild(args []string) int {
 		select {}
 	case "grandchild": // grandchild PIDDIR
 		writePid(param(0), "-grandchild")
+		select {}
+	case "stubborngrandchild": // stubborngrandchild PIDDIR: ignores SIGTERM
+		signal.Ignore(syscall.SIGTERM)
+		writePid(param(0), "-grandchild")
+		select {}
+	case "stubbornfamily", "orphan": // PIDDIR: starts a grandchild that ignores SIGTERM, then hangs (stubbornfamily) or exits 0 (orphan)
+		cmd := exec.Command(os.Args[0], append([]string{"stubborngrandchild", param(0)}, args[len(args)-2:]...)...)
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		for {
+			if _, err := os.Stat(filepath.Join(param(0), index+"-grandchild.pid")); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if mode == "orphan" {
+			return 0
+		}
+		writePid(param(0), "")
 		select {}
 	case "spam": // spam BYTES CODE: that much output in 100-byte lines, then one long unterminated line
 		n, _ := strconv.Atoi(param(0))

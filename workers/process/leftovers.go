@@ -11,22 +11,26 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
 // A coordinator killed with SIGKILL cannot stop its verifiers' process
 // groups: the kernel kills each verifier (Pdeathsig), not what it started.
-// So the launcher records each verifier's process group (and its leader's
-// start time, against pid reuse) in a file of its own, and the next
-// coordinator on the same database ends what is left of them before it
-// launches anything.
+// So each launcher records its verifiers' process groups (and each leader's
+// start time, against pid reuse) in a file of its own, named after its
+// owner: the coordinator's pid and start time. The files of one database
+// share a directory. Before it launches anything, a launcher ends the
+// groups of every file whose owner is dead, and only those: a `reverify`
+// next to a running `run` on the same database leaves the loop's verifiers
+// alone.
 
-// groupsFile is where the launcher records its verifiers' process groups:
-// one file per database, so that coordinators of different databases on
-// one host never touch each other's workers.
-func (l *Launcher) groupsFile() string {
-	if l.GroupsFile != "" {
-		return l.GroupsFile
+// groupsDir is the directory of the process-group records of the
+// launcher's database (one per database, so that coordinators of different
+// databases on one host never touch each other's workers).
+func (l *Launcher) groupsDir() string {
+	if l.GroupsDir != "" {
+		return l.GroupsDir
 	}
 	return filepath.Join(os.TempDir(), "uptime-coordinator-workers-"+l.groupsKey())
 }
@@ -38,8 +42,197 @@ func (l *Launcher) groupsKey() string {
 	return fmt.Sprintf("%x", sum[:8])
 }
 
-// containerLabel marks the docker containers of a database's verifiers.
-const containerLabel = "uptime-coordinator-workers"
+// owner identifies a process across pid reuse: its pid and start time
+// (clock ticks after boot, /proc/<pid>/stat).
+type owner struct {
+	pid   int
+	start uint64
+}
+
+func (o owner) String() string { return fmt.Sprintf("%d-%d", o.pid, o.start) }
+
+// alive reports whether the process o still runs (a zombie does not).
+func (o owner) alive() bool {
+	s, ok := stat(o.pid)
+	return ok && s.start == o.start && s.state != 'Z'
+}
+
+func parseOwner(s string) (owner, bool) {
+	p, st, ok := strings.Cut(s, "-")
+	pid, err1 := strconv.Atoi(p)
+	start, err2 := strconv.ParseUint(st, 10, 64)
+	return owner{pid, start}, ok && err1 == nil && err2 == nil && pid > 0
+}
+
+// self is this process as an owner; false where /proc cannot tell (not
+// Linux): nothing is recorded there.
+func self() (owner, bool) {
+	s, ok := stat(os.Getpid())
+	return owner{os.Getpid(), s.start}, ok
+}
+
+// recordSeq numbers the group records of the launchers of this process.
+var recordSeq atomic.Int64
+
+// groupRecord is one launcher's record of its verifiers' process groups:
+// the file <owner>-<n> in the database's directory.
+type groupRecord struct{ path string }
+
+func (l *Launcher) newRecord() *groupRecord {
+	me, ok := self()
+	if !ok {
+		return &groupRecord{}
+	}
+	return &groupRecord{path: filepath.Join(l.groupsDir(), fmt.Sprintf("%s-%d", me, recordSeq.Add(1)))}
+}
+
+// add records a verifier's process group.
+func (r *groupRecord) add(pgid int) error {
+	s, ok := stat(pgid)
+	if r.path == "" || !ok {
+		return nil // nowhere to record, or already gone
+	}
+	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
+		return fmt.Errorf("recording the verifier's process group: %w", err)
+	}
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("recording the verifier's process group: %w", err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%d %d\n", pgid, s.start); err != nil {
+		return fmt.Errorf("recording the verifier's process group: %w", err)
+	}
+	return nil
+}
+
+// clear removes the record once every group it names is gone.
+func (r *groupRecord) clear(log *slog.Logger) {
+	if r.path == "" {
+		return
+	}
+	if err := os.Remove(r.path); err != nil && !os.IsNotExist(err) {
+		log.Warn("removing the verifier process group record", "file", r.path, "error", err)
+	}
+}
+
+// endLeftovers kills every process still in a process group recorded in
+// dir by a launcher whose process is dead (started no earlier than the
+// group's leader), then removes that launcher's record.
+func endLeftovers(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // nothing recorded
+	}
+	var procs []procInfo
+	for _, e := range entries {
+		name := e.Name()
+		i := strings.LastIndexByte(name, '-')
+		o, ok := parseOwner(name[:max(i, 0)])
+		if !ok || o.alive() {
+			continue
+		}
+		if procs == nil {
+			procs = processes()
+		}
+		path := filepath.Join(dir, name)
+		for _, g := range readGroups(path) {
+			var left []int
+			for _, p := range procs {
+				if p.pgid == g.pgid && p.start >= g.start {
+					left = append(left, p.pid)
+				}
+			}
+			if len(left) == 0 {
+				continue
+			}
+			log.Warn("ending what a verifier of a previous coordinator left running (the coordinator was killed)",
+				"process_group", g.pgid, "pids", left, "coordinator_pid", o.pid)
+			for _, pid := range left {
+				killPid(pid)
+			}
+		}
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			log.Warn("removing the verifier process group record", "file", path, "error", err)
+		}
+	}
+}
+
+type group struct{ pgid, start uint64 }
+
+func readGroups(path string) []group {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var groups []group
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var g group
+		if _, err := fmt.Sscan(sc.Text(), &g.pgid, &g.start); err == nil && g.pgid > 1 {
+			groups = append(groups, g)
+		}
+	}
+	return groups
+}
+
+type procInfo struct {
+	pid         int
+	pgid, start uint64
+}
+
+// processes lists the running processes of /proc (zombies left out) with
+// their process group and start time (nothing where /proc does not
+// exist).
+func processes() []procInfo {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := []procInfo{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if s, ok := stat(pid); ok && s.state != 'Z' {
+			out = append(out, procInfo{pid: pid, pgid: s.pgid, start: s.start})
+		}
+	}
+	return out
+}
+
+// procStat is what /proc/<pid>/stat tells of a process.
+type procStat struct {
+	state       byte // R, S, D, Z...
+	pgid, start uint64
+}
+
+// stat reads a process's state, group and start time from /proc/<pid>/stat.
+func stat(pid int) (procStat, bool) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// After the command: state ppid pgrp ... starttime is field 22 of stat.
+	if len(fields) < 20 || fields[0] == "" {
+		return procStat{}, false
+	}
+	pgid, err1 := strconv.ParseUint(fields[2], 10, 64)
+	start, err2 := strconv.ParseUint(fields[19], 10, 64)
+	return procStat{state: fields[0][0], pgid: pgid, start: start}, err1 == nil && err2 == nil
+}
+
+// Docker verifiers are labelled with the database (containerLabel) and
+// their coordinator (ownerLabel), so that a coordinator removes the
+// containers of dead coordinators of its database, and only those.
+const (
+	containerLabel = "uptime-coordinator-workers"
+	ownerLabel     = "uptime-coordinator-owner"
+)
 
 // removeContainers force-removes docker containers (names or ids): a
 // stopped or killed docker client leaves its container running.
@@ -55,120 +248,30 @@ func removeContainers(ctx context.Context, log *slog.Logger, ids ...string) {
 	}
 }
 
-// endLeftoverContainers removes the containers a killed coordinator's
+// endLeftoverContainers removes the containers that dead coordinators'
 // docker verifiers left for this database.
 func (l *Launcher) endLeftoverContainers(ctx context.Context, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", "label="+containerLabel+"="+l.groupsKey()).Output()
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label="+containerLabel+"="+l.groupsKey(),
+		"--format", `{{.ID}} {{.Label "`+ownerLabel+`"}}`).Output()
 	if err != nil {
 		log.Warn("listing leftover verifier containers", "error", err)
 		return
 	}
-	if ids := strings.Fields(string(out)); len(ids) > 0 {
+	var ids []string
+	for _, line := range strings.Split(string(out), "\n") {
+		id, o, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if id == "" {
+			continue
+		}
+		if own, ok := parseOwner(o); ok && own.alive() {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) > 0 {
 		log.Warn("removing verifier containers a previous coordinator left running (it was killed)", "containers", ids)
 		removeContainers(ctx, log, ids...)
 	}
-}
-
-// recordGroup appends a verifier's process group to the file.
-func recordGroup(path string, pgid int) error {
-	start, ok := startTime(pgid)
-	if !ok {
-		return nil // already gone
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("recording the verifier's process group: %w", err)
-	}
-	defer f.Close()
-	if _, err := fmt.Fprintf(f, "%d %d\n", pgid, start); err != nil {
-		return fmt.Errorf("recording the verifier's process group: %w", err)
-	}
-	return nil
-}
-
-// endLeftovers kills every process still in a process group the file
-// records (started no earlier than its leader), then empties the file.
-func endLeftovers(path string, log *slog.Logger) {
-	f, err := os.Open(path)
-	if err != nil {
-		return // nothing recorded
-	}
-	type group struct{ pgid, start uint64 }
-	var groups []group
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var g group
-		if _, err := fmt.Sscan(sc.Text(), &g.pgid, &g.start); err == nil && g.pgid > 1 {
-			groups = append(groups, g)
-		}
-	}
-	f.Close()
-	for _, g := range groups {
-		var left []int
-		for _, p := range processes() {
-			if p.pgid == g.pgid && p.start >= g.start {
-				left = append(left, p.pid)
-			}
-		}
-		if len(left) == 0 {
-			continue
-		}
-		log.Warn("ending what a verifier of a previous coordinator left running (the coordinator was killed)",
-			"process_group", g.pgid, "pids", left)
-		for _, pid := range left {
-			killPid(pid)
-		}
-	}
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		log.Warn("removing the verifier process group record", "file", path, "error", err)
-	}
-}
-
-type procInfo struct {
-	pid         int
-	pgid, start uint64
-}
-
-// processes lists the processes of /proc with their process group and
-// start time (nothing where /proc does not exist).
-func processes() []procInfo {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []procInfo
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if pgid, start, ok := stat(pid); ok {
-			out = append(out, procInfo{pid: pid, pgid: pgid, start: start})
-		}
-	}
-	return out
-}
-
-func startTime(pid int) (uint64, bool) {
-	_, start, ok := stat(pid)
-	return start, ok
-}
-
-// stat reads a process's group and start time from /proc/<pid>/stat.
-func stat(pid int) (pgid, start uint64, ok bool) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, 0, false
-	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	// After the command: state ppid pgrp ... starttime is field 22 of stat.
-	if len(fields) < 20 {
-		return 0, 0, false
-	}
-	pgid, err1 := strconv.ParseUint(fields[2], 10, 64)
-	start, err2 := strconv.ParseUint(fields[19], 10, 64)
-	return pgid, start, err1 == nil && err2 == nil
 }

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -46,11 +45,12 @@ type Launcher struct {
 	// entries; nil means Options.PassEnv (PATH, HOME, TZ and
 	// WORKER_ENV_ALLOW): never the coordinator's whole environment.
 	Environ []string
-	// GroupsFile records the verifiers' process groups so that the next
-	// coordinator ends what a killed one left; "" picks a file per
-	// database in the temporary directory.
-	GroupsFile string
-	leftovers  sync.Once
+	// GroupsDir holds the records of the verifiers' process groups, one
+	// file per launcher, so that the next coordinator ends what a killed
+	// one left (see endLeftovers); "" picks a directory per database in
+	// the temporary directory.
+	GroupsDir string
+	leftovers sync.Once
 	// Grace is the time between SIGTERM and SIGKILL when children are
 	// stopped (default DefaultGrace).
 	Grace time.Duration
@@ -145,7 +145,11 @@ func (l *Launcher) Specs(parts []coordinator.Window, cassandraHost string, now t
 			args = DockerArgs(o, cassandraHost, start, end)
 			// Named and labelled, so that it can be removed when stopped and
 			// found by the next coordinator when this one was killed.
-			args = slices.Insert(args, 2, "--name", name, "--label", containerLabel+"="+l.groupsKey())
+			labels := []string{"--name", name, "--label", containerLabel + "=" + l.groupsKey()}
+			if me, ok := self(); ok {
+				labels = append(labels, "--label", ownerLabel+"="+me.String())
+			}
+			args = slices.Insert(args, 2, labels...)
 		}
 		specs[i] = Spec{Index: i, Name: name, Part: p, Args: args, Env: env, Container: container}
 	}
@@ -243,21 +247,19 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		base = l.Options.PassEnv
 	}
 	mask := l.Options.Masker()
-	groups := l.groupsFile()
 	l.leftovers.Do(func() {
-		endLeftovers(groups, log)
+		endLeftovers(l.groupsDir(), log)
 		if l.Options.Command == "" {
 			l.endLeftoverContainers(ctx, log)
 		}
 	})
+	groups := l.newRecord()
 	var stoppedContainers []string
 	defer func() {
 		// Stopping a docker client does not stop its container.
 		removeContainers(ctx, log, stoppedContainers...)
 		// Every child is reaped by now, its group killed: nothing to record.
-		if err := os.Remove(groups); err != nil && !os.IsNotExist(err) {
-			log.Warn("removing the verifier process group record", "file", groups, "error", err)
-		}
+		groups.clear(log)
 	}()
 
 	children := make([]*child, 0, len(specs))
@@ -276,7 +278,7 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 			startErr = fmt.Errorf("mini-batch %d (%s): starting %s: %w", s.Index, s.Name, mask.Replace(s.Args[0]), err)
 			break
 		}
-		if err := recordGroup(groups, c.pid()); err != nil {
+		if err := groups.add(c.pid()); err != nil {
 			log.Warn("the verifier's process group is not recorded: a coordinator killed now would leave its children running", "error", err)
 		}
 		l.events().Started(Mode)

@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childSwitch) == "1" {
 		os.Exit(testChild(os.Args[1:]))
 	}
+	if os.Getenv(coordinatorSwitch) == "1" {
+		os.Exit(testCoordinator())
+	}
 	os.Exit(m.Run())
 }
 
@@ -118,7 +121,7 @@ func launcher(t *testing.T, extra map[string]string, mode string, params ...stri
 	l.Now = func() time.Time { return now }
 	// Parallel tests share one database key: each gets its own record of
 	// process groups, or one test's start would end another's verifiers.
-	l.GroupsFile = filepath.Join(t.TempDir(), "groups")
+	l.GroupsDir = t.TempDir()
 	return l, recs
 }
 
@@ -509,8 +512,9 @@ func TestDockerArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := sha256.Sum256([]byte("127.0.0.1:5432/delegation"))
+	me, _ := self()
 	want := []string{"docker", "run", "--name", ProcessName(now, 0), "--label", fmt.Sprintf("uptime-coordinator-workers=%x", key[:8]),
-		"--network", "host", "--rm", "-v", "/certs/ca.crt:/var/ssl/ssl-cert.crt",
+		"--label", fmt.Sprintf("uptime-coordinator-owner=%d-%d", os.Getpid(), me.start), "--network", "host", "--rm", "-v", "/certs/ca.crt:/var/ssl/ssl-cert.crt",
 		"-e", "CASSANDRA_HOST=10.0.0.9", "-e", "CASSANDRA_PORT", "-e", "CASSANDRA_USERNAME", "-e", "CASSANDRA_PASSWORD",
 		"-e", "AWS_KEYSPACE", "-e", "AWS_ACCESS_KEY_ID", "-e", "AWS_SECRET_ACCESS_KEY", "-e", "AWS_DEFAULT_REGION",
 		"-e", "AWS_S3_BUCKET", "-e", "AWS_REGION", "-e", "NETWORK_NAME=devnet", "-e", "NO_CHECKS",
@@ -524,19 +528,22 @@ func TestDockerArgs(t *testing.T) {
 
 // Issue 10 item 11: stopping a docker run verifier (here: the timeout)
 // removes its container, which the stopped client would leave running; a
-// new launcher removes the containers of this database a killed
-// coordinator left. A fake docker on PATH records what it is asked.
+// new launcher removes the containers of this database that dead
+// coordinators left (no owner label: an older coordinator's), never those
+// of a live one. A fake docker on PATH records what it is asked.
 func TestDockerContainersRemoved(t *testing.T) {
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "docker.log")
-	script := "#!/bin/sh\necho \"$@\" >> " + logFile + "\ncase \"$1\" in\n  run) exec sleep 300 ;;\n  ps) echo leftover1; echo leftover2 ;;\nesac\nexit 0\n"
+	me, _ := self()
+	ps := "echo leftover1; echo 'leftover2 999999999-1'; echo 'live1 " + me.String() + "'"
+	script := "#!/bin/sh\necho \"$@\" >> " + logFile + "\ncase \"$1\" in\n  run) exec sleep 300 ;;\n  ps) " + ps + " ;;\nesac\nexit 0\n"
 	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	l, _ := launcher(t, map[string]string{"WORKER_IMAGE": "verifier", "WORKER_TAG": "1", "WORKER_TIMEOUT": "1s"}, "ok")
 	l.Options.Command = ""
-	l.GroupsFile = filepath.Join(dir, "groups")
+	l.GroupsDir = filepath.Join(dir, "groups")
 	err := l.Verify(t.Context(), batch, batch.Split(1))
 	if err == nil {
 		t.Fatal("Verify with a docker verifier that never ends: no error")
@@ -544,7 +551,7 @@ func TestDockerContainersRemoved(t *testing.T) {
 	data, _ := os.ReadFile(logFile)
 	key := sha256.Sum256([]byte("127.0.0.1:5432/delegation"))
 	for _, want := range []string{
-		fmt.Sprintf("ps -aq --filter label=uptime-coordinator-workers=%x\n", key[:8]),
+		fmt.Sprintf("ps -a --filter label=uptime-coordinator-workers=%x --format {{.ID}} {{.Label \"uptime-coordinator-owner\"}}\n", key[:8]),
 		"rm -f leftover1 leftover2\n",
 		"run --name " + ProcessName(now, 0) + " --label",
 		"rm -f " + ProcessName(now, 0) + "\n",
@@ -552,6 +559,9 @@ func TestDockerContainersRemoved(t *testing.T) {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("docker was not asked %q; it was asked:\n%s", want, data)
 		}
+	}
+	if strings.Contains(string(data), "live1") {
+		t.Errorf("the container of a live coordinator was removed:\n%s", data)
 	}
 }
 

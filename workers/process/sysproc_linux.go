@@ -4,8 +4,10 @@ package process
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,3 +42,47 @@ func signalGroup(p *os.Process, sig syscall.Signal) error {
 }
 
 func killPid(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
+
+// BecomeSubreaper makes this process the child subreaper of its
+// descendants (prctl PR_SET_CHILD_SUBREAPER): what a verifier started is
+// reparented to the coordinator when the verifier exits, instead of to
+// init, so the launcher kills and reaps it with the verifier's process
+// group (reapGroup), and no zombie stays behind.
+func BecomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	}
+	return nil
+}
+
+// reapGroup reaps this process's children left in process group pgid (a
+// verifier's descendants reparented to the subreaper), killing those still
+// running, and returns how many it reaped. It gives up after limit. Call it
+// once the group's leader is reaped; a group with children of ours in it
+// still exists, so signalling it cannot reach a process reusing its id.
+func reapGroup(pgid int, limit time.Duration) (int, error) {
+	deadline := time.Now().Add(limit)
+	reaped := 0
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-pgid, &ws, unix.WNOHANG, nil)
+		switch {
+		case errors.Is(err, unix.ECHILD):
+			return reaped, nil // none (left)
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return reaped, fmt.Errorf("reaping process group %d: %w", pgid, err)
+		case pid > 0:
+			reaped++
+			continue
+		}
+		if err := unix.Kill(-pgid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			return reaped, fmt.Errorf("killing process group %d: %w", pgid, err)
+		}
+		if time.Now().After(deadline) {
+			return reaped, fmt.Errorf("process group %d: children still running %v after SIGKILL", pgid, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
