@@ -119,6 +119,7 @@ func toPointset(l Latest) pointset.Latest {
 type snapshot struct {
 	batch  Latest
 	nodes  []nodeRow
+	keys   map[int64]string // block_producer_key by nodes id (a key never changes)
 	points *pointset.Set
 	// The coordinator's window for which nodes.score is exact, if any.
 	scoreboardEnd  int64
@@ -127,7 +128,6 @@ type snapshot struct {
 
 type nodeRow struct {
 	id           int64
-	key          string
 	score        *int32
 	scorePercent *float64
 	status       *bool
@@ -146,7 +146,13 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
+		r.mu.Lock()
+		prev := r.snap
+		r.mu.Unlock()
 		s := &snapshot{}
+		if prev != nil {
+			s.keys = prev.keys
+		}
 		err = r.read(ctx, func(tx pgx.Tx) error {
 			var err error
 			if s.batch, err = latest(ctx, tx); err != nil {
@@ -156,17 +162,45 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("reading the scoreboard state: %w", err)
 			}
-			rows, err := tx.Query(ctx, `SELECT id, coalesce(block_producer_key, ''), score, score_percent::float8, application_status FROM nodes`)
+			rows, err := tx.Query(ctx, `SELECT id, score, score_percent::float8, application_status FROM nodes`)
 			if err != nil {
 				return fmt.Errorf("reading the producers: %w", err)
 			}
 			s.nodes, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (nodeRow, error) {
 				var n nodeRow
-				err := row.Scan(&n.id, &n.key, &n.score, &n.scorePercent, &n.status)
+				err := row.Scan(&n.id, &n.score, &n.scorePercent, &n.status)
 				return n, err
 			})
 			if err != nil {
 				return fmt.Errorf("reading the producers: %w", err)
+			}
+			// The keys of producers new since the previous snapshot.
+			var unknown []int64
+			for _, n := range s.nodes {
+				if _, ok := s.keys[n.id]; !ok {
+					unknown = append(unknown, n.id)
+				}
+			}
+			if len(unknown) == 0 {
+				return nil
+			}
+			keys := make(map[int64]string, len(s.nodes))
+			for id, k := range s.keys {
+				keys[id] = k
+			}
+			s.keys = keys
+			rows, err = tx.Query(ctx, `SELECT id, coalesce(block_producer_key, '') FROM nodes WHERE id = ANY($1)`, unknown)
+			if err != nil {
+				return fmt.Errorf("reading the producers' keys: %w", err)
+			}
+			var id int64
+			var key string
+			_, err = pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+				keys[id] = key
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("reading the producers' keys: %w", err)
 			}
 			return nil
 		})

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -154,15 +156,23 @@ type HistoryPoint struct {
 
 // History reads the producer's score_history in [from, to].
 func (r *Reader) History(ctx context.Context, key string, from, to time.Time, limit int) ([]HistoryPoint, error) {
+	return r.readHistory(ctx, key, func(tx pgx.Tx, node int64) (pgx.Rows, error) {
+		return tx.Query(ctx, `SELECT score_at, coalesce(score, 0), score_percent::float8 FROM score_history
+			WHERE node_id = $1 AND score_at >= $2 AND score_at <= $3 ORDER BY score_at LIMIT $4`,
+			node, from.UTC(), to.UTC(), limit)
+	})
+}
+
+// readHistory reads the producer's score_history rows that query selects
+// (score_at, score, score_percent) for its nodes id.
+func (r *Reader) readHistory(ctx context.Context, key string, query func(tx pgx.Tx, node int64) (pgx.Rows, error)) ([]HistoryPoint, error) {
 	var out []HistoryPoint
 	err := r.read(ctx, func(tx pgx.Tx) error {
 		id, _, err := nodeID(ctx, tx, key)
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT score_at, coalesce(score, 0), score_percent::float8 FROM score_history
-			WHERE node_id = $1 AND score_at >= $2 AND score_at <= $3 ORDER BY score_at LIMIT $4`,
-			id, from.UTC(), to.UTC(), limit)
+		rows, err := query(tx, id)
 		if err != nil {
 			return fmt.Errorf("reading score history: %w", err)
 		}
@@ -197,41 +207,23 @@ func (r *Reader) ProducerBatches(ctx context.Context, key string, from, to time.
 
 // HistorySample reads the producer's score_history at the batches ending in
 // [from, to], at most limit points: every k-th batch counted back from the
-// latest (k chosen so that they fit), by one index probe each, for charts.
+// latest (k chosen so that they fit; the batches are the point set's), by
+// one index probe each, for charts.
 func (r *Reader) HistorySample(ctx context.Context, key string, from, to time.Time, limit int) ([]HistoryPoint, error) {
-	var out []HistoryPoint
-	err := r.read(ctx, func(tx pgx.Tx) error {
-		id, _, err := nodeID(ctx, tx, key)
-		if err != nil {
-			return err
-		}
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs WHERE files_processed > -1 AND batch_end_epoch >= $1 AND batch_end_epoch <= $2`,
-			from.Unix(), to.Unix()).Scan(&n); err != nil {
-			return fmt.Errorf("reading score history: %w", err)
-		}
-		step := max(1, (n+limit-1)/limit)
-		rows, err := tx.Query(ctx, `WITH t AS (
-				SELECT to_timestamp(batch_end_epoch) AT TIME ZONE 'UTC' AS at,
-					row_number() OVER (ORDER BY batch_end_epoch DESC, id DESC) AS rn
-				FROM bot_logs WHERE files_processed > -1 AND batch_end_epoch >= $2 AND batch_end_epoch <= $3
-			)
-			SELECT sh.score_at, coalesce(sh.score, 0), sh.score_percent::float8
-			FROM t JOIN score_history sh ON sh.node_id = $1 AND sh.score_at = t.at
-			WHERE (t.rn - 1) % $4 = 0 ORDER BY sh.score_at`, id, from.Unix(), to.Unix(), step)
-		if err != nil {
-			return fmt.Errorf("reading score history: %w", err)
-		}
-		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryPoint, error) {
-			var h HistoryPoint
-			err := row.Scan(&h.ScoreAt, &h.Score, &h.ScorePercent)
-			h.ScoreAt = h.ScoreAt.UTC()
-			return h, err
-		})
-		if err != nil {
-			return fmt.Errorf("reading score history: %w", err)
-		}
-		return nil
+	set, err := r.pointSet(ctx, Latest{}) // the set as it is (Producer brought it up to date)
+	if err != nil {
+		return nil, err
+	}
+	batches := set.Batches()
+	lo, _ := slices.BinarySearchFunc(batches, from.Unix(), func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
+	hi, _ := slices.BinarySearchFunc(batches, to.Unix()+1, func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
+	step := max(1, (hi-lo+limit-1)/max(limit, 1))
+	var at []time.Time
+	for i := hi - 1; i >= lo; i -= step {
+		at = append(at, time.Unix(batches[i].End, 0).UTC())
+	}
+	return r.readHistory(ctx, key, func(tx pgx.Tx, node int64) (pgx.Rows, error) {
+		return tx.Query(ctx, `SELECT score_at, coalesce(score, 0), score_percent::float8 FROM score_history
+			WHERE node_id = $1 AND score_at = ANY($2::timestamp[]) ORDER BY score_at`, node, at)
 	})
-	return out, err
 }

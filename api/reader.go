@@ -77,6 +77,14 @@ type queryer interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// endOrNow is the end of the batch, or now when there is none.
+func (l Latest) endOrNow() time.Time {
+	if l.ID == 0 {
+		return time.Now().UTC()
+	}
+	return l.End
+}
+
 // Latest reads the newest bot_logs row.
 func (r *Reader) Latest(ctx context.Context) (Latest, error) { return latest(ctx, r.Pool) }
 
@@ -185,6 +193,25 @@ func isStandard(days int) bool {
 	return false
 }
 
+// WarmLoop computes the standard windows' leaderboards (loading the points
+// first) at once and again after each signal on batches (a batch landed),
+// until ctx ends; a failure is logged and retried in 10 seconds.
+func (r *Reader) WarmLoop(ctx context.Context, batches <-chan struct{}) {
+	for {
+		var retry <-chan time.Time
+		if err := r.Warm(ctx); err != nil && ctx.Err() == nil {
+			r.logger().Error("computing the leaderboards failed; retrying in 10 s", "err", err)
+			retry = time.After(10 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-batches:
+		case <-retry:
+		}
+	}
+}
+
 // Warm computes the standard windows' leaderboards (after a batch lands, so
 // that requests find them ready).
 func (r *Reader) Warm(ctx context.Context) error {
@@ -217,14 +244,14 @@ func (r *Reader) computeBoard(ctx context.Context, days int) (*Board, error) {
 	for _, n := range snap.nodes {
 		if b.FromNodes {
 			if n.score != nil {
-				b.Rows = append(b.Rows, BoardRow{Producer: n.key, Points: int(*n.score), ScorePercent: n.scorePercent,
+				b.Rows = append(b.Rows, BoardRow{Producer: snap.keys[n.id], Points: int(*n.score), ScorePercent: n.scorePercent,
 					ApplicationStatus: n.status, node: n.id})
 			}
 			continue
 		}
 		points := snap.points.Points(n.id, mask)
 		if n.score != nil || points > 0 {
-			b.Rows = append(b.Rows, BoardRow{Producer: n.key, Points: points, ScorePercent: percent(points, b.Surveys),
+			b.Rows = append(b.Rows, BoardRow{Producer: snap.keys[n.id], Points: points, ScorePercent: percent(points, b.Surveys),
 				ApplicationStatus: n.status, node: n.id})
 		}
 	}

@@ -255,6 +255,32 @@ func clamp(limit, def, max int) int {
 	return limit
 }
 
+// current reads the latest batch and its cache validators, and answers 304
+// when the client's copy is current: how every cacheable read begins.
+func (s *Server) current(ctx context.Context, c *CacheParams) (Latest, CacheHeaders, error) {
+	l, err := s.Reader.Latest(ctx)
+	if err != nil {
+		return Latest{}, CacheHeaders{}, s.fail(ctx, err)
+	}
+	h, err := c.check(l)
+	return l, h, err
+}
+
+// timeRange parses the from and to query parameters: to defaults to def,
+// from to span before to, and from may not be after to.
+func timeRange(fromParam, toParam string, def time.Time, span time.Duration) (from, to time.Time, err error) {
+	if to, err = timeParam("to", toParam, def); err != nil {
+		return from, to, err
+	}
+	if from, err = timeParam("from", fromParam, to.Add(-span)); err != nil {
+		return from, to, err
+	}
+	if from.After(to) {
+		return from, to, badParam("query.from", fromParam, "from is after to")
+	}
+	return from, to, nil
+}
+
 // timeParam parses an RFC 3339 time query parameter.
 func timeParam(name, v string, def time.Time) (time.Time, error) {
 	if v == "" {
@@ -340,11 +366,7 @@ func (s *Server) leaderboard(ctx context.Context, in *leaderboardInput) (*leader
 	if err != nil {
 		return nil, badParam("query.window", in.Window, err.Error())
 	}
-	l, err := s.Reader.Latest(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	h, err := in.check(l)
+	_, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
@@ -381,11 +403,7 @@ func (s *Server) producer(ctx context.Context, in *producerInput) (*producerOutp
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	l, err := s.Reader.Latest(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	h, err := in.check(l)
+	_, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
@@ -421,28 +439,13 @@ func (s *Server) history(ctx context.Context, in *historyInput) (*historyOutput,
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	l, err := s.Reader.Latest(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	h, err := in.check(l)
+	l, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
-	end := l.End
-	if l.ID == 0 {
-		end = time.Now().UTC()
-	}
-	to, err := timeParam("to", in.To, end)
+	from, to, err := timeRange(in.From, in.To, l.endOrNow(), time.Duration(s.Reader.UptimeDays)*24*time.Hour)
 	if err != nil {
 		return nil, err
-	}
-	from, err := timeParam("from", in.From, to.Add(-time.Duration(s.Reader.UptimeDays)*24*time.Hour))
-	if err != nil {
-		return nil, err
-	}
-	if from.After(to) {
-		return nil, badParam("query.from", in.From, "from is after to")
 	}
 	items, err := s.Reader.History(ctx, in.Key, from, to, maxHistory)
 	if err != nil {
@@ -473,28 +476,13 @@ type batchesOutput struct {
 }
 
 func (s *Server) batches(ctx context.Context, in *batchesInput) (*batchesOutput, error) {
-	l, err := s.Reader.Latest(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	h, err := in.check(l)
+	l, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
-	end := l.End
-	if l.ID == 0 {
-		end = time.Now().UTC()
-	}
-	to, err := timeParam("to", in.To, end)
+	from, to, err := timeRange(in.From, in.To, l.endOrNow(), 24*time.Hour)
 	if err != nil {
 		return nil, err
-	}
-	from, err := timeParam("from", in.From, to.Add(-24*time.Hour))
-	if err != nil {
-		return nil, err
-	}
-	if from.After(to) {
-		return nil, badParam("query.from", in.From, "from is after to")
 	}
 	items, err := s.Reader.Batches(ctx, from, to, clamp(in.Limit, 100, MaxLimit))
 	if err != nil {
@@ -517,11 +505,7 @@ type batchOutput struct {
 }
 
 func (s *Server) batch(ctx context.Context, in *batchInput) (*batchOutput, error) {
-	l, err := s.Reader.Latest(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	h, err := in.check(l)
+	_, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
@@ -635,23 +619,15 @@ func (s *Server) producerBatches(ctx context.Context, in *producerBatchesInput) 
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	l, err := s.Reader.Latest(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	h, err := in.check(l)
+	_, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
-	to, err := timeParam("to", in.To, time.Now().UTC())
+	from, to, err := timeRange(in.From, in.To, time.Now().UTC(), inspect.DefaultRange)
 	if err != nil {
 		return nil, err
 	}
-	from, err := timeParam("from", in.From, to.Add(-inspect.DefaultRange))
-	if err != nil {
-		return nil, err
-	}
-	if !from.Before(to) {
+	if from.Equal(to) {
 		return nil, badParam("query.from", in.From, "from is not before to")
 	}
 	if to.Sub(from) > maxEvidenceRange {

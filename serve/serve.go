@@ -74,21 +74,7 @@ func Run(ctx context.Context, cfg *config.Serve, log *slog.Logger, ready func(ad
 	wg.Go(func() { _ = hub.Run(ctx) })
 	// The points are loaded at start, and the leaderboards of the standard
 	// windows computed once a batch lands, off the request path.
-	wg.Go(func() {
-		for {
-			var retry <-chan time.Time
-			if err := reader.Warm(ctx); err != nil && ctx.Err() == nil {
-				log.Error("computing the leaderboards failed; retrying in 10 s", "err", err)
-				retry = time.After(10 * time.Second)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-warm:
-			case <-retry:
-			}
-		}
-	})
+	wg.Go(func() { reader.WarmLoop(ctx, warm) })
 	m.clients = hub.Clients
 
 	subs, err := subscriptionAPI(pool, cfg, log)

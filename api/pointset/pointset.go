@@ -13,7 +13,6 @@ package pointset
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -232,6 +231,9 @@ func (s *Set) add(id, node int64) bool {
 	return true
 }
 
+// loadChunk is how many batches Load reads at a time.
+const loadChunk = 256
+
 // Load reads the scored batches and every points_summary row in tx (one
 // snapshot: use a repeatable-read transaction).
 func Load(ctx context.Context, tx pgx.Tx) (*Set, error) {
@@ -240,8 +242,20 @@ func Load(ctx context.Context, tx pgx.Tx) (*Set, error) {
 		return nil, err
 	}
 	s := New(latest, batches)
-	if err := s.readPoints(ctx, tx, `SELECT bot_log_id, node_id FROM points_summary`); err != nil {
-		return nil, err
+	// By ranges of batch ids, each read in the order of points_summary's
+	// (bot_log_id, node_id) index and aggregated by the server: a row per
+	// batch rather than one per point.
+	ids := make([]int64, len(batches))
+	for i, b := range batches {
+		ids[i] = b.ID
+	}
+	slices.Sort(ids)
+	for i := 0; i < len(ids); i += loadChunk {
+		last := ids[min(i+loadChunk, len(ids))-1]
+		if err := s.readPoints(ctx, tx, `SELECT bot_log_id, array_agg(node_id) FROM points_summary
+			WHERE bot_log_id >= $1 AND bot_log_id <= $2 GROUP BY bot_log_id`, ids[i], last); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -283,7 +297,8 @@ func (s *Set) Extend(ctx context.Context, tx pgx.Tx) (next *Set, ok bool, err er
 	for i, b := range added {
 		ids[i] = b.ID
 	}
-	if err := next.readPoints(ctx, tx, `SELECT bot_log_id, node_id FROM points_summary WHERE bot_log_id = ANY($1)`, ids); err != nil {
+	if err := next.readPoints(ctx, tx, `SELECT bot_log_id, array_agg(node_id) FROM points_summary
+		WHERE bot_log_id = ANY($1) GROUP BY bot_log_id`, ids); err != nil {
 		return nil, false, err
 	}
 	return next, true, nil
@@ -315,43 +330,23 @@ func readBatches(ctx context.Context, tx pgx.Tx) (Latest, []Batch, error) {
 	return latest, batches, nil
 }
 
-// readPoints adds the (bot_log_id, node_id) rows of a query. Both columns
-// are int4 in points_summary; the rows are decoded from their binary form
-// directly (tens of millions of them at start).
+// readPoints adds the points of a query's rows: bot_log_id and the array of
+// its node_ids.
 func (s *Set) readPoints(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("reading points_summary: %w", err)
 	}
-	defer rows.Close()
-	fields := rows.FieldDescriptions()
-	if len(fields) != 2 || fields[0].Format != pgx.BinaryFormatCode || fields[1].Format != pgx.BinaryFormatCode {
-		return fmt.Errorf("reading points_summary: unexpected columns %v", fields)
-	}
-	for rows.Next() {
-		v := rows.RawValues()
-		id, err := intValue(v[0])
-		if err != nil {
-			return fmt.Errorf("reading points_summary: bot_log_id: %w", err)
+	var id int64
+	var nodes []int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &nodes}, func() error {
+		for _, n := range nodes {
+			s.add(id, n)
 		}
-		node, err := intValue(v[1])
-		if err != nil {
-			return fmt.Errorf("reading points_summary: node_id: %w", err)
-		}
-		s.add(id, node)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("reading points_summary: %w", err)
 	}
 	return nil
-}
-
-func intValue(b []byte) (int64, error) {
-	switch len(b) {
-	case 4:
-		return int64(int32(binary.BigEndian.Uint32(b))), nil
-	case 8:
-		return int64(binary.BigEndian.Uint64(b)), nil
-	}
-	return 0, fmt.Errorf("a %d-byte value, want an integer", len(b))
 }
