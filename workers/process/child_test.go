@@ -97,23 +97,12 @@ func testChild(args []string) int {
 		signal.Ignore(syscall.SIGTERM)
 		writePid(param(0), "")
 		select {}
-	case "family": // family PIDDIR: starts a grandchild, then hangs
-		cmd := exec.Command(os.Args[0], append([]string{"grandchild", param(0)}, args[len(args)-2:]...)...)
-		if err := cmd.Start(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
+	case "family", "stubbornfamily", "orphan": // PIDDIR: starts a grandchild (one that ignores SIGTERM but with family), then hangs, or exits 0 (orphan)
+		grandchild := "stubborngrandchild"
+		if mode == "family" {
+			grandchild = "grandchild"
 		}
-		writePid(param(0), "")
-		select {}
-	case "grandchild": // grandchild PIDDIR
-		writePid(param(0), "-grandchild")
-		select {}
-	case "stubborngrandchild": // stubborngrandchild PIDDIR: ignores SIGTERM
-		signal.Ignore(syscall.SIGTERM)
-		writePid(param(0), "-grandchild")
-		select {}
-	case "stubbornfamily", "orphan": // PIDDIR: starts a grandchild that ignores SIGTERM, then hangs (stubbornfamily) or exits 0 (orphan)
-		cmd := exec.Command(os.Args[0], append([]string{"stubborngrandchild", param(0)}, args[len(args)-2:]...)...)
+		cmd := exec.Command(os.Args[0], append([]string{grandchild, param(0)}, args[len(args)-2:]...)...)
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
@@ -128,6 +117,12 @@ func testChild(args []string) int {
 			return 0
 		}
 		writePid(param(0), "")
+		select {}
+	case "grandchild", "stubborngrandchild": // PIDDIR; stubborngrandchild ignores SIGTERM
+		if mode == "stubborngrandchild" {
+			signal.Ignore(syscall.SIGTERM)
+		}
+		writePid(param(0), "-grandchild")
 		select {}
 	case "spam": // spam BYTES CODE: that much output in 100-byte lines, then one long unterminated line
 		n, _ := strconv.Atoi(param(0))

@@ -3,14 +3,12 @@
 package process
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,35 +16,25 @@ import (
 	"github.com/kballard/go-shellquote"
 )
 
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startCoordinator starts testCoordinator in a process of its own: a
 // subreaper running one verifier, mode with its params, recording its
 // process groups in groups.
-func startCoordinator(t *testing.T, groups string, mode string, params ...string) (*exec.Cmd, *syncBuffer) {
+// Its output goes to a file; the returned function reads it.
+func startCoordinator(t *testing.T, groups string, mode string, params ...string) (*exec.Cmd, func() string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = []string{coordinatorSwitch + "=1", "PATH=" + os.Getenv("PATH"), "PROCESS_TEST_GROUPS=" + groups,
 		"PROCESS_TEST_COMMAND=" + shellquote.Join(append([]string{os.Args[0], mode}, params...)...)}
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	f, err := os.Create(filepath.Join(t.TempDir(), "coordinator.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := func() string {
+		b, _ := os.ReadFile(f.Name())
+		return string(b)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -55,7 +43,7 @@ func startCoordinator(t *testing.T, groups string, mode string, params ...string
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("the other coordinator's output:\n%s", out)
+			t.Logf("the other coordinator's output:\n%s", out())
 		}
 	})
 	return cmd, out
@@ -96,14 +84,14 @@ func TestSubreaperReapsWhatAWorkerLeft(t *testing.T) {
 	coord, out := startCoordinator(t, t.TempDir(), "orphan", pidDir)
 	grandchild := readPid(t, pidDir, "0-grandchild.pid")
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "verified:") {
+	for !strings.Contains(out(), "verified:") {
 		if time.Now().After(deadline) {
 			t.Fatal("the coordinator did not finish its batch")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(out.String(), "verified: <nil>") {
-		t.Fatalf("the batch failed:\n%s", out)
+	if !strings.Contains(out(), "verified: <nil>") {
+		t.Fatalf("the batch failed:\n%s", out())
 	}
 	if !running(coord.Process.Pid) {
 		t.Fatal("the coordinator is gone: nothing to test")
@@ -116,11 +104,11 @@ func TestSubreaperReapsWhatAWorkerLeft(t *testing.T) {
 		t.Errorf("the verifier's child %d is %s after the batch", grandchild, state)
 	}
 	reaped := false
-	for _, line := range strings.Split(out.String(), "\n") {
+	for _, line := range strings.Split(out(), "\n") {
 		reaped = reaped || strings.Contains(line, `"msg":"reaped what the verifier left in its process group"`) && strings.HasSuffix(line, `"processes":1}`)
 	}
 	if !reaped {
-		t.Errorf("the coordinator did not reap the verifier's child itself (not the subreaper?):\n%s", out)
+		t.Errorf("the coordinator did not reap the verifier's child itself (not the subreaper?):\n%s", out())
 	}
 }
 

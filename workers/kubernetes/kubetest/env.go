@@ -160,43 +160,35 @@ func subscript(path, prefix string) (string, bool) {
 }
 
 func (r *envResolver) secret(name string, optional *bool) (*corev1.Secret, error) {
-	s, cached := r.secrets[name]
-	if !cached {
-		var err error
-		s, err = r.cs.CoreV1().Secrets(r.pod.Namespace).Get(r.ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			s = nil
-		case err != nil:
-			return nil, fmt.Errorf("get secret %s/%s: %w", r.pod.Namespace, name, err)
-		}
-		r.secrets[name] = s
-	}
-	if s == nil && !isOptional(optional) {
-		return nil, fmt.Errorf("get secret %s/%s: %w", r.pod.Namespace, name,
-			apierrors.NewNotFound(corev1.Resource("secrets"), name))
-	}
-	return s, nil
+	return cachedGet(r, r.secrets, "secrets", name, optional, r.cs.CoreV1().Secrets(r.pod.Namespace).Get)
 }
 
 func (r *envResolver) configMap(name string, optional *bool) (*corev1.ConfigMap, error) {
-	cm, cached := r.configMaps[name]
+	return cachedGet(r, r.configMaps, "configmaps", name, optional, r.cs.CoreV1().ConfigMaps(r.pod.Namespace).Get)
+}
+
+// cachedGet reads the object name of the pod's namespace once (through
+// cache): a missing one is nil, or the kubelet's NotFound error unless
+// optional.
+func cachedGet[T any](r *envResolver, cache map[string]*T, resource, name string, optional *bool,
+	get func(context.Context, string, metav1.GetOptions) (*T, error)) (*T, error) {
+	obj, cached := cache[name]
 	if !cached {
 		var err error
-		cm, err = r.cs.CoreV1().ConfigMaps(r.pod.Namespace).Get(r.ctx, name, metav1.GetOptions{})
+		obj, err = get(r.ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			cm = nil
+			obj = nil
 		case err != nil:
-			return nil, fmt.Errorf("get configmap %s/%s: %w", r.pod.Namespace, name, err)
+			return nil, fmt.Errorf("get %s %s/%s: %w", strings.TrimSuffix(resource, "s"), r.pod.Namespace, name, err)
 		}
-		r.configMaps[name] = cm
+		cache[name] = obj
 	}
-	if cm == nil && !isOptional(optional) {
-		return nil, fmt.Errorf("get configmap %s/%s: %w", r.pod.Namespace, name,
-			apierrors.NewNotFound(corev1.Resource("configmaps"), name))
+	if obj == nil && !isOptional(optional) {
+		return nil, fmt.Errorf("get %s %s/%s: %w", strings.TrimSuffix(resource, "s"), r.pod.Namespace, name,
+			apierrors.NewNotFound(corev1.Resource(resource), name))
 	}
-	return cm, nil
+	return obj, nil
 }
 
 func isOptional(b *bool) bool { return b != nil && *b }
