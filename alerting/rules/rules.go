@@ -1,7 +1,7 @@
 // Package rules holds the semantics of per-producer alert rules: what each
 // rule kind means, when its condition holds for a producer after a batch, and
 // the fire-once / resolve-once transitions of an alert. It is pure: no I/O,
-// no clock; the alerting store feeds it each batch's outcomes and keeps the
+// no clock; the alerting evaluator feeds it each batch's outcomes and keeps the
 // state it returns.
 package rules
 

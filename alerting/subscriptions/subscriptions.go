@@ -29,7 +29,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
 
-// Errors of the store; the API maps them to statuses.
+// Errors of the Service; the API maps them to statuses.
 var (
 	// ErrInvalid: the request names something wrong (400).
 	ErrInvalid = errors.New("invalid subscription")

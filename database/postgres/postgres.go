@@ -1,5 +1,5 @@
 // Package postgres is the coordinator's PostgreSQL adapter (pgx): schema
-// migrations, the database tasks, the submission source and the batch store.
+// migrations, the database tasks, the submission source and the batch ledger.
 package postgres
 
 import (

@@ -53,7 +53,7 @@ func newScore(n, surveys int) score {
 	return score{Score: n, Percent: int64(n) * 10000 / int64(surveys), Valid: true}
 }
 
-// FormatPercent renders hundredths as score_percent::text does ("33.33").
+// formatPercent renders hundredths as score_percent::text does ("33.33").
 func formatPercent(h int64) string { return fmt.Sprintf("%d.%02d", h/100, h%100) }
 
 func numeric(s score) pgtype.Numeric {
