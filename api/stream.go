@@ -12,9 +12,9 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/jackc/pgx/v5"
-	"github.com/sethvargo/go-retry"
 
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // clientBuffer is how many events a stream client may fall behind before
@@ -97,13 +97,13 @@ func (h *Hub) logger() *slog.Logger {
 func (h *Hub) Run(ctx context.Context) error {
 	h.init()
 	defer h.reloads.Wait()
-	backoff := newBackoff()
+	backoff := reconnectPolicy.BackOff()
 	for {
-		err := h.listen(ctx, func() { backoff = newBackoff() })
+		err := h.listen(ctx, backoff.Reset)
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait, _ := backoff.Next()
+		wait := backoff.NextBackOff()
 		h.logger().Error("batch notifications lost; reconnecting", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
@@ -113,9 +113,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 }
 
-func newBackoff() retry.Backoff {
-	return retry.WithCappedDuration(30*time.Second, retry.NewExponential(500*time.Millisecond))
-}
+// reconnectPolicy spaces the attempts at listening again: 0.5 s, doubling
+// up to 30 s, from the start again once connected.
+var reconnectPolicy = retrypolicy.Policy{First: 500 * time.Millisecond, Max: 30 * time.Second}
 
 func (h *Hub) listen(ctx context.Context, connected func()) error {
 	conn, err := pgx.Connect(ctx, h.ConnString)

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // Source yields the registrations (a *Sheet).
@@ -59,9 +59,7 @@ func (u *Updater) BeforeBatch(ctx context.Context) error {
 	if delay <= 0 {
 		delay = DefaultBackoff
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.Multiplier, b.RandomizationFactor = delay, 2, 0
-	b.MaxInterval = time.Duration(math.MaxInt64) // doubling, never capped
+	b := retrypolicy.Policy{First: delay}.BackOff() // doubling, never capped
 	attempt, last := 0, error(nil)
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempt++

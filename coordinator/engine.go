@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // Engine runs the survey loop: one batch after another, each verified,
@@ -42,9 +44,8 @@ type Engine struct {
 	// Grace is how long after a window's end the collector may still store
 	// its submissions (the original waits 2 minutes).
 	Grace time.Duration
-	// Backoff is the first retry delay; it doubles with each retry, up to
-	// MaxBackoff.
-	Backoff, MaxBackoff time.Duration
+	// Retry spaces the attempts at a batch (DefaultRetry in the binary).
+	Retry retrypolicy.Policy
 
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now
@@ -177,20 +178,14 @@ func (e *Engine) RunBatch(ctx context.Context) (*Summary, error) {
 	return retry(ctx, e, "batch", e.attempt)
 }
 
-// retryPolicy is the delay before each retry: Backoff, doubling up to
-// MaxBackoff, without jitter (one coordinator per database).
-func (e *Engine) retryPolicy() backoff.BackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = e.Backoff
-	b.MaxInterval = max(e.MaxBackoff, e.Backoff)
-	b.Multiplier = 2
-	b.RandomizationFactor = 0
-	return b
-}
+// DefaultRetry is how the coordinator spaces the attempts at a batch (run)
+// or a window (reverify): 5 s, doubling up to 2 minutes, without jitter
+// (one coordinator per database).
+var DefaultRetry = retrypolicy.Policy{First: 5 * time.Second, Max: 2 * time.Minute}
 
 // retry makes attempts at a batch (kind "batch") or a catch-up range until
 // one succeeds, an error is permanent or Retries retries have failed,
-// waiting retryPolicy between them. Each failure goes to OnFailure; a
+// waiting as Retry says between them. Each failure goes to OnFailure; a
 // shutdown (ctx done) is no failure and returns ctx's error.
 func retry[T any](ctx context.Context, e *Engine, kind string, try func(ctx context.Context, attempt int) (T, *Window, error)) (T, error) {
 	var (
@@ -222,7 +217,7 @@ func retry[T any](ctx context.Context, e *Engine, kind string, try func(ctx cont
 			"attempts", attempt+1, "permanent", permanent, "error", err)...)
 		return zero, backoff.Permanent(err)
 	},
-		backoff.WithBackOff(e.retryPolicy()),
+		backoff.WithBackOff(e.Retry.BackOff()),
 		backoff.WithMaxElapsedTime(0),
 		backoff.WithNotify(func(err error, delay time.Duration) {
 			e.log().Error(kind+" failed; retrying", append(windowAttrs(last.Window),

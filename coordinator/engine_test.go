@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // The engine is driven here with in-memory fakes of its ledger, source and
@@ -152,7 +153,7 @@ func setup(t *testing.T, lastEnd time.Time) *bundle {
 	b.eng = &coordinator.Engine{
 		Ledger: b.ledger, Source: b.source, Launcher: b.launcher,
 		Interval: 20 * time.Minute, MiniBatches: 3, UptimeDays: 90, Retries: 3,
-		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 12 * time.Second,
+		Grace: 2 * time.Minute, Retry: retrypolicy.Policy{First: 5 * time.Second, Max: 12 * time.Second},
 		Logger: slog.New(slog.NewTextHandler(b.log, nil)),
 		OnFailure: func(_ context.Context, f coordinator.Failure) {
 			b.failures = append(b.failures, f)

@@ -6,15 +6,17 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // VerifyOptions shape a re-verification.
 type VerifyOptions struct {
-	MiniBatches int           // MINI_BATCH_NUMBER
-	Retries     int           // RETRY_COUNT
-	Backoff     time.Duration // first retry delay, doubled each retry
-	MaxBackoff  time.Duration
+	MiniBatches int                // MINI_BATCH_NUMBER
+	Retries     int                // RETRY_COUNT
+	Retry       retrypolicy.Policy // coordinator.DefaultRetry in the binary
 	Logger      *slog.Logger
 }
 
@@ -28,29 +30,33 @@ func VerifyWindows(ctx context.Context, l coordinator.Launcher, windows []coordi
 		log = slog.Default()
 	}
 	for i, w := range windows {
-		delay := o.Backoff
-		for attempt := 0; ; attempt++ {
+		attempt := 0
+		_, err := backoff.Retry(ctx, func() (struct{}, error) {
+			attempt++
 			began := time.Now()
-			err := l.Verify(ctx, w, w.Split(o.MiniBatches))
-			if err == nil {
-				log.Info("window re-verified", "window_start", w.Start, "window_end", w.End, "seconds", time.Since(began).Seconds(),
-					"window", i+1, "windows", len(windows))
-				break
+			if err := l.Verify(ctx, w, w.Split(o.MiniBatches)); err != nil {
+				if ctx.Err() != nil {
+					return struct{}{}, backoff.Permanent(ctx.Err())
+				}
+				return struct{}{}, err
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if attempt >= o.Retries {
-				return fmt.Errorf("re-verifying %s - %s: giving up after %d attempts: %w", w.Start.Format(time.DateTime), w.End.Format(time.DateTime), attempt+1, err)
-			}
-			log.Error("re-verification failed; retrying", "window_start", w.Start, "window_end", w.End, "attempt", attempt+1,
-				"retry_in", delay, "error", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(delay):
-			}
-			delay = min(delay*2, max(o.MaxBackoff, o.Backoff))
+			log.Info("window re-verified", "window_start", w.Start, "window_end", w.End, "seconds", time.Since(began).Seconds(),
+				"window", i+1, "windows", len(windows))
+			return struct{}{}, nil
+		},
+			backoff.WithBackOff(o.Retry.BackOff()),
+			backoff.WithMaxTries(uint(max(o.Retries, 0)+1)),
+			backoff.WithMaxElapsedTime(0),
+			backoff.WithNotify(func(err error, next time.Duration) {
+				log.Error("re-verification failed; retrying", "window_start", w.Start, "window_end", w.End, "attempt", attempt,
+					"retry_in", next, "error", err)
+			}))
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			return fmt.Errorf("re-verifying %s - %s: giving up after %d attempts: %w", w.Start.Format(time.DateTime), w.End.Format(time.DateTime), attempt, err)
 		}
 	}
 	return nil

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // WorkerSSLCertFile is where the verifier image keeps the CA bundle for TLS
@@ -141,9 +142,7 @@ func resolveHost(ctx context.Context, r *net.Resolver, host string, log *slog.Lo
 	if log == nil {
 		log = slog.Default()
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.Multiplier, b.RandomizationFactor = wait, 2, 0
-	b.MaxInterval = time.Duration(math.MaxInt64) // doubling, never capped
+	b := retrypolicy.Policy{First: wait}.BackOff() // doubling, never capped
 	attempt := 0
 	ip, err := backoff.Retry(ctx, func() (string, error) {
 		attempt++

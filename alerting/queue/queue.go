@@ -25,6 +25,7 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/alerting/channels"
 	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // Kind is the River job kind of a delivery.
@@ -109,15 +110,12 @@ type Queue struct {
 	opts   Options
 }
 
-// backoff is the retry policy: RetryBase doubling up to RetryMax.
-type backoff struct{ base, max time.Duration }
+// backoff is River's retry policy: RetryBase doubling up to RetryMax.
+type backoff struct{ retrypolicy.Policy }
 
+// NextRetry schedules the retry after the job's attempt job.Attempt.
 func (b backoff) NextRetry(job *rivertype.JobRow) time.Time {
-	d := b.base
-	for i := 1; i < job.Attempt && d < b.max; i++ {
-		d *= 2
-	}
-	return time.Now().Add(min(d, b.max))
+	return time.Now().Add(b.Delay(job.Attempt))
 }
 
 // New returns a Queue on pool. With work, it delivers jobs once started;
@@ -129,7 +127,7 @@ func New(pool *pgxpool.Pool, work bool, opts Options) (*Queue, error) {
 	cfg := &river.Config{
 		Logger:                      opts.Logger.With("component", "river"),
 		MaxAttempts:                 opts.MaxAttempts,
-		RetryPolicy:                 backoff{opts.RetryBase, opts.RetryMax},
+		RetryPolicy:                 backoff{retrypolicy.Policy{First: opts.RetryBase, Max: opts.RetryMax}},
 		JobTimeout:                  opts.JobTimeout,
 		RescueStuckJobsAfter:        opts.JobTimeout + time.Minute,
 		DiscardedJobRetentionPeriod: DeadLetterRetention,

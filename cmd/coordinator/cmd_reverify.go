@@ -11,6 +11,7 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/alert"
 	"github.com/delegation-program/uptime-coordinator/config"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/rescore"
 )
@@ -81,7 +82,7 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 	}
 	log.Info("verification reset", "from", from, "to", to, "windows", len(windows), "submissions", n)
 	if err := rescore.VerifyWindows(ctx, launcher, windows, rescore.VerifyOptions{MiniBatches: cfg.Runtime.MiniBatches,
-		Retries: cfg.Runtime.RetryCount, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Logger: log}); err != nil {
+		Retries: cfg.Runtime.RetryCount, Retry: coordinator.DefaultRetry, Logger: log}); err != nil {
 		log.Error("reverify failed: the range's submissions are partly unverified; run reverify again", "from", from, "to", to, "error", err)
 		return failed(err)
 	}

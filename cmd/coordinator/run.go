@@ -77,7 +77,7 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 		Ledger: db, Source: source, Launcher: launcher,
 		Interval: cfg.Runtime.SurveyInterval, MiniBatches: cfg.Runtime.MiniBatches, UptimeDays: cfg.Runtime.UptimeDays,
 		Retries: cfg.Runtime.RetryCount, CatchUpAfter: cfg.Runtime.CatchUpAfter, CatchUpChunk: cfg.Runtime.CatchUpChunk, MaxUnverifiedPercent: cfg.Workers.MaxUnverifiedPercent, CopySubmissions: cfg.Runtime.SubmissionStorage == config.StorageCassandra,
-		Grace: 2 * time.Minute, Backoff: 5 * time.Second, MaxBackoff: 2 * time.Minute,
+		Grace: 2 * time.Minute, Retry: coordinator.DefaultRetry,
 		DBTimeout: cfg.Postgres.StatementTimeout, VerifyLimit: cfg.Workers.Timeout,
 		Logger: log, Checkpoint: cp,
 		// Recorded for coordinator status; a failure to record is logged and

@@ -3,12 +3,12 @@ package cassandra
 import (
 	"errors"
 	"io"
-	"math"
-	"math/rand/v2"
 	"net"
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 // BackoffRetryPolicy retries failed requests after an exponentially growing,
@@ -32,9 +32,7 @@ func NewBackoffRetryPolicy() *BackoffRetryPolicy {
 
 // Delay is the pause before retry n (1 for the first retry).
 func (p *BackoffRetryPolicy) Delay(n int) time.Duration {
-	d := float64(p.Base) * math.Pow(2, float64(max(n-1, 0)))
-	d = min(d, float64(p.Max))
-	return time.Duration(d * (1 + rand.Float64()*0.1))
+	return retrypolicy.Policy{First: p.Base, Max: p.Max, Jitter: 0.1}.Delay(n)
 }
 
 // Attempt implements gocql.RetryPolicy: it waits before the next attempt and

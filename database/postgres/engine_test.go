@@ -16,6 +16,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
@@ -401,7 +402,7 @@ func TestEngineRetriesThenGivesUp(t *testing.T) {
 	var failures []bool
 	v := &failingLauncher{failures: 2}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Launcher: v, Interval: 20 * time.Minute, MiniBatches: 5,
-		UptimeDays: 90, Retries: 3, Backoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
+		UptimeDays: 90, Retries: 3, Retry: retrypolicy.Policy{First: 10 * time.Millisecond, Max: 40 * time.Millisecond},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnFailure: func(_ context.Context, f coordinator.Failure) {
 			failures = append(failures, f.Final)

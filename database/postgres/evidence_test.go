@@ -14,6 +14,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
 func ptrTo[T any](v T) *T { return &v }
@@ -175,7 +176,7 @@ func TestEvidenceProducerCacheAfterRollback(t *testing.T) {
 		return nil
 	}}}}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 1, UptimeDays: 1, Retries: 1,
-		Backoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(24 * time.Hour) }}
+		Retry: retrypolicy.Policy{First: time.Millisecond}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(24 * time.Hour) }}
 	for range 2 {
 		failures = 1
 		if _, err := eng.RunBatch(ctx); err != nil {
