@@ -32,6 +32,8 @@ type Batch struct {
 // the order of (End, ID).
 type Set struct {
 	latest  Latest
+	maxID   int64       // the highest bot_logs id read
+	fp      fingerprint // of the scored batches
 	batches []Batch
 	ordinal map[int64]int32 // bot_log_id → ordinal
 	slot    map[int64]int32 // node id → slot
@@ -237,11 +239,15 @@ const loadChunk = 256
 // Load reads the scored batches and every points_summary row in tx (one
 // snapshot: use a repeatable-read transaction).
 func Load(ctx context.Context, tx pgx.Tx) (*Set, error) {
-	latest, batches, err := readBatches(ctx, tx)
+	latest, batches, maxID, err := readBatches(ctx, tx, 0)
 	if err != nil {
 		return nil, err
 	}
 	s := New(latest, batches)
+	s.maxID = maxID
+	if _, s.fp, err = fingerprints(ctx, tx, maxID); err != nil {
+		return nil, err
+	}
 	// By ranges of batch ids, each read in the order of points_summary's
 	// (bot_log_id, node_id) index and aggregated by the server: a row per
 	// batch rather than one per point.
@@ -265,21 +271,31 @@ func Load(ctx context.Context, tx pgx.Tx) (*Set, error) {
 // changed otherwise (a batch removed, rewritten or inserted before the
 // latest: load the set anew).
 func (s *Set) Extend(ctx context.Context, tx pgx.Tx) (next *Set, ok bool, err error) {
-	latest, batches, err := readBatches(ctx, tx)
+	// The batches the set has are as they were (their fingerprint), and
+	// the rows added since sort after them.
+	old, all, err := fingerprints(ctx, tx, s.maxID)
+	if err != nil || old != s.fp {
+		return nil, false, err
+	}
+	latest, added, maxID, err := readBatches(ctx, tx, s.maxID)
 	if err != nil {
 		return nil, false, err
 	}
-	slices.SortFunc(batches, compare)
-	if len(batches) < len(s.batches) || !slices.Equal(batches[:len(s.batches)], s.batches) || !(&Set{latest: latest}).Covers(s.latest) {
+	slices.SortFunc(added, compare)
+	if len(added) > 0 && len(s.batches) > 0 && compare(added[0], s.batches[len(s.batches)-1]) <= 0 {
 		return nil, false, nil
 	}
-	added := batches[len(s.batches):]
+	if s.Covers(latest) { // nothing newer
+		latest = s.latest
+	}
 	if len(added) == 0 {
 		next := *s
-		next.latest = latest
+		next.latest, next.maxID, next.fp = latest, max(maxID, s.maxID), all
 		return &next, true, nil
 	}
-	next = &Set{latest: latest, batches: batches, slot: make(map[int64]int32, len(s.slot)), stride: s.stride, rows: s.rows}
+	batches := append(slices.Clip(s.batches), added...)
+	next = &Set{latest: latest, maxID: max(maxID, s.maxID), fp: all, batches: batches, slot: make(map[int64]int32, len(s.slot)),
+		stride: s.stride, rows: s.rows}
 	for node, slot := range s.slot {
 		next.slot[node] = slot
 	}
@@ -304,12 +320,13 @@ func (s *Set) Extend(ctx context.Context, tx pgx.Tx) (next *Set, ok bool, err er
 	return next, true, nil
 }
 
-// readBatches reads the scored batches and the latest bot_logs row.
-func readBatches(ctx context.Context, tx pgx.Tx) (Latest, []Batch, error) {
+// readBatches reads the scored batches, the latest bot_logs row and the
+// highest id among the bot_logs rows with an id above after.
+func readBatches(ctx context.Context, tx pgx.Tx, after int64) (Latest, []Batch, int64, error) {
 	rows, err := tx.Query(ctx, `SELECT id, coalesce(batch_start_epoch, 0), batch_end_epoch, coalesce(files_processed > -1, false)
-		FROM bot_logs WHERE batch_end_epoch IS NOT NULL`)
+		FROM bot_logs WHERE id > $1 AND batch_end_epoch IS NOT NULL`, after)
 	if err != nil {
-		return Latest{}, nil, fmt.Errorf("reading the batches: %w", err)
+		return Latest{}, nil, 0, fmt.Errorf("reading the batches: %w", err)
 	}
 	var latest Latest
 	var batches []Batch
@@ -322,12 +339,29 @@ func readBatches(ctx context.Context, tx pgx.Tx) (Latest, []Batch, error) {
 		if scored {
 			batches = append(batches, b)
 		}
+		after = max(after, b.ID)
 		return nil
 	})
 	if err != nil {
-		return Latest{}, nil, fmt.Errorf("reading the batches: %w", err)
+		return Latest{}, nil, 0, fmt.Errorf("reading the batches: %w", err)
 	}
-	return latest, batches, nil
+	return latest, batches, after, nil
+}
+
+// fingerprint sums a hash of each scored batch's id and window: a batch
+// added, removed or changed changes it.
+type fingerprint struct{ count, sum int64 }
+
+// fingerprints returns the fingerprint of the scored batches with an id up
+// to upTo, and of all of them.
+func fingerprints(ctx context.Context, tx pgx.Tx, upTo int64) (old, all fingerprint, err error) {
+	err = tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id <= $1), coalesce(sum(h) FILTER (WHERE id <= $1), 0), count(*), coalesce(sum(h), 0)
+		FROM (SELECT id, hashint8(id * 1000003 + coalesce(batch_start_epoch, 0))::int8 * 7 + hashint8(batch_end_epoch * 1009 + id) AS h
+			FROM bot_logs WHERE files_processed > -1 AND batch_end_epoch IS NOT NULL) b`, upTo).Scan(&old.count, &old.sum, &all.count, &all.sum)
+	if err != nil {
+		return old, all, fmt.Errorf("reading the batches' fingerprint: %w", err)
+	}
+	return old, all, nil
 }
 
 // readPoints adds the points of a query's rows: bot_log_id and the array of

@@ -230,4 +230,24 @@ func TestSetEqualsSQL(t *testing.T) {
 	})
 	again := inTx(t, pool, func(tx pgx.Tx) (*pointset.Set, error) { return pointset.Load(ctx, tx) })
 	diff(t, "loaded again", setAnswers(again, ws, 55), sqlAnswers(t, pool, ws))
+
+	// A batch scored after all (a rescore), a batch's window changed: the
+	// same.
+	for _, change := range []string{
+		`UPDATE bot_logs SET files_processed = 10 WHERE id = (SELECT min(id) FROM bot_logs WHERE files_processed = -1 AND id > 1)`,
+		`UPDATE bot_logs SET batch_start_epoch = batch_start_epoch + 1 WHERE id = 20`,
+	} {
+		if _, err := pool.Exec(ctx, change); err != nil {
+			t.Fatal(err)
+		}
+		inTx(t, pool, func(tx pgx.Tx) (*pointset.Set, error) {
+			n, ok, err := again.Extend(ctx, tx)
+			if ok {
+				err = fmt.Errorf("extended over %s", change)
+			}
+			return n, err
+		})
+		again = inTx(t, pool, func(tx pgx.Tx) (*pointset.Set, error) { return pointset.Load(ctx, tx) })
+	}
+	diff(t, "loaded after the changes", setAnswers(again, ws, 55), sqlAnswers(t, pool, ws))
 }
