@@ -356,7 +356,7 @@ type fingerprint struct{ count, sum int64 }
 // to upTo, and of all of them.
 func fingerprints(ctx context.Context, tx pgx.Tx, upTo int64) (old, all fingerprint, err error) {
 	err = tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id <= $1), coalesce(sum(h) FILTER (WHERE id <= $1), 0), count(*), coalesce(sum(h), 0)
-		FROM (SELECT id, hashint8(id * 1000003 + coalesce(batch_start_epoch, 0))::int8 * 7 + hashint8(batch_end_epoch * 1009 + id) AS h
+		FROM (SELECT id, hashint8(id::int8 * 1000003 + coalesce(batch_start_epoch, 0))::int8 * 7 + hashint8(batch_end_epoch * 1009 + id::int8) AS h
 			FROM bot_logs WHERE files_processed > -1 AND batch_end_epoch IS NOT NULL) b`, upTo).Scan(&old.count, &old.sum, &all.count, &all.sum)
 	if err != nil {
 		return old, all, fmt.Errorf("reading the batches' fingerprint: %w", err)

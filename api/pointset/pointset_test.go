@@ -175,6 +175,11 @@ func TestSetEqualsSQL(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
 	rng := rand.New(rand.NewPCG(3, 4))
+	// Ids as a long-running database has them (ids times a prime overflow
+	// 32 bits).
+	if _, err := pool.Exec(ctx, `SELECT setval('bot_logs_id_seq', 1000000)`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pool.Exec(ctx, `INSERT INTO bot_logs (files_processed, batch_start_epoch, batch_end_epoch) VALUES (-1, $1, $1)`, start); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +223,7 @@ func TestSetEqualsSQL(t *testing.T) {
 	}
 
 	// A batch removed (the original's cleanup): the set must be loaded anew.
-	if _, err := pool.Exec(ctx, `DELETE FROM points_summary WHERE bot_log_id = 3; DELETE FROM bot_logs WHERE id = 3`); err != nil {
+	if _, err := pool.Exec(ctx, `DELETE FROM points_summary WHERE bot_log_id = 1000003; DELETE FROM bot_logs WHERE id = 1000003`); err != nil {
 		t.Fatal(err)
 	}
 	inTx(t, pool, func(tx pgx.Tx) (*pointset.Set, error) {
@@ -235,7 +240,7 @@ func TestSetEqualsSQL(t *testing.T) {
 	// same.
 	for _, change := range []string{
 		`UPDATE bot_logs SET files_processed = 10 WHERE id = (SELECT min(id) FROM bot_logs WHERE files_processed = -1 AND id > 1)`,
-		`UPDATE bot_logs SET batch_start_epoch = batch_start_epoch + 1 WHERE id = 20`,
+		`UPDATE bot_logs SET batch_start_epoch = batch_start_epoch + 1 WHERE id = 1000020`,
 	} {
 		if _, err := pool.Exec(ctx, change); err != nil {
 			t.Fatal(err)
