@@ -90,13 +90,15 @@ func LoadPostgres(lookup func(string) (string, bool)) (Postgres, error) {
 
 // Cassandra holds the settings of the Cassandra / AWS Keyspaces store.
 type Cassandra struct {
-	Keyspace, Host      string
-	Port                int
-	Username, Password  string
-	SSLCertFile         string
-	VerifyHost          bool
+	Keyspace, Host     string
+	Port               int
+	Username, Password string
+	SSLCertFile        string
+	VerifyHost         bool
+	// AWSRoleARN and AWSWebIdentityToken are only checked (both or
+	// neither): the AWS SDK's default chain reads them, and
+	// AWS_ROLE_SESSION_NAME, from the environment itself.
 	AWSRoleARN          string
-	AWSRoleSessionName  string
 	AWSWebIdentityToken string // the token file's path
 	AWSAccessKeyID      string
 	AWSSecretAccessKey  string
@@ -113,13 +115,15 @@ func (l *loader) cassandra() Cassandra {
 		SSLCertFile:         l.str("SSL_CERTFILE"),
 		VerifyHost:          l.boolean("CASSANDRA_SSL_VERIFY_HOST"),
 		AWSRoleARN:          l.str("AWS_ROLE_ARN"),
-		AWSRoleSessionName:  l.str("AWS_ROLE_SESSION_NAME"),
 		AWSWebIdentityToken: l.str("AWS_WEB_IDENTITY_TOKEN_FILE"),
 		AWSAccessKeyID:      l.str("AWS_ACCESS_KEY_ID"),
 		AWSSecretAccessKey:  l.str("AWS_SECRET_ACCESS_KEY"),
 		AWSRegion:           l.str("AWS_REGION"),
 		Consistency:         l.oneOf("CASSANDRA_CONSISTENCY", false, "LOCAL_ONE", "ONE", "LOCAL_QUORUM", "QUORUM", "TWO", "THREE", "ALL"),
 	}
+	// Read only to show it in the start-up configuration: the AWS SDK's
+	// default chain takes the role session name from the environment.
+	l.str("AWS_ROLE_SESSION_NAME")
 	if s := l.str("CASSANDRA_PORT"); s != "" {
 		c.Port = l.integer("CASSANDRA_PORT", 1, 65535)
 	}
@@ -346,14 +350,13 @@ func (l *loader) appStatus() AppStatus {
 	}
 }
 
-// HTTP is the listeners: run's operators' listener and serve's API.
+// HTTP is run's listener for operators (serve's is Serve.Addr).
 type HTTP struct {
 	MetricsAddr string // METRICS_ADDR; empty: no listener
-	APIAddr     string // API_ADDR: coordinator serve's listen address
 }
 
 func (l *loader) http() HTTP {
-	return HTTP{MetricsAddr: l.strOrEmpty("METRICS_ADDR"), APIAddr: l.str("API_ADDR")}
+	return HTTP{MetricsAddr: l.strOrEmpty("METRICS_ADDR")}
 }
 
 // Log formats, as LOG_FORMAT spells them.
