@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/retrypolicy"
 )
 
@@ -60,4 +61,29 @@ func VerifyWindows(ctx context.Context, l coordinator.Launcher, windows []coordi
 		}
 	}
 	return nil
+}
+
+// CheckVerified fails, naming the first window concerned, when the
+// verifiers left more than maxPercent (MAX_UNVERIFIED_PERCENT) of a
+// window's submissions unverified: re-scoring them would take a point from
+// every producer the verifier skipped, as the loop refuses to.
+func CheckVerified(counts []postgres.Verification, maxPercent float64) error {
+	for _, v := range counts {
+		if v.Unverified > 0 && float64(v.Unverified)*100 > maxPercent*float64(v.Total) {
+			return fmt.Errorf("re-verifying %s - %s: %w", v.Window.Start.UTC().Format(time.DateTime), v.Window.End.UTC().Format(time.DateTime),
+				&coordinator.UnverifiedError{Unverified: v.Unverified, Total: v.Total, MaxPercent: maxPercent})
+		}
+	}
+	return nil
+}
+
+// Count counts subs and those unverified, for CheckVerified.
+func Count(w coordinator.Window, subs []coordinator.Submission) postgres.Verification {
+	v := postgres.Verification{Window: w, Total: len(subs)}
+	for i := range subs {
+		if subs[i].Verified == nil {
+			v.Unverified++
+		}
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -33,8 +34,12 @@ submissions of every committed batch whose window end lies in [--from, --to),
 then launches the verifier workers for those windows in the configured
 WORKER_MODE (process or kubernetes), cut into MINI_BATCH_NUMBER mini-batches
 and retried RETRY_COUNT times as the loop does. Scores do not change until the
-range is re-scored: with --rescore, it is, right after. SUBMISSION_STORAGE=
-POSTGRES only. --to may not pass the end of the window the loop is working on.
+range is re-scored: with --rescore, it is, right after. When the verifiers
+leave more than MAX_UNVERIFIED_PERCENT of a window's submissions unverified,
+reverify fails (exit 1) and does not re-score. With SUBMISSION_STORAGE=
+CASSANDRA the columns are reset in Cassandra, where the verifiers work, and
+the re-verified submissions are then copied into Postgres, where rescore
+reads them. --to may not pass the end of the window the loop is working on.
 
 Examples:
 
@@ -61,9 +66,6 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 	if err := requireWriter(ctx, cfg, pool, "reverify"); err != nil {
 		return err
 	}
-	if cfg.Runtime.SubmissionStorage != config.StoragePostgres {
-		return usageError{fmt.Errorf("reverify: SUBMISSION_STORAGE=%s is not supported (POSTGRES only)", cfg.Runtime.SubmissionStorage)}
-	}
 	launcher, err := newLauncher(ctx, cfg, log, nil)
 	if err != nil {
 		return err
@@ -71,19 +73,35 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 	if launcher == nil {
 		return usageError{fmt.Errorf("reverify needs verifier workers: WORKER_MODE=none")}
 	}
+	var cs cassandraStore
+	if cfg.Runtime.SubmissionStorage == config.StorageCassandra {
+		if cs, err = openCassandra(ctx, cfg.Cassandra); err != nil {
+			return err
+		}
+		defer cs.Close()
+	}
 	began := time.Now()
 	failed := func(err error) error {
+		log.Error("reverify failed: scores are unchanged, the range's submissions may be partly unverified; run reverify again", "from", from, "to", to, "error", err)
 		sendOperationAlert(ctx, cfg, pool, log, alert.Operation{Command: "reverify", From: from, To: to, Err: err})
 		return err
 	}
-	windows, n, err := postgres.ResetVerification(ctx, pool, from, to, cfg.Runtime.SurveyInterval)
+	var windows []coordinator.Window
+	var n int64
+	if cs == nil {
+		windows, n, err = postgres.ResetVerification(ctx, pool, from, to, cfg.Runtime.SurveyInterval)
+	} else {
+		windows, n, err = resetCassandra(ctx, cfg, pool, cs, from, to)
+	}
 	if err != nil {
 		return failed(err)
 	}
 	log.Info("verification reset", "from", from, "to", to, "windows", len(windows), "submissions", n)
 	if err := rescore.VerifyWindows(ctx, launcher, windows, rescore.VerifyOptions{MiniBatches: cfg.Runtime.MiniBatches,
 		Retries: cfg.Runtime.RetryCount, Retry: coordinator.DefaultRetry, Logger: log}); err != nil {
-		log.Error("reverify failed: the range's submissions are partly unverified; run reverify again", "from", from, "to", to, "error", err)
+		return failed(err)
+	}
+	if err := checkReverified(ctx, cfg, pool, cs, windows); err != nil {
 		return failed(err)
 	}
 	log.Info("reverify finished", "from", from, "to", to, "windows", len(windows), "submissions", n, "seconds", time.Since(began).Seconds())
@@ -103,6 +121,76 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 	o.Windows, o.Submissions, o.Rescored = done.Windows, done.Submissions, true
 	sendOperationAlert(ctx, cfg, pool, log, o)
 	return err
+}
+
+// resetCassandra clears the verifier's columns of the range's submissions
+// in Cassandra, where the verifiers read and write them (the loop copies
+// them into Postgres when it scores; checkReverified copies them again).
+func resetCassandra(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, cs cassandraStore, from, to time.Time) ([]coordinator.Window, int64, error) {
+	windows, err := postgres.RescoreWindows(ctx, pool, from, to, cfg.Runtime.SurveyInterval)
+	if err != nil {
+		return nil, 0, err
+	}
+	var n int64
+	for _, w := range windows {
+		subs, err := cs.Submissions(ctx, w)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading the submissions of %s from Cassandra: %w", w.Start.Format(time.DateTime), err)
+		}
+		for i := range subs {
+			subs[i].StateHash, subs[i].Parent, subs[i].Height, subs[i].Slot, subs[i].ValidationError, subs[i].Verified = nil, nil, nil, nil, nil, nil
+		}
+		if err := cs.UpdateVerification(ctx, subs); err != nil {
+			return nil, 0, fmt.Errorf("resetting the verification of %s in Cassandra: %w", w.Start.Format(time.DateTime), err)
+		}
+		n += int64(len(subs))
+	}
+	return windows, n, nil
+}
+
+// checkReverified fails when the verifiers left more than
+// MAX_UNVERIFIED_PERCENT of a window's submissions unverified, as the loop
+// does, reading under the database step's deadline
+// (POSTGRES_STATEMENT_TIMEOUT). With Cassandra the re-verified submissions
+// are then copied into Postgres, where rescore reads them.
+func checkReverified(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, cs cassandraStore, windows []coordinator.Window) error {
+	step := func(f func(ctx context.Context) error) error {
+		limit := cfg.Postgres.StatementTimeout
+		sctx, cancel := context.WithCancel(ctx)
+		if limit > 0 {
+			sctx, cancel = context.WithTimeout(ctx, limit)
+		}
+		defer cancel()
+		err := f(sctx)
+		if err != nil && limit > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("timeout: no answer within POSTGRES_STATEMENT_TIMEOUT=%v: %w", limit, err)
+		}
+		return err
+	}
+	if cs == nil {
+		var counts []postgres.Verification
+		if err := step(func(ctx context.Context) (err error) {
+			counts, err = postgres.VerificationCounts(ctx, pool, windows)
+			return err
+		}); err != nil {
+			return err
+		}
+		return rescore.CheckVerified(counts, cfg.Workers.MaxUnverifiedPercent)
+	}
+	var all []coordinator.Submission
+	counts := make([]postgres.Verification, len(windows))
+	for i, w := range windows {
+		subs, err := cs.Submissions(ctx, w)
+		if err != nil {
+			return fmt.Errorf("reading the re-verified submissions of %s from Cassandra: %w", w.Start.Format(time.DateTime), err)
+		}
+		counts[i] = rescore.Count(w, subs)
+		all = append(all, subs...)
+	}
+	if err := rescore.CheckVerified(counts, cfg.Workers.MaxUnverifiedPercent); err != nil {
+		return err
+	}
+	return step(func(ctx context.Context) error { return postgres.CopySubmissions(ctx, pool, all) })
 }
 
 // openForRescore loads the configuration, logs to stderr (stdout carries
