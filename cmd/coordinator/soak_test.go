@@ -94,9 +94,12 @@ func TestSoak(t *testing.T) {
 	}
 	load(cfg)
 	counter := filepath.Join(t.TempDir(), "attempts")
-	// Attempt 2 hangs, attempt 4 does nothing, the others verify.
+	// The faults come back every `every` attempts and commits: once in the
+	// short run, six times each in a day of batches. Attempt 2 (mod every)
+	// hangs, attempt 4 does nothing, the others verify.
+	every := max(12, batches/6)
 	script := `n=$(( $(cat ` + counter + ` 2>/dev/null || echo 0) + 1 )); echo $n > ` + counter + `
-case $n in 2) exec sleep 300 ;; 4) exit 0 ;; esac
+case $(( n % ` + strconv.Itoa(every) + ` )) in 2) exec sleep 300 ;; 4) exit 0 ;; esac
 exec ` + binary + ` verify "$@"`
 	var out lockedBuffer
 	cmd := coordinatorCmd(cfg, append(worker(script), "POSTGRES_STATEMENT_TIMEOUT=2s"), "run", "--batches", strconv.Itoa(batches))
@@ -107,7 +110,7 @@ exec ` + binary + ` verify "$@"`
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	commits := func() int { return strings.Count(out.String(), `"msg":"batch committed"`) }
-	restarted, froze := false, false
+	restarts, freezes, nextRestart, nextFreeze := 0, 0, 3, 5
 	began := time.Now()
 	deadline := time.After(limit)
 	var runErr error
@@ -122,13 +125,13 @@ loop:
 		case <-time.After(100 * time.Millisecond):
 		}
 		switch n := commits(); {
-		case n >= 3 && !restarted:
-			restarted = true
+		case n >= nextRestart:
+			restarts, nextRestart = restarts+1, nextRestart+every
 			if err := cluster.Restart(); err != nil {
 				t.Fatal(err)
 			}
-		case n >= 5 && !froze:
-			froze = true
+		case n >= nextFreeze:
+			freezes, nextFreeze = freezes+1, nextFreeze+every
 			if err := cluster.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -143,9 +146,31 @@ loop:
 		t.Fatalf("disturbed run: %v\n%s", runErr, log)
 	}
 	retries := strings.Count(log, `"msg":"batch failed; retrying"`)
-	for _, want := range []string{"mini-batches [0] still running after WORKER_TIMEOUT=" + shown + " were killed", "verifier finished but left", "malformed submission ignored"} {
+	const (
+		killedMsg = "still running after WORKER_TIMEOUT="
+		leftMsg   = "verifier finished but left"
+		lostMsg   = "scoring stopped: the coordinator's advisory lock was lost"
+	)
+	for _, want := range []string{"mini-batches [0] " + killedMsg + shown + " were killed", leftMsg, "malformed submission ignored"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the disturbed run's log lacks %q", want)
+		}
+	}
+	if restarts == 0 || freezes == 0 {
+		t.Errorf("%d restarts and %d freezes injected, want at least one of each", restarts, freezes)
+	}
+	raw, err := os.ReadFile(counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	hangs, idles := 0, 0
+	for n := 1; n <= attempts; n++ {
+		switch n % every {
+		case 2:
+			hangs++
+		case 4:
+			idles++
 		}
 	}
 	want := pgtest.TakeSnapshot(t, pgtest.Pool(t, calm))
@@ -155,6 +180,7 @@ loop:
 			t.Errorf("%s differs from the undisturbed run:\n%s", table, d)
 		}
 	}
-	t.Logf("%d batches at %d producers (%d submissions): disturbed run %s, %d failed attempts retried, restart %v, freeze %v, %d points, %d score_history rows: identical to the undisturbed run",
-		batches, producers, len(subs), time.Since(began).Round(time.Second), retries, restarted, froze, len(have["points"]), len(have["score_history"]))
+	t.Logf("%d batches at %d producers (%d submissions): disturbed run %s, %d verifier attempts; injected %d hanging workers (%d killed at WORKER_TIMEOUT), %d do-nothing workers (%d attempts failed as unverified), %d PostgreSQL restarts, %d freezes (%d advisory lock losses); %d failed attempts retried; %d points, %d score_history rows: identical to the undisturbed run",
+		batches, producers, len(subs), time.Since(began).Round(time.Second), attempts, hangs, strings.Count(log, killedMsg), idles, strings.Count(log, leftMsg),
+		restarts, freezes, strings.Count(log, lostMsg), retries, len(have["points"]), len(have["score_history"]))
 }
