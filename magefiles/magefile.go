@@ -83,7 +83,7 @@ func step(began time.Time, format string, args ...any) {
 }
 
 // buildWithProgress builds pkgs into dir with go build -v, printing what Go
-// downloads and, every 5 seconds while it compiles, how many packages it has
+// downloads and, every 10 seconds while it compiles, how many packages it has
 // compiled out of the dependency graph (a cold cache compiles them all; a
 // warm one none, and the build takes a second or two).
 func buildWithProgress(ctx context.Context, began time.Time, dir string, flags []string, pkgs ...string) error {
@@ -117,7 +117,7 @@ func buildWithProgress(ctx context.Context, began time.Time, dir string, flags [
 	var compiled int
 	var last string
 	var other []string
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for done := false; !done; {
 		select {
