@@ -52,9 +52,22 @@ func newChild(s Spec, env []string, mask *strings.Replacer, log *slog.Logger, gr
 	return c
 }
 
+// started holds the pids of the verifiers this process started and has not
+// reaped yet, so that endEscapees tells them from what they left.
+var started = struct {
+	sync.Mutex
+	pids map[int]bool
+}{pids: map[int]bool{}}
+
 func (c *child) start() error {
 	c.began = time.Now()
-	return c.cmd.Start()
+	started.Lock()
+	defer started.Unlock()
+	if err := c.cmd.Start(); err != nil {
+		return err
+	}
+	started.pids[c.cmd.Process.Pid] = true
+	return nil
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
@@ -77,6 +90,9 @@ func (c *child) wait() {
 	c.mu.Lock()
 	c.leftPid = true
 	c.mu.Unlock()
+	started.Lock()
+	delete(started.pids, c.pid())
+	started.Unlock()
 	// What the verifier started and left in its group was reparented to
 	// the coordinator when it is the subreaper: reap it (killed above).
 	if n, err := reapGroup(c.pid(), c.grace); err != nil {

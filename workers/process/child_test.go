@@ -97,23 +97,26 @@ func testChild(args []string) int {
 		signal.Ignore(syscall.SIGTERM)
 		writePid(param(0), "")
 		select {}
-	case "family", "stubbornfamily", "orphan": // PIDDIR: starts a grandchild (one that ignores SIGTERM but with family), then hangs, or exits 0 (orphan)
+	case "family", "stubbornfamily", "orphan", "escapee": // PIDDIR: starts a grandchild (one that ignores SIGTERM but with family; in a session of its own with escapee), then hangs, or exits 0 (orphan, escapee)
 		grandchild := "stubborngrandchild"
 		if mode == "family" {
 			grandchild = "grandchild"
 		}
 		cmd := exec.Command(os.Args[0], append([]string{grandchild, param(0)}, args[len(args)-2:]...)...)
+		if mode == "escapee" {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		}
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		for {
-			if _, err := os.Stat(filepath.Join(param(0), index+"-grandchild.pid")); err == nil {
+		for { // until the grandchild wrote its pid (not only created the file)
+			if b, err := os.ReadFile(filepath.Join(param(0), index+"-grandchild.pid")); err == nil && len(b) > 0 {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if mode == "orphan" {
+		if mode == "orphan" || mode == "escapee" {
 			return 0
 		}
 		writePid(param(0), "")

@@ -133,7 +133,7 @@ func endLeftovers(dir string, log *slog.Logger) {
 			continue
 		}
 		if procs == nil {
-			procs = processes()
+			procs = processes(false)
 		}
 		path := filepath.Join(dir, name)
 		for _, g := range readGroups(path) {
@@ -178,14 +178,14 @@ func readGroups(path string) []group {
 }
 
 type procInfo struct {
-	pid         int
-	pgid, start uint64
+	pid int
+	procStat
 }
 
-// processes lists the running processes of /proc (zombies left out) with
-// their process group and start time (nothing where /proc does not
-// exist).
-func processes() []procInfo {
+// processes lists the processes of /proc, zombies only when asked, with
+// their parent, process group and start time (nothing where /proc does
+// not exist).
+func processes(zombies bool) []procInfo {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -196,8 +196,8 @@ func processes() []procInfo {
 		if err != nil {
 			continue
 		}
-		if s, ok := stat(pid); ok && s.state != 'Z' {
-			out = append(out, procInfo{pid: pid, pgid: s.pgid, start: s.start})
+		if s, ok := stat(pid); ok && (zombies || s.state != 'Z') {
+			out = append(out, procInfo{pid, s})
 		}
 	}
 	return out
@@ -205,8 +205,8 @@ func processes() []procInfo {
 
 // procStat is what /proc/<pid>/stat tells of a process.
 type procStat struct {
-	state       byte // R, S, D, Z...
-	pgid, start uint64
+	state             byte // R, S, D, Z...
+	ppid, pgid, start uint64
 }
 
 // stat reads a process's state, group and start time from /proc/<pid>/stat.
@@ -221,9 +221,10 @@ func stat(pid int) (procStat, bool) {
 	if len(fields) < 20 || fields[0] == "" {
 		return procStat{}, false
 	}
+	ppid, err0 := strconv.ParseUint(fields[1], 10, 64)
 	pgid, err1 := strconv.ParseUint(fields[2], 10, 64)
 	start, err2 := strconv.ParseUint(fields[19], 10, 64)
-	return procStat{state: fields[0][0], pgid: pgid, start: start}, err1 == nil && err2 == nil
+	return procStat{state: fields[0][0], ppid: ppid, pgid: pgid, start: start}, err0 == nil && err1 == nil && err2 == nil
 }
 
 // Docker verifiers are labelled with the database (containerLabel) and

@@ -112,6 +112,34 @@ func TestSubreaperReapsWhatAWorkerLeft(t *testing.T) {
 	}
 }
 
+// With the coordinator the subreaper, what a verifier started in a session
+// of its own (out of the verifier's process group) is reparented to the
+// coordinator when the verifier exits: the launcher ends and reaps it after
+// the batch.
+func TestSubreaperEndsWhatLeftTheGroup(t *testing.T) {
+	t.Parallel()
+	pidDir := t.TempDir()
+	coord, out := startCoordinator(t, t.TempDir(), "escapee", pidDir)
+	escapee := readPid(t, pidDir, "0-grandchild.pid")
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out(), "verified:") {
+		if time.Now().After(deadline) {
+			t.Fatal("the coordinator did not finish its batch")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !running(coord.Process.Pid) {
+		t.Fatal("the coordinator is gone: nothing to test")
+	}
+	if err := syscall.Kill(escapee, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("what the verifier started in a session of its own (%d) is still there (zombie: %v)", escapee, isZombie(escapee))
+	}
+	if want := `"msg":"ended what verifiers left running outside their process groups"`; !strings.Contains(out(), want) ||
+		!strings.Contains(out(), `"pids":[`+strconv.Itoa(escapee)+`]`) {
+		t.Errorf("the coordinator does not report ending %d:\n%s", escapee, out())
+	}
+}
+
 // Issue 10 item 11: a second launcher on the same database (a reverify
 // next to a running loop) leaves the first one's live verifiers alone;
 // once the first coordinator is killed (SIGKILL: its verifier dies with

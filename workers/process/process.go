@@ -260,6 +260,9 @@ func (l *Launcher) Verify(ctx context.Context, batch coordinator.Window, parts [
 		removeContainers(ctx, log, stoppedContainers...)
 		// Every child is reaped by now, its group killed: nothing to record.
 		groups.clear(log)
+		if pids := endEscapees(l.grace()); len(pids) > 0 {
+			log.Warn("ended what verifiers left running outside their process groups", "pids", pids)
+		}
 	}()
 
 	children := make([]*child, 0, len(specs))

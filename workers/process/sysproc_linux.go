@@ -86,3 +86,32 @@ func reapGroup(pgid int, limit time.Duration) (int, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// endEscapees kills and reaps the children of this process that no
+// launcher started, with their process groups: as the subreaper, what
+// verifiers started and moved out of their own process group (setsid),
+// reparented to the coordinator. It returns their pids. Children a
+// launcher started have their own process group too; any other child the
+// coordinator runs (docker) stays in the coordinator's.
+func endEscapees(limit time.Duration) []int {
+	started.Lock()
+	defer started.Unlock()
+	me := uint64(os.Getpid())
+	var ended []int
+	for _, p := range processes(true) {
+		if p.ppid != me || p.pgid != uint64(p.pid) || started.pids[p.pid] {
+			continue
+		}
+		// Our child, not reaped: its group id cannot name anything else.
+		_ = unix.Kill(-p.pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(p.pid, &ws, 0, nil); !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		_, _ = reapGroup(p.pid, limit)
+		ended = append(ended, p.pid)
+	}
+	return ended
+}
