@@ -1,9 +1,12 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,6 +123,7 @@ type snapshot struct {
 	batch  Latest
 	nodes  []nodeRow
 	keys   map[int64]string // block_producer_key by nodes id (a key never changes)
+	order  []int            // indexes of nodes by key, then id
 	points *pointset.Set
 	// The coordinator's window for which nodes.score is exact, if any.
 	scoreboardEnd  int64
@@ -162,7 +166,7 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("reading the scoreboard state: %w", err)
 			}
-			rows, err := tx.Query(ctx, `SELECT id, score, score_percent::float8, application_status FROM nodes`)
+			rows, err := tx.Query(ctx, `SELECT id, score, score_percent::float8, application_status FROM nodes ORDER BY id`)
 			if err != nil {
 				return fmt.Errorf("reading the producers: %w", err)
 			}
@@ -213,6 +217,7 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 			}
 		}
 		s.points = set
+		s.order = nodeOrder(prev, s)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.snap = s
@@ -227,4 +232,32 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 // newer reports whether a is a later bot_logs row than b.
 func newer(a, b Latest) bool {
 	return a.End.After(b.End) || (a.End.Equal(b.End) && a.ID > b.ID)
+}
+
+// nodeOrder returns the indexes of s's nodes by key, then id: the previous
+// snapshot's when the producers are the same.
+func nodeOrder(prev, s *snapshot) []int {
+	if prev != nil && len(prev.nodes) == len(s.nodes) && sameKeys(prev, s) {
+		return prev.order
+	}
+	order := make([]int, len(s.nodes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if c := strings.Compare(s.keys[s.nodes[a].id], s.keys[s.nodes[b].id]); c != 0 {
+			return c
+		}
+		return cmp.Compare(s.nodes[a].id, s.nodes[b].id)
+	})
+	return order
+}
+
+func sameKeys(prev, s *snapshot) bool {
+	for i := range s.nodes {
+		if prev.nodes[i].id != s.nodes[i].id {
+			return false
+		}
+	}
+	return true
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -127,7 +126,6 @@ type BoardRow struct {
 	Points            int
 	ScorePercent      *float64 // NULL when the window has no survey
 	ApplicationStatus *bool
-	node              int64
 }
 
 // Row returns the producer's line and its position (0-based), or false.
@@ -241,30 +239,23 @@ func (r *Reader) computeBoard(ctx context.Context, days int) (*Board, error) {
 	mask := snap.points.Window(end-int64(days)*day, end)
 	b.Surveys = mask.Surveys()
 	b.FromNodes = snap.scoreboardDays == days && snap.scoreboardEnd == end
-	for _, n := range snap.nodes {
+	for _, i := range snap.order { // by key, then id
+		n := snap.nodes[i]
 		if b.FromNodes {
 			if n.score != nil {
 				b.Rows = append(b.Rows, BoardRow{Producer: snap.keys[n.id], Points: int(*n.score), ScorePercent: n.scorePercent,
-					ApplicationStatus: n.status, node: n.id})
+					ApplicationStatus: n.status})
 			}
 			continue
 		}
 		points := snap.points.Points(n.id, mask)
 		if n.score != nil || points > 0 {
 			b.Rows = append(b.Rows, BoardRow{Producer: snap.keys[n.id], Points: points, ScorePercent: percent(points, b.Surveys),
-				ApplicationStatus: n.status, node: n.id})
+				ApplicationStatus: n.status})
 		}
 	}
 	// Best first, then by key (then by nodes id, for a key held twice).
-	slices.SortFunc(b.Rows, func(x, y BoardRow) int {
-		if c := cmp.Compare(y.Points, x.Points); c != 0 {
-			return c
-		}
-		if c := strings.Compare(x.Producer, y.Producer); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.node, y.node)
-	})
+	slices.SortStableFunc(b.Rows, func(x, y BoardRow) int { return cmp.Compare(y.Points, x.Points) })
 	b.byKey = make(map[string]int, len(b.Rows))
 	for i, row := range b.Rows {
 		if _, dup := b.byKey[row.Producer]; !dup {

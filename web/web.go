@@ -30,8 +30,9 @@ var staticFS embed.FS
 const pageSize = 50
 
 // chartPoints bounds the points of the score-history chart (90 days of
-// 20-minute batches are sampled every 18th batch: every 6 hours).
-const chartPoints = 360
+// 20-minute batches are sampled every 36th batch: every 12 hours, 3.7 pixels
+// apart; each point is an index probe into score_history).
+const chartPoints = 180
 
 // Pages serves the web pages.
 type Pages struct {
