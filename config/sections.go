@@ -432,7 +432,8 @@ func LoadVerifier(lookup func(string) (string, bool)) (Verifier, error) {
 	return v, nil
 }
 
-// Tasks are the mage targets' parameters (magefiles/).
+// Tasks are the mage targets' parameters (read by internal/magetasks, which
+// magefiles/ runs).
 type Tasks struct {
 	BatchEndEpoch string // BATCH_END_EPOCH, as init-database --batch-end-epoch
 	MinsAgo       *int   // MINS_AGO; nil when unset

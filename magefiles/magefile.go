@@ -71,8 +71,12 @@ func magetasks(ctx context.Context, args ...string) error {
 	return run(ctx, filepath.Join(dir, "magetasks"), args...)
 }
 
+// run runs name with args. On Ctrl-C it is interrupted, not killed: the demo
+// then drops its database and stops its throwaway server.
 func run(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return cmd.Run()
 }

@@ -101,6 +101,9 @@ func (d *DemoCmd) run(ctx context.Context, params config.Tasks, c clock) (err er
 		if kept {
 			return
 		}
+		if ctx.Err() != nil {
+			step("interrupted: dropping the demo database and stopping the throwaway PostgreSQL (a few seconds)")
+		}
 		if created {
 			if _, derr := postgres.DropDatabase(context.Background(), pg); derr != nil {
 				err = errors.Join(err, fmt.Errorf("dropping the demo database %q: %w", pg.DB, derr))
