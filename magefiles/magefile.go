@@ -243,7 +243,7 @@ func Bench() error {
 	return sh("go", "test", "-run", "^$", "-bench", "Batch|Evidence|Day", "-benchtime", "5x", "-timeout", "60m", "./database/postgres/")
 }
 
-// BenchServe runs the read API's benchmarks against a durable throwaway PostgreSQL: leaderboards, producer pages and 1,000 stream clients at 10,000 producers and 90 days of batches seeded with set-based SQL (BENCH_API_PRODUCERS, BENCH_API_DAYS, BENCH_API_CLIENTS), then the read index's cost to the batch write at 10,000 producers (BENCH_API_WRITE_PRODUCERS).
+// BenchServe runs the read API's benchmarks against a durable throwaway PostgreSQL: leaderboards, producer pages and 1,000 stream clients at 10,000 producers and 90 days of batches seeded with set-based SQL (BENCH_API_PRODUCERS, BENCH_API_DAYS, BENCH_API_CLIENTS; BENCH_API_KEEP_DB=name with TEST_DATABASE_URL keeps the seeded database for the next run), then the former read index's cost to the batch write at 10,000 producers (BENCH_API_WRITE_PRODUCERS).
 func BenchServe() error {
 	os.Setenv("PGTEST_DURABLE", "1")
 	if err := sh("go", "test", "-run", "^$", "-bench", "BenchmarkServe", "-benchtime", "100x", "-timeout", "90m", "./api/"); err != nil {
