@@ -68,6 +68,26 @@ func readPid(t *testing.T, dir, name string) int {
 	}
 }
 
+// batchDone waits until the coordinator started by startCoordinator
+// verified its batch, and requires that it succeeded and that the
+// coordinator runs on.
+func batchDone(t *testing.T, coord *exec.Cmd, out func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out(), "verified:") {
+		if time.Now().After(deadline) {
+			t.Fatal("the coordinator did not finish its batch")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out(), "verified: <nil>") {
+		t.Fatalf("the batch failed:\n%s", out())
+	}
+	if !running(coord.Process.Pid) {
+		t.Fatal("the coordinator is gone: nothing to test")
+	}
+}
+
 // running reports whether pid runs (not a zombie).
 func running(pid int) bool {
 	return syscall.Kill(pid, 0) == nil && !isZombie(pid)
@@ -83,19 +103,7 @@ func TestSubreaperReapsWhatAWorkerLeft(t *testing.T) {
 	pidDir := t.TempDir()
 	coord, out := startCoordinator(t, t.TempDir(), "orphan", pidDir)
 	grandchild := readPid(t, pidDir, "0-grandchild.pid")
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out(), "verified:") {
-		if time.Now().After(deadline) {
-			t.Fatal("the coordinator did not finish its batch")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(out(), "verified: <nil>") {
-		t.Fatalf("the batch failed:\n%s", out())
-	}
-	if !running(coord.Process.Pid) {
-		t.Fatal("the coordinator is gone: nothing to test")
-	}
+	batchDone(t, coord, out)
 	if err := syscall.Kill(grandchild, 0); !errors.Is(err, syscall.ESRCH) {
 		state := "running"
 		if isZombie(grandchild) {
@@ -121,16 +129,7 @@ func TestSubreaperEndsWhatLeftTheGroup(t *testing.T) {
 	pidDir := t.TempDir()
 	coord, out := startCoordinator(t, t.TempDir(), "escapee", pidDir)
 	escapee := readPid(t, pidDir, "0-grandchild.pid")
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out(), "verified:") {
-		if time.Now().After(deadline) {
-			t.Fatal("the coordinator did not finish its batch")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !running(coord.Process.Pid) {
-		t.Fatal("the coordinator is gone: nothing to test")
-	}
+	batchDone(t, coord, out)
 	if err := syscall.Kill(escapee, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("what the verifier started in a session of its own (%d) is still there (zombie: %v)", escapee, isZombie(escapee))
 	}
