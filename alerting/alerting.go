@@ -70,7 +70,7 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 	}
 
 	began := time.Now()
-	outcomes, err := e.outcomes(ctx, tx, rec, out.BotLogID)
+	outcomes, err := e.outcomes(ctx, tx, rec, out.BotLogID, out.NotYetKnown)
 	if err != nil {
 		return err
 	}
@@ -191,8 +191,9 @@ func operatorMessage(m alert.Message, botLogID int64, w coordinator.Window, key 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // outcomes updates the consecutive-miss count of every producer in nodes
-// and returns the producers' outcomes of the batch.
-func (e *Evaluator) outcomes(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, botLogID int64) (map[string]*rules.Outcome, error) {
+// (but those of notYet: in a catch-up, producers first seen in a later
+// batch of the range) and returns the producers' outcomes of the batch.
+func (e *Evaluator) outcomes(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, botLogID int64, notYet map[string]bool) (map[string]*rules.Outcome, error) {
 	pointed := map[string]bool{}
 	for _, p := range rec.Result.Points {
 		pointed[p.Submission.Submitter] = true
@@ -210,6 +211,9 @@ func (e *Evaluator) outcomes(ctx context.Context, tx pgx.Tx, rec *coordinator.Re
 	var prev int32
 	var known bool
 	_, err = pgx.ForEachRow(rows, []any{&key, &prev, &known}, func() error {
+		if notYet[key] {
+			return nil
+		}
 		next := rules.NextMisses(int(prev), pointed[key])
 		outcomes[key] = &rules.Outcome{Producer: key, Misses: next, Failures: map[string]int{}}
 		if !known || int(prev) != next {
@@ -284,8 +288,9 @@ func loadSubscriptions(ctx context.Context, tx pgx.Tx) ([]subscription, error) {
 // scores fills the score windows the subscriptions' score_below rules need,
 // for every producer with an outcome, counted as the coordinator counts its
 // score: the batches lying inside [end - window, end]. The window of
-// UPTIME_DAYS_FOR_SCORE is nodes.score_percent, which the batch has just
-// updated; other windows are counted from points_summary.
+// UPTIME_DAYS_FOR_SCORE is the score the batch has just recorded in
+// score_history (nodes.score_percent); other windows are counted from
+// points_summary.
 func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window, uptimeDays int) error {
 	windows := map[string]bool{}
 	every := false    // a subscription to every producer has a score rule
@@ -308,8 +313,13 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 	for name := range windows {
 		d := rules.Windows[name]
 		if d == time.Duration(uptimeDays)*24*time.Hour {
-			rows, err := tx.Query(ctx, `SELECT DISTINCT ON (n.block_producer_key) n.block_producer_key, coalesce(n.score_percent, 0)::float8
-				FROM nodes n WHERE n.block_producer_key IS NOT NULL`+strings.ReplaceAll(filter, "$3", "$1")+` ORDER BY n.block_producer_key, n.id`, args...)
+			// The batch's own row of score_history: nodes.score_percent
+			// batch after batch, but in a catch-up nodes hold the scores
+			// of the range's last batch.
+			rows, err := tx.Query(ctx, `SELECT DISTINCT ON (n.block_producer_key) n.block_producer_key, coalesce(h.score_percent, 0)::float8
+				FROM nodes n LEFT JOIN score_history h ON h.node_id = n.id AND h.score_at = $1
+				WHERE n.block_producer_key IS NOT NULL`+strings.ReplaceAll(filter, "$3", "$2")+` ORDER BY n.block_producer_key, n.id`,
+				append([]any{w.End.UTC()}, args...)...)
 			if err != nil {
 				return fmt.Errorf("reading the scores of the %s window: %w", name, err)
 			}

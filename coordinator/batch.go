@@ -94,6 +94,11 @@ type Committed struct {
 	// the batch's transaction; nil when it has no evidence (or this batch
 	// recorded none).
 	PreviousShares *ClassShares
+	// NotYetKnown, in a catch-up, holds the producers whose nodes rows the
+	// range created for a later batch of the same range: batch after batch
+	// they would not exist yet, so this batch's steps (alert rules) must
+	// not see them. Nil for a batch committed alone.
+	NotYetKnown map[string]bool
 }
 
 // Ledger is the engine's record of committed batches: bot_logs and, with

@@ -4,15 +4,17 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
 // RangeCommitted is what a committed range of batches reports.
 type RangeCommitted struct {
-	BotLogIDs   []int64      // one per batch, in window order
-	NewNodes    int64        // over the whole range
-	Scoreboards []Scoreboard // one per batch
+	BotLogIDs []int64 // one per batch, in window order
+	// NewNodes are, per batch, the nodes rows created for producers it is
+	// the first of the range to need.
+	NewNodes    []int64
+	NotYetKnown []map[string]bool // per batch: see Committed.NotYetKnown
+	Scoreboards []Scoreboard      // one per batch
 	// PreviousShares are, per batch, the previous batch's error-class
 	// counts (nil where it has no evidence).
 	PreviousShares []*ClassShares
@@ -68,9 +70,14 @@ func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the latest batch: %w", err)
 	}
+	return e.rangeSize(last, limit), nil
+}
+
+// rangeSize is catchUpSize after last.
+func (e *Engine) rangeSize(last LastBatch, limit int) int {
 	n := e.behind(last)
 	if n <= e.CatchUpAfter {
-		return 0, nil
+		return 0
 	}
 	chunk := e.CatchUpChunk
 	if chunk <= 0 {
@@ -81,9 +88,94 @@ func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
 		n = min(n, limit)
 	}
 	if n < 2 {
-		return 0, nil
+		return 0
 	}
-	return n, nil
+	return n
+}
+
+// readAhead lets a catch-up read the next range's submissions while it
+// commits its own (on another connection: the database works on both at
+// once). Only Run reads ahead, and only without a Launcher (a window must
+// be verified before it is read).
+type readAhead struct {
+	on    bool // Run is catching up
+	limit int  // batches Run may commit after the current range; 0: no limit, <0: none
+	next  *prefetch
+}
+
+// prefetch is one read ahead: the submissions of span, once done is closed.
+type prefetch struct {
+	span   Window
+	done   chan struct{}
+	cancel context.CancelFunc
+	subs   []Submission
+	err    error
+}
+
+// startAhead starts reading the submissions of the range that would follow
+// a range ending at end, if Run is going to catch it up next.
+func (e *Engine) startAhead(ctx context.Context, end time.Time) {
+	e.dropAhead()
+	if !e.ahead.on || e.Launcher != nil || e.ahead.limit < 0 {
+		return
+	}
+	n := e.rangeSize(LastBatch{End: end}, e.ahead.limit)
+	if n == 0 {
+		return
+	}
+	p := &prefetch{span: Window{Start: end, End: end.Add(time.Duration(n) * e.Interval)}, done: make(chan struct{})}
+	var pctx context.Context
+	if e.DBTimeout > 0 {
+		pctx, p.cancel = context.WithTimeout(ctx, e.DBTimeout)
+	} else {
+		pctx, p.cancel = context.WithCancel(ctx)
+	}
+	go func() {
+		defer close(p.done)
+		p.subs, p.err = e.Source.Submissions(pctx, p.span)
+	}()
+	e.ahead.next = p
+}
+
+// takeAhead returns the submissions of span when a read ahead holds them
+// (those of a longer span starting at the same time are cut to span), and
+// drops it either way.
+func (e *Engine) takeAhead(ctx context.Context, span Window) ([]Submission, bool) {
+	p := e.ahead.next
+	if p == nil {
+		return nil, false
+	}
+	e.ahead.next = nil
+	if !p.span.Start.Equal(span.Start) || p.span.End.Before(span.End) {
+		p.cancel()
+		<-p.done
+		return nil, false
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.cancel()
+		<-p.done
+		return nil, false
+	}
+	p.cancel()
+	if p.err != nil {
+		return nil, false // read again, reporting the error if it persists
+	}
+	subs := p.subs
+	if p.span.End.After(span.End) {
+		subs = slices.DeleteFunc(subs, func(s Submission) bool { return !s.SubmittedAt.Before(span.End) })
+	}
+	return subs, true
+}
+
+// dropAhead cancels and forgets the read ahead, if any.
+func (e *Engine) dropAhead() {
+	if p := e.ahead.next; p != nil {
+		e.ahead.next = nil
+		p.cancel()
+		<-p.done
+	}
 }
 
 // RunRange catches up n batches in one transaction, retrying like RunBatch.
@@ -133,9 +225,12 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	dbctx, cancel = e.step(ctx, "reading submissions", e.DBTimeout)
 	defer cancel()
 	e.Checkpoint.Reach(ctx, "load")
-	subs, err := e.Source.Submissions(dbctx, span)
+	subs, ok := e.takeAhead(dbctx, span)
+	if !ok {
+		subs, err = e.Source.Submissions(dbctx, span)
+	}
 	cancel()
-	if err != nil {
+	if !ok && err != nil {
 		return nil, &span, fmt.Errorf("loading submissions: %w", err)
 	}
 	split := splitByWindow(subs, windows)
@@ -154,6 +249,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	}
 	dbctx, cancel = e.step(ctx, "committing the catch-up", e.DBTimeout)
 	defer cancel()
+	e.startAhead(ctx, span.End)
 	committed, err := rs.CommitRange(dbctx, last, func(prev []ShortlistedHash) ([]*Record, error) {
 		results = scoreSplit(prev, split)
 		recs := make([]*Record, n)
@@ -178,8 +274,11 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 		if i < len(committed.PreviousShares) {
 			c.PreviousShares = committed.PreviousShares[i]
 		}
-		if i == 0 {
-			c.NewNodes = committed.NewNodes
+		if i < len(committed.NewNodes) {
+			c.NewNodes = committed.NewNodes[i]
+		}
+		if i < len(committed.NotYetKnown) {
+			c.NotYetKnown = committed.NotYetKnown[i]
 		}
 		out[i] = &Summary{Window: windows[i], Submissions: len(split[i]), Submitters: submitters[i], PrevSubmitters: e.lastSubmitters,
 			Result: results[i], Committed: c, Evidence: evidence[i], Verification: verification[i], Duration: took / time.Duration(n), Attempt: attempt}
@@ -192,13 +291,17 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 // splitByWindow returns each window's submissions, each sorted by
 // submitted_at (stably: the source's order is kept among equal times).
 func splitByWindow(subs []Submission, windows []Window) [][]Submission {
-	subs = slices.Clone(subs)
-	sort.SliceStable(subs, func(i, j int) bool { return subs[i].SubmittedAt.Before(subs[j].SubmittedAt) })
+	byTime := func(a, b Submission) int { return a.SubmittedAt.Compare(b.SubmittedAt) }
+	if !slices.IsSortedFunc(subs, byTime) { // a Postgres source already orders them
+		subs = slices.Clone(subs)
+		slices.SortStableFunc(subs, byTime)
+	}
 	out := make([][]Submission, len(windows))
-	for _, s := range subs {
-		i := sort.Search(len(windows), func(k int) bool { return windows[k].End.After(s.SubmittedAt) })
-		if i < len(windows) && !s.SubmittedAt.Before(windows[i].Start) {
-			out[i] = append(out[i], s)
+	for i, w := range windows {
+		lo, _ := slices.BinarySearchFunc(subs, w.Start, func(s Submission, t time.Time) int { return s.SubmittedAt.Compare(t) })
+		hi, _ := slices.BinarySearchFunc(subs, w.End, func(s Submission, t time.Time) int { return s.SubmittedAt.Compare(t) })
+		if hi > lo {
+			out[i] = subs[lo:hi:hi]
 		}
 	}
 	return out

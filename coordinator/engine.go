@@ -76,6 +76,7 @@ type Engine struct {
 	Checkpoint Checkpoint
 
 	lastSubmitters int // Submitters of the last committed batch
+	ahead          readAhead
 }
 
 // preBatchTimeout bounds BeforeBatch (the application status update).
@@ -149,12 +150,21 @@ func (e *Engine) log() *slog.Logger {
 // fails after its retries (returning that error), or, when maxBatches > 0,
 // maxBatches batches are committed (returning nil).
 func (e *Engine) Run(ctx context.Context, maxBatches int) error {
+	e.ahead.on = true
+	defer func() { e.dropAhead(); e.ahead.on = false }()
 	for n := 0; maxBatches <= 0 || n < maxBatches; {
 		size, err := e.catchUpSize(ctx, maxBatches-n)
 		if err != nil {
 			return err
 		}
 		if size > 0 {
+			e.ahead.limit = 0
+			if maxBatches > 0 {
+				e.ahead.limit = max(maxBatches-n-size, -1)
+				if e.ahead.limit == 0 {
+					e.ahead.limit = -1
+				}
+			}
 			s, err := e.RunRange(ctx, size)
 			if err != nil {
 				return err

@@ -137,33 +137,10 @@ func lastBatch(ctx context.Context, q querier) (coordinator.LastBatch, error) {
 // (submitted_at, submitter, created_at and the verification columns); the
 // collector's other columns are left empty.
 func (s *Database) Submissions(ctx context.Context, w coordinator.Window) ([]coordinator.Submission, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT submitted_at, submitter, created_at, state_hash, parent, height, slot,
-		validation_error, verified
+	subs, err := readSubmissions(ctx, s.Pool, `SELECT `+submissionColumns+`
 		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`,
 		w.Start.UTC(), w.End.UTC())
-	if err != nil {
-		return nil, classify(fmt.Errorf("reading submissions: %w", err))
-	}
-	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (coordinator.Submission, error) {
-		var c coordinator.Submission
-		var height, slot *int32
-		err := row.Scan(&c.SubmittedAt, &c.Submitter, &c.CreatedAt, &c.StateHash, &c.Parent, &height, &slot,
-			&c.ValidationError, &c.Verified)
-		c.Height, c.Slot = widen(height), widen(slot)
-		return c, err
-	})
-	if err != nil {
-		return nil, classify(fmt.Errorf("reading submissions: %w", err))
-	}
-	return subs, nil
-}
-
-func widen(v *int32) *int64 {
-	if v == nil {
-		return nil
-	}
-	w := int64(*v)
-	return &w
+	return subs, classify(err)
 }
 
 // fence opens a batch (or range) transaction: it takes the batch lock,

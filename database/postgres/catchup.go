@@ -30,12 +30,12 @@ func (s *Database) CommitRange(ctx context.Context, last coordinator.LastBatch, 
 		if out, err = writeRange(ctx, tx, last.ID, recs, s.BulkPoints, s.Checkpoint); err != nil {
 			return err
 		}
-		// The contributed steps (alert rules) batch after batch, each seeing
-		// the rows of its batch and those before. Unlike batch after batch,
-		// they also see the nodes rows of producers first seen later in the
-		// range (created up front for the whole range).
+		// The contributed steps (alert rules) batch after batch, each told
+		// which nodes rows belong to producers the range first sees in a
+		// later batch (they are created up front for the whole range).
 		for i, rec := range recs {
-			c := coordinator.Committed{BotLogID: out.BotLogIDs[i], Scoreboard: out.Scoreboards[i], PreviousShares: out.PreviousShares[i]}
+			c := coordinator.Committed{BotLogID: out.BotLogIDs[i], Scoreboard: out.Scoreboards[i], PreviousShares: out.PreviousShares[i],
+				NewNodes: out.NewNodes[i], NotYetKnown: out.NotYetKnown[i]}
 			for _, step := range s.Steps {
 				if err := step.Run(ctx, tx, rec, c); err != nil {
 					return fmt.Errorf("%s: %w", step.Name, err)
@@ -53,6 +53,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 	if len(recs) == 0 {
 		return out, nil
 	}
+	var err error
 	now := recs[0].Now
 	days := recs[0].UptimeDays
 	cp.Reach(ctx, "tx_begin")
@@ -77,9 +78,31 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 	if err := nodes.loadNodes(ctx, tx); err != nil {
 		return out, err
 	}
-	var err error
-	if out.NewNodes, err = nodes.ensureNodes(ctx, tx, dedupe(allProducers), now); err != nil {
+	// The producers seen for the first time, by the batch that first needs
+	// each: batch after batch, the earlier batches would not know them.
+	first := map[string]int{}
+	for i, r := range recs {
+		for _, p := range r.Producers() {
+			if _, known := nodes.ids[p]; !known {
+				if _, seen := first[p]; !seen {
+					first[p] = i
+				}
+			}
+		}
+	}
+	if _, err := nodes.ensureNodes(ctx, tx, dedupe(allProducers), now); err != nil {
 		return out, err
+	}
+	out.NewNodes = make([]int64, len(recs))
+	out.NotYetKnown = make([]map[string]bool, len(recs))
+	for p, i := range first {
+		out.NewNodes[i]++
+		for k := range i {
+			if out.NotYetKnown[k] == nil {
+				out.NotYetKnown[k] = map[string]bool{}
+			}
+			out.NotYetKnown[k][p] = true
+		}
 	}
 	cp.Reach(ctx, "tx_nodes")
 
@@ -130,7 +153,7 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 		}
 		out.PreviousShares = append(out.PreviousShares, prevShares)
 	}
-	if err := writeEvidenceRange(ctx, tx, out.BotLogIDs, evs, false, cp); err != nil {
+	if err := writeEvidenceRange(ctx, tx, out.BotLogIDs, evs, cp); err != nil {
 		return out, err
 	}
 

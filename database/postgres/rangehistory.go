@@ -289,7 +289,7 @@ func countWindow(ctx context.Context, tx pgx.Tx, logs []botLog, overlay map[int6
 }
 
 // readSummaries reads the points_summary node ids of the given batches.
-func readSummaries(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64][]int64, error) {
+func readSummaries(ctx context.Context, tx queryer, ids []int64) (map[int64][]int64, error) {
 	out := map[int64][]int64{}
 	if len(ids) == 0 {
 		return out, nil
@@ -324,8 +324,10 @@ type historyDiff struct {
 }
 
 // writeHistory applies d: deletes the changed and extra rows, then COPYs
-// the new and changed ones. With bulk (replica mode) the nodes the rows
-// reference are locked FOR KEY SHARE first.
+// the new and changed ones. With bulk they are COPYed in replica mode (see
+// CanBulkWritePoints), which skips the per-row foreign-key checks, after the
+// nodes they reference are locked FOR KEY SHARE in one statement (what those
+// checks would have locked).
 func writeHistory(ctx context.Context, tx pgx.Tx, d *historyDiff, bulk bool) error {
 	if len(d.del) > 0 {
 		nodes, ats := make([]int64, len(d.del)), make([]time.Time, len(d.del))
@@ -353,6 +355,9 @@ func writeHistory(ctx context.Context, tx pgx.Tx, d *historyDiff, bulk bool) err
 		if _, err := tx.Exec(ctx, `SELECT FROM nodes WHERE id = ANY($1::int8[]) FOR KEY SHARE`, ids); err != nil {
 			return fmt.Errorf("locking nodes: %w", err)
 		}
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return fmt.Errorf("entering the bulk path: %w", err)
+		}
 	}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{"score_history"}, []string{"node_id", "score_at", "score", "score_percent"},
 		pgx.CopyFromSlice(len(d.ins), func(i int) ([]any, error) {
@@ -364,6 +369,11 @@ func writeHistory(ctx context.Context, tx pgx.Tx, d *historyDiff, bulk bool) err
 	}
 	if int(n) != len(d.ins) {
 		return fmt.Errorf("inserting score history: copied %d of %d rows", n, len(d.ins))
+	}
+	if bulk {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = origin`); err != nil {
+			return fmt.Errorf("leaving the bulk path: %w", err)
+		}
 	}
 	return nil
 }

@@ -208,7 +208,7 @@ type existingRows struct {
 	fileTS  map[int64]int64
 }
 
-func readExisting(ctx context.Context, tx pgx.Tx, ids []int64) (*existingRows, error) {
+func readExisting(ctx context.Context, tx queryer, ids []int64) (*existingRows, error) {
 	ex := &existingRows{points: map[int64]map[pointRow][]int64{}, summary: map[int64][]int64{}, short: map[int64][]shortRow{},
 		files: map[int64]int{}, fileTS: map[int64]int64{}}
 	rows, err := tx.Query(ctx, `SELECT id, bot_log_id, coalesce(node_id, 0), coalesce(statehash_id, 0), coalesce(file_name, ''),
@@ -323,9 +323,10 @@ func (d *rangeDiff) diffBatch(id int64, nb batchRows, ex *existingRows) {
 }
 
 // apply writes d. With bulk, points are COPYed in replica mode after the
-// referenced rows are locked FOR KEY SHARE (see CanBulkWritePoints);
-// points_summary is always written explicitly (the trigger, when it runs,
-// inserts the same rows and the explicit insert then adds nothing).
+// referenced rows are locked FOR KEY SHARE (see CanBulkWritePoints), and
+// the new points_summary rows COPYed (replica mode skips the trigger);
+// without bulk they are inserted explicitly too (the trigger has inserted
+// the same rows and the explicit insert then adds nothing).
 func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bool, cp coordinator.Checkpoint) error {
 	if len(d.updBatch) > 0 {
 		if _, err := tx.Exec(ctx, `UPDATE bot_logs b SET files_processed = u.f, file_timestamps = u.ts
@@ -385,7 +386,22 @@ func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bo
 			return fmt.Errorf("inserting points: copied %d of %d rows", n, len(d.insPoints))
 		}
 	}
-	if len(d.insSummary) > 0 {
+	switch {
+	case len(d.insSummary) == 0:
+	case bulk:
+		// Replica mode: the trigger did not run, and the rows are new
+		// (those the batches already had were left out by diffBatch).
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"points_summary"}, []string{"bot_log_id", "node_id"},
+			pgx.CopyFromSlice(len(d.insSummary), func(i int) ([]any, error) {
+				return []any{int32(d.insSummary[i][0]), int32(d.insSummary[i][1])}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("inserting points_summary: %w", err)
+		}
+		if int(n) != len(d.insSummary) {
+			return fmt.Errorf("inserting points_summary: copied %d of %d rows", n, len(d.insSummary))
+		}
+	default:
 		b, n := pairs(d.insSummary)
 		if _, err := tx.Exec(ctx, `INSERT INTO points_summary (bot_log_id, node_id)
 			SELECT * FROM unnest($1::int8[], $2::int8[]) ON CONFLICT (bot_log_id, node_id) DO NOTHING`, b, n); err != nil {
@@ -437,52 +453,11 @@ func pairs(p [][2]int64) ([]int64, []int64) {
 	return a, b
 }
 
-// loadSpan reads the submissions of [w.Start, w.End) inside tx, with the
-// columns scoring reads, ordered by submitted_at and submitter.
-func loadSpan(ctx context.Context, tx pgx.Tx, w coordinator.Window) ([]coordinator.Submission, error) {
-	rows, err := tx.Query(ctx, `SELECT submitted_at, submitter, created_at, state_hash, parent, height, slot,
-		validation_error, verified
-		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`,
-		w.Start.UTC(), w.End.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("reading submissions: %w", err)
-	}
-	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (coordinator.Submission, error) {
-		var c coordinator.Submission
-		var height, slot *int32
-		err := row.Scan(&c.SubmittedAt, &c.Submitter, &c.CreatedAt, &c.StateHash, &c.Parent, &height, &slot,
-			&c.ValidationError, &c.Verified)
-		c.Height, c.Slot = widen(height), widen(slot)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading submissions: %w", err)
-	}
-	return subs, nil
-}
-
-// writeEvidenceRange writes the evidence of many batches (evs[i] of batch
-// ids[i]; nil entries are skipped) with writeEvidence, after deleting what
-// they had when replace (one DELETE per table for all of them). The
-// evidence producer ids looked up for one batch serve the next ones.
-func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coordinator.BatchEvidence, replace bool, cp coordinator.Checkpoint) error {
-	if replace {
-		for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
-			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE bot_log_id = ANY($1::int8[])`, ids); err != nil {
-				return fmt.Errorf("replacing the evidence in %s: %w", table, err)
-			}
-		}
-	}
-	cache := &producerCache{}
-	for i, ev := range evs {
-		if ev == nil {
-			continue
-		}
-		_, looked, err := writeEvidence(ctx, tx, cache, 0, ids[i], ev)
-		if err != nil {
-			return err
-		}
-		cache.add(looked)
+// writeEvidenceRange writes the evidence of many new batches (evs[i] of
+// batch ids[i]; nil entries are skipped) with writeEvidenceRows.
+func writeEvidenceRange(ctx context.Context, tx pgx.Tx, ids []int64, evs []*coordinator.BatchEvidence, cp coordinator.Checkpoint) error {
+	if _, err := writeEvidenceRows(ctx, tx, nil, ids, evs); err != nil {
+		return err
 	}
 	cp.Reach(ctx, "tx_evidence")
 	return nil

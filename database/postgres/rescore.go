@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,7 +116,7 @@ func Rescore(ctx context.Context, pool *pgxpool.Pool, opts RescoreOptions) (*Res
 	rep := &RescoreReport{From: opts.From.UTC(), To: opts.To.UTC(), DryRun: opts.DryRun}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		*rep = RescoreReport{From: opts.From.UTC(), To: opts.To.UTC(), DryRun: opts.DryRun}
-		if err := rescore(ctx, tx, opts, rep); err != nil {
+		if err := rescore(ctx, pool, tx, opts, rep); err != nil {
 			return err
 		}
 		if opts.DryRun || !rep.Changed() {
@@ -137,7 +139,7 @@ type producerTally struct {
 	gained, lost  []time.Time
 }
 
-func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreReport) error {
+func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOptions, rep *RescoreReport) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(batchLockKey)); err != nil {
 		return fmt.Errorf("taking the batch lock: %w", err)
 	}
@@ -180,16 +182,30 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 	tally := map[int64]*producerTally{}
 	oldHashes, oldNodes := map[int64]bool{}, map[int64]bool{}
 	newHashes, newNodes := map[string]bool{}, map[string]bool{}
-	var submitters, named []string
+	submitters, named := map[string]bool{}, map[string]bool{}
 
-	// scoreChunk re-scores logs[i:j] and reports whether the last one's
-	// shortlist changed.
-	scoreChunk := func(i, j int) (bool, error) {
-		span := coordinator.Window{Start: time.Unix(logs[i].Start, 0).UTC(), End: time.Unix(logs[j-1].End, 0).UTC()}
-		subs, err := loadSpan(ctx, tx, span)
-		if err != nil {
-			return false, err
+	// The chunks of the range, read ahead on a second connection in this
+	// transaction's snapshot while the previous chunk is scored and written.
+	var chunks [][2]int
+	for i := first; i <= last; i += opts.ChunkBatches {
+		chunks = append(chunks, [2]int{i, min(i+opts.ChunkBatches, last+1)})
+	}
+	inputs, stop, err := readChunksAhead(ctx, pool, tx, logs, chunks)
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	// scoreChunk re-scores logs[i:j] from in (nil: read here) and reports
+	// whether the last one's shortlist changed.
+	scoreChunk := func(i, j int, in *chunkInput) (bool, error) {
+		if in == nil {
+			var err error
+			if in, err = readChunk(ctx, tx, logs, i, j); err != nil {
+				return false, err
+			}
 		}
+		subs := in.subs
 		opts.Checkpoint.Reach(ctx, "load")
 		type scored struct {
 			log botLog
@@ -213,12 +229,12 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 			allHashes = append(allHashes, rec.StateHashes()...)
 			allProducers = append(allProducers, rec.Producers()...)
 			for _, s := range subs[lo:hi] {
-				submitters = append(submitters, s.Submitter)
+				submitters[s.Submitter] = true
 				if s.StateHash != nil && *s.StateHash != "" {
-					named = append(named, *s.StateHash)
+					named[*s.StateHash] = true
 				}
 				if s.Parent != nil && *s.Parent != "" {
-					named = append(named, *s.Parent)
+					named[*s.Parent] = true
 				}
 			}
 		}
@@ -252,10 +268,10 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 		for k, b := range batch {
 			ids[k] = b.log.ID
 		}
-		ex, err := readExisting(ctx, tx, ids)
-		if err != nil {
-			return false, err
+		if !slices.Equal(ids, in.ids) {
+			return false, fmt.Errorf("rescore: read batches %v, scored %v", in.ids, ids)
 		}
+		ex := in.ex
 		for _, m := range ex.points {
 			for p := range m {
 				oldHashes[p.Hash], oldNodes[p.Node] = true, true
@@ -311,23 +327,34 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 			for k, b := range batch {
 				evs[k] = b.ev
 			}
-			if err := writeEvidenceRange(ctx, tx, ids, evs, true, opts.Checkpoint); err != nil {
+			if err := replaceEvidenceRows(ctx, tx, ids, evs, in.evidence); err != nil {
 				return false, err
 			}
+			opts.Checkpoint.Reach(ctx, "tx_evidence")
 		}
 		return changed, nil
 	}
 
 	changed := false
-	for i := first; i <= last; i += opts.ChunkBatches {
-		if changed, err = scoreChunk(i, min(i+opts.ChunkBatches, last+1)); err != nil {
+	for _, c := range chunks {
+		var in *chunkInput
+		select {
+		case in = <-inputs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if in.err != nil {
+			return in.err
+		}
+		if changed, err = scoreChunk(c[0], c[1], in); err != nil {
 			return err
 		}
 	}
+	stop()
 	// The batches after the range start from the last one's shortlist: when
 	// it changed, so did their input.
 	for k := last + 1; changed && k < len(logs) && logs[k].Files > -1; k++ {
-		if changed, err = scoreChunk(k, k+1); err != nil {
+		if changed, err = scoreChunk(k, k+1, nil); err != nil {
 			return err
 		}
 		last = k
@@ -336,29 +363,34 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 	rep.FirstBatchEnd = time.Unix(logs[first].End, 0).UTC()
 	rep.LastBatchEnd = time.Unix(logs[last].End, 0).UTC()
 
-	// The score history from the first re-scored batch to the latest.
-	var existing []historyRow
-	if !opts.DryRun {
-		if existing, err = readHistory(ctx, tx, time.Unix(logs[first].End, 0).UTC()); err != nil {
-			return err
-		}
+	// The score history from the first re-scored batch to the latest, read
+	// a block of batches at a time as the timeline reaches it.
+	hist := &historyReader{tx: tx, block: opts.ChunkBatches}
+	for _, b := range logs[first:] {
+		hist.ends = append(hist.ends, time.Unix(b.End, 0).UTC())
 	}
 	hd := &historyDiff{}
-	pos := 0
+	have := map[int64]score{}
 	final, err := scoreTimeline(ctx, tx, logs, first, opts.UptimeDays, baseHistory, overlay,
 		func(b botLog, _ int, scores map[int64]score) error {
 			if opts.DryRun {
 				return nil
 			}
 			at := time.Unix(b.End, 0).UTC()
+			if err := hist.upTo(ctx, at); err != nil {
+				return err
+			}
+			existing := hist.rows
+			pos := 0
 			for pos < len(existing) && existing[pos].At.Before(at) {
 				hd.del = append(hd.del, existing[pos]) // a score_at that is no batch end any more
 				pos++
 			}
-			have := map[int64]score{}
+			clear(have)
 			for ; pos < len(existing) && existing[pos].At.Equal(at); pos++ {
 				have[existing[pos].Node] = existing[pos].score
 			}
+			hist.rows = existing[pos:]
 			for n, s := range scores {
 				if h, ok := have[n]; ok && h == s {
 					continue
@@ -429,15 +461,15 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 
 	// What a scratch run would not have created: state hashes and nodes that
 	// only the old results needed.
-	if err := hashes.loadHashes(ctx, tx, dedupe(named)); err != nil {
+	if err := hashes.loadHashes(ctx, tx, keys(named)); err != nil {
 		return err
 	}
-	for _, h := range named {
+	for h := range named {
 		if id, ok := hashes.ids[h]; ok && id > 0 {
 			oldHashes[id] = true
 		}
 	}
-	for _, p := range dedupe(submitters) {
+	for p := range submitters {
 		if id, ok := nodes.ids[p]; ok {
 			oldNodes[id] = true
 		}
@@ -454,6 +486,110 @@ func rescore(ctx context.Context, tx pgx.Tx, opts RescoreOptions, rep *RescoreRe
 	}
 	opts.Checkpoint.Reach(ctx, "tx_scoreboard")
 	return nil
+}
+
+// chunkInput is what re-scoring a chunk of batches reads: its submissions
+// and the rows its batches hold.
+type chunkInput struct {
+	ids      []int64 // the chunk's batches (not starting rows), in order
+	subs     []coordinator.Submission
+	ex       *existingRows
+	evidence map[evidenceKey]oldEvidence
+	err      error
+}
+
+// readChunk reads the input of logs[i:j] with q.
+func readChunk(ctx context.Context, q queryer, logs []botLog, i, j int) (*chunkInput, error) {
+	in := &chunkInput{}
+	for _, b := range logs[i:j] {
+		if b.Files > -1 {
+			in.ids = append(in.ids, b.ID)
+		}
+	}
+	span := coordinator.Window{Start: time.Unix(logs[i].Start, 0).UTC(), End: time.Unix(logs[j-1].End, 0).UTC()}
+	var err error
+	if in.subs, err = readSubmissions(ctx, q, `SELECT `+submissionColumns+`
+		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`, span.Start, span.End); err != nil {
+		return nil, err
+	}
+	if in.ex, err = readExisting(ctx, q, in.ids); err != nil {
+		return nil, err
+	}
+	if in.evidence, err = readEvidence(ctx, q, in.ids); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// snapshotID is what pg_export_snapshot returns.
+var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
+
+// readChunksAhead reads the input of each chunk (logs[c[0]:c[1]]) in order
+// on a connection of its own, in tx's snapshot (exported: it sees what tx
+// sees now), one chunk ahead of the caller, who receives them from the
+// channel (an input with err set ends it). stop ends the reading and
+// releases the connection; it may be called more than once.
+func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []botLog, chunks [][2]int) (<-chan *chunkInput, func(), error) {
+	var snap string
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snap); err != nil {
+		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
+	}
+	if !snapshotID.MatchString(snap) {
+		return nil, nil, fmt.Errorf("exporting the snapshot: unexpected id %q", snap)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the reading connection: %w", err)
+	}
+	rtx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		conn.Release()
+		return nil, nil, fmt.Errorf("opening the reading transaction: %w", err)
+	}
+	if _, err := rtx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snap+`'`); err != nil {
+		_ = rtx.Rollback(ctx)
+		conn.Release()
+		return nil, nil, fmt.Errorf("importing the snapshot: %w", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	out := make(chan *chunkInput, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, c := range chunks {
+			in, err := readChunk(rctx, rtx, logs, c[0], c[1])
+			if err != nil {
+				in = &chunkInput{err: err}
+			}
+			select {
+			case out <- in:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			_ = rtx.Rollback(context.Background())
+			conn.Release()
+		})
+	}
+	return out, stop, nil
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func tallyOf(m map[int64]*producerTally, n int64) *producerTally {
@@ -480,28 +616,47 @@ func firstReal(logs []botLog) botLog {
 	return logs[0]
 }
 
-// readHistory reads the score_history rows at or after from, ordered by
-// score_at.
-func readHistory(ctx context.Context, tx pgx.Tx, from time.Time) ([]historyRow, error) {
-	rows, err := tx.Query(ctx, `SELECT node_id, score_at, coalesce(score, 0), score_percent FROM score_history
-		WHERE score_at >= $1 ORDER BY score_at, node_id`, from)
-	if err != nil {
-		return nil, fmt.Errorf("reading score history: %w", err)
+// historyReader reads the score_history rows from ends[0] on, ordered by
+// score_at and node, a block of batch ends at a time.
+type historyReader struct {
+	tx     pgx.Tx
+	ends   []time.Time // the batch ends, in order
+	block  int         // batch ends per read
+	next   int         // ends[next] is where the next read starts
+	loaded bool        // the last block (to the end of time) is read
+	rows   []historyRow
+}
+
+// upTo reads blocks until every row at or before at is in rows.
+func (h *historyReader) upTo(ctx context.Context, at time.Time) error {
+	for !h.loaded && !h.ends[h.next].After(at) {
+		from := h.ends[h.next]
+		h.next += h.block
+		args := []any{from}
+		q := `SELECT node_id, score_at, coalesce(score, 0), (score_percent * 100)::int8 FROM score_history
+			WHERE score_at >= $1`
+		if h.next < len(h.ends) {
+			q += ` AND score_at < $2`
+			args = append(args, h.ends[h.next])
+		} else {
+			h.loaded = true
+		}
+		rows, err := h.tx.Query(ctx, q+` ORDER BY score_at, node_id`, args...)
+		if err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
+		var r historyRow
+		var sc int32
+		var pct pgtype.Int8
+		if _, err := pgx.ForEachRow(rows, []any{&r.Node, &r.At, &sc, &pct}, func() error {
+			r.Score, r.Percent, r.Valid = int(sc), pct.Int64, pct.Valid
+			h.rows = append(h.rows, r)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("reading score history: %w", err)
+		}
 	}
-	defer rows.Close()
-	var out []historyRow
-	var r historyRow
-	var sc int32
-	var pct pgtype.Numeric
-	if _, err := pgx.ForEachRow(rows, []any{&r.Node, &r.At, &sc, &pct}, func() error {
-		r.Score = int(sc)
-		r.Percent, r.Valid = hundredths(pct)
-		out = append(out, r)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("reading score history: %w", err)
-	}
-	return out, nil
+	return nil
 }
 
 // removeUnneededHashes deletes the candidate state hashes (ids in old, not
