@@ -164,7 +164,7 @@ func (e *Engine) takeAhead(ctx context.Context, span Window) ([]Submission, bool
 	}
 	subs := p.subs
 	if p.span.End.After(span.End) {
-		subs = slices.DeleteFunc(subs, func(s Submission) bool { return !s.SubmittedAt.Before(span.End) })
+		subs = slices.DeleteFunc(slices.Clone(subs), func(s Submission) bool { return !s.SubmittedAt.Before(span.End) })
 	}
 	return subs, true
 }
@@ -220,6 +220,17 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 				return nil, &w, fmt.Errorf("verifying submissions of %s: %w", fmtWindow(w), err)
 			}
 			verification[i] = e.now().Sub(t)
+			// When verification is the bottleneck (workers take minutes a
+			// window), the windows verified within one interval are
+			// committed rather than holding every score back until the
+			// whole range is verified: scores stay as fresh as batch after
+			// batch.
+			if i+1 < n && e.now().Sub(began) >= e.Interval {
+				n, windows, verification = i+1, windows[:i+1], verification[:i+1]
+				span.End = w.End
+				e.log().Info("catching up: committing the windows verified so far", "batches", n, "window_end", span.End)
+				break
+			}
 		}
 	}
 	dbctx, cancel = e.step(ctx, "reading submissions", e.DBTimeout)
