@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string) error {
 	if kctx.Command() == "demo" {
 		return cli.Demo.Run(ctx)
 	}
+	if kctx.Command() == "cleanup <days>" && cli.Cleanup.Days < 1 {
+		return fmt.Errorf("cleanup: days must be >= 1, got %d", cli.Cleanup.Days)
+	}
 	pg, err := tasks.Postgres() // loads .env too
 	if err != nil {
 		return err
