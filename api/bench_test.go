@@ -160,10 +160,10 @@ func benchDatabase(b *testing.B, producers, days int) (config.Postgres, *pgxpool
 		}
 	}
 	cfg.DB = name
-	if _, err := postgres.Migrate(ctx, cfg.ConnString("")); err != nil {
+	pool := pgtest.Pool(b, cfg)
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		b.Fatal(err)
 	}
-	pool := pgtest.Pool(b, cfg)
 	var seeded bool
 	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM coordinator_scoreboard)`).Scan(&seeded); err != nil {
 		b.Fatal(err)

@@ -45,7 +45,7 @@ func sendOperationAlert(ctx context.Context, cfg *config.Config, pool *pgxpool.P
 		log.Error("the "+o.Command+" alert could not be queued", "error", err)
 		return
 	}
-	lock, err := postgres.Acquire(ctx, cfg.Postgres.ConnString(""), 0)
+	lock, err := postgres.Acquire(ctx, pool, 0)
 	if errors.Is(err, postgres.ErrLocked) {
 		log.Info("the " + o.Command + " alert is queued; the running coordinator delivers it")
 		return

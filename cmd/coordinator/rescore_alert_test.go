@@ -64,7 +64,7 @@ func TestRescoreAlertDelivered(t *testing.T) {
 
 	// A coordinator holds the lock: the alert waits in the outbox for its
 	// queue (the command does not work the queue behind the lock holder).
-	lock, err := postgres.Acquire(context.Background(), cfg.ConnString(""), 0)
+	lock, err := postgres.Acquire(context.Background(), pgtest.Pool(t, cfg), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

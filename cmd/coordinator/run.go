@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
@@ -31,20 +33,19 @@ func run(ctx context.Context, batches int, stdout io.Writer) error {
 	slog.SetDefault(log)
 	log.Info("coordinator starting", "version", buildinfo.Get().Short(), "config", cfg)
 
-	conn := cfg.Postgres.ConnString("")
-	if err := migrateOnStart(ctx, cfg, conn, log); err != nil {
-		return err
-	}
-	lock, err := postgres.Acquire(ctx, conn, 15*time.Second)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	pool, err := postgres.Open(ctx, conn, postgres.WithStatementTimeout(cfg.Postgres.StatementTimeout))
+	pool, err := postgres.Open(ctx, cfg.Postgres.ConnString(""), postgres.WithStatementTimeout(cfg.Postgres.StatementTimeout))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	if err := migrateOnStart(ctx, cfg, pool, log); err != nil {
+		return err
+	}
+	lock, err := postgres.Acquire(ctx, pool, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	cp := checkpoint() // nil but in the crash tests' build
 	db := &postgres.Database{Pool: pool, Lock: lock, Checkpoint: cp, Logger: log}
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
@@ -192,9 +193,9 @@ func runLocked(ctx context.Context, eng *coordinator.Engine, lock *postgres.Held
 
 // migrateOnStart applies pending migrations when MIGRATE_ON_START is true;
 // otherwise it refuses to start while any is pending.
-func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *slog.Logger) error {
+func migrateOnStart(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) error {
 	if !cfg.Postgres.MigrateOnStart {
-		pending, err := postgres.PendingMigrations(ctx, conn)
+		pending, err := postgres.PendingMigrations(ctx, pool)
 		if err != nil {
 			return err
 		}
@@ -203,7 +204,7 @@ func migrateOnStart(ctx context.Context, cfg *config.Config, conn string, log *s
 		}
 		return nil
 	}
-	res, err := postgres.Migrate(ctx, conn)
+	res, err := postgres.Migrate(ctx, pool)
 	if err != nil {
 		return err
 	}

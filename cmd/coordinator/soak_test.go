@@ -89,7 +89,7 @@ func TestSoak(t *testing.T) {
 	}
 	t.Cleanup(cluster.Stop)
 	cfg := cluster.Config
-	if _, err := postgres.Migrate(context.Background(), cfg.ConnString("")); err != nil {
+	if _, err := postgres.Migrate(context.Background(), pgtest.Pool(t, cfg)); err != nil {
 		t.Fatal(err)
 	}
 	load(cfg)

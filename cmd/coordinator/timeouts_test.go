@@ -66,7 +66,7 @@ func ownCluster(t *testing.T, windows int) (*pgtest.Cluster, config.Postgres) {
 	t.Cleanup(c.Stop)
 	cfg := c.Config
 	ctx := context.Background()
-	if _, err := postgres.Migrate(ctx, cfg.ConnString("")); err != nil {
+	if _, err := postgres.Migrate(ctx, pgtest.Pool(t, cfg)); err != nil {
 		t.Fatal(err)
 	}
 	pool, err := postgres.Open(ctx, cfg.ConnString(""))

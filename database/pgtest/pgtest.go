@@ -180,7 +180,12 @@ func setup() error {
 	}
 	tcfg := server
 	tcfg.DB = template
-	if _, err := postgres.Migrate(ctx, tcfg.ConnString("")); err != nil {
+	pool, err := postgres.Open(ctx, tcfg.ConnString(""))
+	if err != nil {
+		return fmt.Errorf("connecting to the template database: %w", err)
+	}
+	defer pool.Close() // before the template is used: it must have no session
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("migrating the template database: %w", err)
 	}
 	return nil

@@ -38,7 +38,12 @@ func CreateDatabase(ctx context.Context, cfg config.Postgres) (created bool, res
 			created = true
 		}
 	}
-	res, err = Migrate(ctx, cfg.ConnString(""))
+	pool, err := Open(ctx, cfg.ConnString(""))
+	if err != nil {
+		return created, res, err
+	}
+	defer pool.Close()
+	res, err = Migrate(ctx, pool)
 	return created, res, err
 }
 
@@ -198,16 +203,13 @@ func grantSubscriptions(ctx context.Context, tx pgx.Tx, ident string) error {
 	return nil
 }
 
-// Cleanup calls cleanup_old_data(days) and returns the notices it raised
-// (its summary of deleted rows).
-func Cleanup(ctx context.Context, connString string, days int) ([]string, error) {
+// Cleanup calls cleanup_old_data(days) in pool's database and returns the
+// notices it raised (its summary of deleted rows).
+func Cleanup(ctx context.Context, pool *pgxpool.Pool, days int) ([]string, error) {
 	if days < 1 {
 		return nil, fmt.Errorf("days must be >= 1, got %d", days)
 	}
-	cfg, err := pgx.ParseConfig(connString)
-	if err != nil {
-		return nil, fmt.Errorf("parsing postgres connection settings: %w", err)
-	}
+	cfg := session(pool) // of its own, to collect its notices
 	var notices []string
 	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
 	conn, err := pgx.ConnectConfig(ctx, cfg)

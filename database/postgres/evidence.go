@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
@@ -421,16 +422,18 @@ func (s *Database) RecordFailure(ctx context.Context, at time.Time, f coordinato
 }
 
 // ReplaceEvidence deletes a batch's evidence and writes ev in its place, in
-// tx (re-scoring a batch). ev nil only deletes.
-func ReplaceEvidence(ctx context.Context, tx pgx.Tx, botLogID int64, ev *coordinator.BatchEvidence) error {
-	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
-		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE bot_log_id = $1`, botLogID); err != nil {
-			return fmt.Errorf("deleting the evidence of bot_logs %d from %s: %w", botLogID, table, err)
+// one transaction. ev nil only deletes.
+func ReplaceEvidence(ctx context.Context, pool *pgxpool.Pool, botLogID int64, ev *coordinator.BatchEvidence) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE bot_log_id = $1`, botLogID); err != nil {
+				return fmt.Errorf("deleting the evidence of bot_logs %d from %s: %w", botLogID, table, err)
+			}
 		}
-	}
-	if ev == nil {
-		return nil
-	}
-	_, _, err := writeEvidence(ctx, tx, nil, 0, botLogID, ev)
-	return err
+		if ev == nil {
+			return nil
+		}
+		_, _, err := writeEvidence(ctx, tx, nil, 0, botLogID, ev)
+		return err
+	})
 }

@@ -100,15 +100,7 @@ func TestEvidenceWritten(t *testing.T) {
 	// replacing it with nothing deletes exactly that batch's rows.
 	replace := func(ev *coordinator.BatchEvidence) {
 		t.Helper()
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if err := postgres.ReplaceEvidence(ctx, tx, first.Committed.BotLogID, ev); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
+		if err := postgres.ReplaceEvidence(ctx, pool, first.Committed.BotLogID, ev); err != nil {
 			t.Fatal(err)
 		}
 	}

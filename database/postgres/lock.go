@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // coordinatorLockKey is the session advisory lock a running coordinator
@@ -24,13 +25,13 @@ var ErrLocked = errors.New("another coordinator is running on this database (it 
 // lock connection no longer holds the lock.
 var ErrLockLost = errors.New("this coordinator no longer holds the coordinator's advisory lock (its connection to PostgreSQL was lost); nothing was committed")
 
-// Lock takes the coordinator's advisory lock on a connection of its own and
-// holds it until release is called or the process ends. When the lock is
-// held, it tries again for up to wait (a coordinator that was just killed
-// holds it until the server notices its connection is gone), then returns
-// ErrLocked.
-func Lock(ctx context.Context, connString string, wait time.Duration) (release func(), err error) {
-	l, err := Acquire(ctx, connString, wait)
+// Lock takes the coordinator's advisory lock on a connection of its own
+// (with pool's settings) and holds it until release is called or the
+// process ends. When the lock is held, it tries again for up to wait (a
+// coordinator that was just killed holds it until the server notices its
+// connection is gone), then returns ErrLocked.
+func Lock(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) (release func(), err error) {
+	l, err := Acquire(ctx, pool, wait)
 	if err != nil {
 		return nil, err
 	}
@@ -42,8 +43,8 @@ func Lock(ctx context.Context, connString string, wait time.Duration) (release f
 // connection (a server restart, a network cut), and a coordinator that
 // goes on scoring without it may score alongside another one.
 type HeldLock struct {
-	connString string
-	pid        atomic.Int32 // backend pid of the lock connection
+	settings *pgx.ConnConfig // the pool's, for a connection of the lock's own
+	pid      atomic.Int32    // backend pid of the lock connection
 
 	mu   sync.Mutex
 	conn *pgx.Conn
@@ -51,8 +52,8 @@ type HeldLock struct {
 }
 
 // Acquire takes the lock as Lock does and returns it held.
-func Acquire(ctx context.Context, connString string, wait time.Duration) (*HeldLock, error) {
-	l := &HeldLock{connString: connString, lost: make(chan struct{})}
+func Acquire(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) (*HeldLock, error) {
+	l := &HeldLock{settings: session(pool), lost: make(chan struct{})}
 	if err := l.acquire(ctx, wait); err != nil {
 		return nil, err
 	}
@@ -60,10 +61,7 @@ func Acquire(ctx context.Context, connString string, wait time.Duration) (*HeldL
 }
 
 func (l *HeldLock) acquire(ctx context.Context, wait time.Duration) error {
-	cfg, err := pgx.ParseConfig(l.connString)
-	if err != nil {
-		return fmt.Errorf("parsing postgres connection settings: %w", err)
-	}
+	cfg := l.settings.Copy()
 	// Who holds the lock, for coordinator status (pg_stat_activity).
 	host, _ := os.Hostname()
 	cfg.RuntimeParams["application_name"] = fmt.Sprintf("coordinator pid=%d host=%s", os.Getpid(), host)

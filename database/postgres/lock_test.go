@@ -15,13 +15,13 @@ import (
 func TestLockAdmitsOneCoordinator(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn := pgtest.NewDatabase(t).ConnString("")
-	release, err := postgres.Lock(ctx, conn, 0)
+	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
+	release, err := postgres.Lock(ctx, pool, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	if _, err := postgres.Lock(ctx, conn, 600*time.Millisecond); !errors.Is(err, postgres.ErrLocked) {
+	if _, err := postgres.Lock(ctx, pool, 600*time.Millisecond); !errors.Is(err, postgres.ErrLocked) {
 		t.Fatalf("second lock: %v, want ErrLocked", err)
 	}
 	if waited := time.Since(began); waited < 500*time.Millisecond {
@@ -29,7 +29,7 @@ func TestLockAdmitsOneCoordinator(t *testing.T) {
 	}
 	// A holder that goes away (as a killed process's session does) frees it.
 	go func() { time.Sleep(300 * time.Millisecond); release() }()
-	release2, err := postgres.Lock(ctx, conn, 5*time.Second)
+	release2, err := postgres.Lock(ctx, pool, 5*time.Second)
 	if err != nil {
 		t.Fatalf("lock after the holder left: %v", err)
 	}
@@ -47,7 +47,7 @@ func TestLostLockFencesCommits(t *testing.T) {
 	if err := postgres.InitDatabase(ctx, pool, time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC), false); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := postgres.Acquire(ctx, cfg.ConnString(""), 0)
+	lock, err := postgres.Acquire(ctx, pgtest.Pool(t, cfg), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,14 +88,14 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	t.Parallel()
 	cfg := pgtest.NewEmptyDatabase(t)
 	ctx := context.Background()
-	res, err := postgres.Migrate(ctx, cfg.ConnString(""))
+	res, err := postgres.Migrate(ctx, pgtest.Pool(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(res.Applied, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) || res.Current != latestVersion {
 		t.Fatalf("first run applied %v, now at %d", res.Applied, res.Current)
 	}
-	res, err = postgres.Migrate(ctx, cfg.ConnString(""))
+	res, err = postgres.Migrate(ctx, pgtest.Pool(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestMigrateOriginalSchema(t *testing.T) {
 	seedOriginal(t, pool)
 	before, data := catalog(t, pool), fingerprint(t, pool)
 
-	res, err := postgres.Migrate(context.Background(), cfg.ConnString(""))
+	res, err := postgres.Migrate(context.Background(), pgtest.Pool(t, cfg))
 	if err != nil {
 		t.Fatalf("migrating a database the original created: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestMigrateOriginalSchema(t *testing.T) {
 
 	// Our first migration creates exactly the original's objects.
 	fresh := pgtest.NewEmptyDatabase(t)
-	if _, err := postgres.Migrate(context.Background(), fresh.ConnString("")); err != nil {
+	if _, err := postgres.Migrate(context.Background(), pgtest.Pool(t, fresh)); err != nil {
 		t.Fatal(err)
 	}
 	ours := catalog(t, pgtest.Pool(t, fresh))
@@ -274,7 +274,7 @@ func TestCleanupOldData(t *testing.T) {
 		SELECT now() - d * interval '1 day', now() - d * interval '1 day', now() - d * interval '1 day' + interval '20 minutes', 1, false, 'x'
 		FROM (VALUES (100), (1)) v(d)`)
 
-	notices, err := postgres.Cleanup(ctx, cfg.ConnString(""), 30)
+	notices, err := postgres.Cleanup(ctx, pgtest.Pool(t, cfg), 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestCleanupOldData(t *testing.T) {
 			t.Errorf("%s = %s, want %s", query, got, want)
 		}
 	}
-	if _, err := postgres.Cleanup(ctx, cfg.ConnString(""), 0); err == nil {
+	if _, err := postgres.Cleanup(ctx, pgtest.Pool(t, cfg), 0); err == nil {
 		t.Error("cleanup with 0 days must be refused")
 	}
 }

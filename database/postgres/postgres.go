@@ -1,5 +1,14 @@
 // Package postgres is the coordinator's PostgreSQL adapter (pgx): schema
 // migrations, the database tasks, the submission source and the batch ledger.
+//
+// Every entry point that works in the coordinator's database takes the one
+// kind of handle, the *pgxpool.Pool that Open returns (Database holds it
+// too). The few that need a session of their own — Migrate (goose's
+// migration lock), Cleanup (the notices it collects), Lock and Acquire (a
+// session advisory lock lives as long as its connection) — open it with the
+// pool's connection settings. Only CreateDatabase, DatabaseExists and
+// DropDatabase take the config.Postgres: they act on the server, around a
+// database that may not exist yet.
 package postgres
 
 import (
@@ -10,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -57,30 +67,29 @@ type MigrationResult struct {
 	Current int64   // schema version after the run
 }
 
-// Migrate applies every pending migration to the database at connString. It
-// holds a Postgres advisory lock while it runs, so concurrent callers apply
-// each migration once.
-func Migrate(ctx context.Context, connString string) (MigrationResult, error) {
-	pool, err := Open(ctx, connString)
-	if err != nil {
-		return MigrationResult{}, err
-	}
-	defer pool.Close()
-	db := stdlib.OpenDBFromPool(pool)
+// session returns the pool's connection settings for a connection of its
+// own, without the pool's statement_timeout (WithStatementTimeout bounds a
+// batch step; a migration or a clean-up may rightly take longer).
+func session(pool *pgxpool.Pool) *pgx.ConnConfig {
+	cfg := pool.Config().ConnConfig.Copy()
+	delete(cfg.RuntimeParams, "statement_timeout")
+	return cfg
+}
+
+// Migrate applies every pending migration to pool's database, on
+// connections of its own. It holds a Postgres advisory lock while it runs,
+// so concurrent callers apply each migration once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrationResult, error) {
+	db := stdlib.OpenDB(*session(pool))
 	defer db.Close()
 	return migrate(ctx, db, migrations.FS)
 }
 
 // PendingMigrations lists the versions of the embedded migrations not yet
-// applied to the database at connString. It only reads: no lock, and no
+// applied to pool's database. It only reads: no lock, and no
 // goose version table is created when there is none (then every migration
 // is pending).
-func PendingMigrations(ctx context.Context, connString string) ([]int64, error) {
-	pool, err := Open(ctx, connString)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+func PendingMigrations(ctx context.Context, pool *pgxpool.Pool) ([]int64, error) {
 	var table *string
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version')::text`).Scan(&table); err != nil {
 		return nil, fmt.Errorf("looking for the schema version table: %w", err)

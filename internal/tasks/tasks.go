@@ -109,7 +109,12 @@ func CreateROUser(ctx context.Context, cfg config.Postgres, out io.Writer) error
 
 // Cleanup deletes data older than days (cleanup_old_data).
 func Cleanup(ctx context.Context, cfg config.Postgres, days int, out io.Writer) error {
-	notices, err := postgres.Cleanup(ctx, cfg.ConnString(""), days)
+	pool, err := postgres.Open(ctx, cfg.ConnString(""))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	notices, err := postgres.Cleanup(ctx, pool, days)
 	if err != nil {
 		return err
 	}

@@ -320,7 +320,7 @@ func TestStatus(t *testing.T) {
 	if err := store.RecordFailure(ctx, start.Add(50*time.Hour), coordinator.Failure{Window: &w, Attempt: 1, Err: errors.New("loading submissions: connection reset")}); err != nil {
 		t.Fatal(err)
 	}
-	release, err := postgres.Lock(ctx, cfg.ConnString(""), time.Second)
+	release, err := postgres.Lock(ctx, pgtest.Pool(t, cfg), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("last batch classes %v, want 8", st.Recent[0].InvalidByClass)
 	}
 	// The migrator's own account of the version (a no-op run).
-	res, err := postgres.Migrate(ctx, cfg.ConnString(""))
+	res, err := postgres.Migrate(ctx, pgtest.Pool(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
