@@ -75,7 +75,7 @@ type EnvVar struct {
 // AWS_ROLE_SESSION_NAME and cassandraHost (the resolved address, see
 // Prelude) CASSANDRA_HOST; SSL_CERTFILE is WorkerSSLCertFile, the path
 // inside the verifier image. Values the configuration does not set are
-// empty. The passwords and AWS keys are Secret (secretVars).
+// empty. The passwords and AWS keys are Secret (SecretVars).
 func Env(o Options, jobName string, start, end time.Time, cassandraHost string) []EnvVar {
 	port := func(p int) string {
 		if p == 0 {
