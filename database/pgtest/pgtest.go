@@ -388,13 +388,7 @@ func (c *Cluster) Signal(sig syscall.Signal) error {
 // Restart shuts the server down (fast mode: every session is ended, as in a
 // real restart) and starts it again on the same port and data.
 func (c *Cluster) Restart() error {
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	c.shutdown()
 	n, err := startPostgres(c.bin, c.Dir, c.data, c.Config.Port, c.durable, c.attr)
 	if err != nil {
 		return fmt.Errorf("restarting postgres: %w", err)
@@ -405,14 +399,25 @@ func (c *Cluster) Restart() error {
 
 // Stop shuts the server down (fast mode) and removes its directory.
 func (c *Cluster) Stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	c.shutdown()
 	os.RemoveAll(c.Dir)
+}
+
+// shutdown stops the server: fast mode, then immediate mode after 15 s
+// (a loaded machine with a big database), SIGKILL only as a last resort.
+// Immediate mode ends the backends too; a SIGKILLed postmaster leaves them
+// holding the shared memory, and the next start on the data directory
+// fails ("pre-existing shared memory block is still in use").
+func (c *Cluster) shutdown() {
+	for _, sig := range []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGKILL} {
+		_ = c.cmd.Process.Signal(sig)
+		select {
+		case <-c.done:
+			return
+		case <-time.After(15 * time.Second):
+		}
+	}
+	<-c.done
 }
 
 func startCluster() (config.Postgres, func(), error) {
