@@ -101,7 +101,7 @@ var Vars = []Var{
 	{Name: "ALARM_ZK_UPPER_LIMIT_SEC", Group: groupAlerts, Doc: "Alert when verification of a batch took more seconds."},
 	{Name: "PRODUCER_DROP_ALERT_PERCENT", Default: "50", Group: groupAlerts, Doc: "New. Alert when the number of producers submitting in a batch drops by more than this percentage against the previous batch (0 disables). A window with no submission at all is always alerted."},
 	{Name: "VALID_SHARE_ALERT_PERCENT", Group: groupAlerts, Doc: "New. Alert when the share of valid submissions in a batch drops below this percentage."},
-	{Name: "ALERT_SUBSCRIPTIONS_FILE", Group: groupAlerts, Doc: "New. YAML file of per-producer alert subscriptions, reconciled into the database at the start of run (see the README's Per-producer alerts)."},
+	{Name: "ALERT_SUBSCRIPTIONS_FILE", Group: groupAlerts, Doc: "New. YAML file of per-producer alert subscriptions, reconciled into the database at the start of run (see docs/alerts.md)."},
 	{Name: "ALERT_ALLOW_PRIVATE_NETWORKS", Group: groupAlerts, Doc: "New. Truthy: alert webhooks may point at private and loopback addresses, and use plain http to loopback (tests, closed networks). Link-local stays refused."},
 	{Name: "ALERT_DRAIN_TIMEOUT", Default: "30s", Group: groupAlerts, Doc: "New. run --batches N: how long to wait at exit for the queued alerts to be delivered (Go duration)."},
 	{Name: "ALERT_RETRY_BASE", Default: "5s", Group: groupAlerts, Doc: "New. First retry delay of a failed alert delivery; it doubles up to 360 times this (30 minutes with the default), over 25 attempts (about 8 hours with the default)."},

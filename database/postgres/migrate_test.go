@@ -151,7 +151,7 @@ func TestMigrateOriginalSchema(t *testing.T) {
 	after := catalog(t, pool)
 	for _, obj := range before {
 		if strings.HasPrefix(obj, "function cleanup_old_data(") {
-			continue // replaced on purpose: see 00003 and the README
+			continue // replaced on purpose: see 00003 and docs/schema.md
 		}
 		if !slices.Contains(after, obj) {
 			t.Errorf("migration changed or removed %q", obj)
