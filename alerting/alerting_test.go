@@ -49,7 +49,7 @@ func newSetup(t *testing.T, batches int) *setup {
 	}
 	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: 40, Start: start, Duration: time.Duration(batches) * interval,
 		OfflineShare: 0.4, InvalidShare: 0.05})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	recv := alertingtest.NewReceiver(t)

@@ -31,7 +31,7 @@ func BenchmarkStep(b *testing.B) {
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	const batches = 6
 	net := synthnet.Generate(synthnet.Params{Seed: 5, Producers: 10000, Start: start, Duration: batches * 20 * time.Minute})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		b.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {

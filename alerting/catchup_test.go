@@ -52,7 +52,7 @@ func TestCatchUpAlertsMatchBatchByBatch(t *testing.T) {
 		if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 			t.Fatal(err)
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))

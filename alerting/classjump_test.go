@@ -47,7 +47,7 @@ func TestErrorClassJumpAlertsOnce(t *testing.T) {
 	if storm == 0 {
 		t.Fatal("no submission in the storm")
 	}
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -41,7 +41,7 @@ func BenchmarkReadIndexWriteCost(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
+	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 	"github.com/delegation-program/uptime-coordinator/monitor"
 )
 
@@ -311,14 +312,8 @@ func TestHealthz(t *testing.T) {
 // deadDB is a pool on a port where nothing listens.
 func deadDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	cfg := pgtest.NewDatabase(t)
-	cfg.Port = port
+	cfg.Port = porttest.Port(t)
 	return lazyPool(t, cfg.ConnString(""))
 }
 

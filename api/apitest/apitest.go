@@ -50,7 +50,7 @@ func Seed(t testing.TB, batches int) *Seeded {
 	cfg := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: Producers, Start: Start, Duration: 40 * Interval, DepartShare: 0.05, Fates: true})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, Start, false); err != nil {

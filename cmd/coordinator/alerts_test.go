@@ -78,7 +78,7 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 23, Producers: 40, Start: netStart, Duration: total * 20 * time.Minute,
 		OfflineShare: 0.4})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 	"github.com/delegation-program/uptime-coordinator/workers"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // TestCassandraStorageScoresAsPostgres runs the real binary with
@@ -54,7 +53,7 @@ func TestCassandraStorageScoresAsPostgres(t *testing.T) {
 
 	viaPostgres := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, viaPostgres)
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
@@ -117,7 +116,7 @@ func TestVerifyAgainstCassandra(t *testing.T) {
 	}
 	cassandratest.Insert(t, ks, subs...)
 	blocks := t.TempDir()
-	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	w := coordinator.Window{Start: start, End: start.Add(20 * time.Minute)} // crosses midnight

@@ -56,7 +56,7 @@ func seeded(t *testing.T) config.Postgres {
 	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: 150, Start: netStart, Duration: batches * 20 * time.Minute})
 	ctx := context.Background()
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {

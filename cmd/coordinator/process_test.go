@@ -18,7 +18,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // TestProcessWorkersScoreAsPreverified runs the real binary in process mode
@@ -33,13 +32,13 @@ func TestProcessWorkersScoreAsPreverified(t *testing.T) {
 	ctx := context.Background()
 	net := synthnet.Generate(synthnet.Params{Seed: 23, Producers: 120, Start: netStart, Duration: n * 20 * time.Minute})
 	blocks := filepath.Join(t.TempDir(), "blocks")
-	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	setup := func(subs []coordinator.Submission) config.Postgres {
 		cfg := pgtest.NewDatabase(t)
 		pool := pgtest.Pool(t, cfg)
-		if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 			t.Fatal(err)
 		}
 		if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
@@ -173,11 +172,11 @@ func TestVerifyCommand(t *testing.T) {
 	ctx := context.Background()
 	cfg := pgtest.NewDatabase(t)
 	net := synthnet.Generate(synthnet.Params{Seed: 3, Producers: 30, Start: netStart, Duration: 20 * time.Minute})
-	if _, err := postgres.InsertSubmissions(ctx, pgtest.Pool(t, cfg), net.Unverified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pgtest.Pool(t, cfg), net.Unverified()); err != nil {
 		t.Fatal(err)
 	}
 	blocks := t.TempDir()
-	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	env := append(pgtest.Env(cfg), "BLOCKS_DIR="+blocks)

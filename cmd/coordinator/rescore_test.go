@@ -18,7 +18,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // catchUpEnv puts the loop in catch-up mode: more than one batch behind,
@@ -95,7 +94,7 @@ func seededWith(t *testing.T, subs []coordinator.Submission) config.Postgres {
 	cfg := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, cfg)
 	ctx := context.Background()
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
@@ -286,7 +285,7 @@ func TestReverifyRescore(t *testing.T) {
 	const n = 3
 	net := synthnet.Generate(synthnet.Params{Seed: 29, Producers: 80, Start: netStart, Duration: n * 20 * time.Minute})
 	full := filepath.Join(t.TempDir(), "full")
-	if err := verifier.WriteBlockFiles(full, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(full, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	broken := filepath.Join(t.TempDir(), "broken")
@@ -296,7 +295,7 @@ func TestReverifyRescore(t *testing.T) {
 			kept = append(kept, b)
 		}
 	}
-	if err := verifier.WriteBlockFiles(broken, kept); err != nil {
+	if err := synthnet.WriteBlockFiles(broken, kept); err != nil {
 		t.Fatal(err)
 	}
 	process := func(blocks string) []string {

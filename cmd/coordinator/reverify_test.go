@@ -15,7 +15,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // A verifier that verifies nothing must not cost every producer of the
@@ -60,7 +59,7 @@ func TestReverifyCassandra(t *testing.T) {
 		subs[i].SubmittedAt = subs[i].SubmittedAt.Truncate(time.Millisecond)
 	}
 	full := filepath.Join(t.TempDir(), "full")
-	if err := verifier.WriteBlockFiles(full, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(full, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	broken := filepath.Join(t.TempDir(), "broken")
@@ -70,7 +69,7 @@ func TestReverifyCassandra(t *testing.T) {
 			kept = append(kept, b)
 		}
 	}
-	if err := verifier.WriteBlockFiles(broken, kept); err != nil {
+	if err := synthnet.WriteBlockFiles(broken, kept); err != nil {
 		t.Fatal(err)
 	}
 	setup := func() (config.Postgres, []string) {

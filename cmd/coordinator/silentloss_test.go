@@ -33,7 +33,7 @@ func oneWindow(t *testing.T, subs []coordinator.Submission) config.Postgres {
 	cfg := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, cfg)
 	ctx := context.Background()
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {

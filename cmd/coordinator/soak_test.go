@@ -15,7 +15,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // TestSoak (issue 10, the long run, short version): batches of a synthetic
@@ -36,7 +35,7 @@ func TestSoak(t *testing.T) {
 	}
 	net := synthnet.Generate(synthnet.Params{Seed: 53, Producers: producers, Start: netStart, Duration: time.Duration(batches) * 20 * time.Minute})
 	blocks := filepath.Join(t.TempDir(), "blocks")
-	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	subs := net.Unverified()
@@ -55,7 +54,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pool.Close()
-		if _, err := postgres.InsertSubmissions(context.Background(), pool, subs); err != nil {
+		if _, err := pgtest.InsertSubmissions(context.Background(), pool, subs); err != nil {
 			t.Fatal(err)
 		}
 		if err := postgres.InitDatabase(context.Background(), pool, netStart, false); err != nil {

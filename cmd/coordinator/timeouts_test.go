@@ -21,6 +21,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
@@ -75,7 +76,7 @@ func ownCluster(t *testing.T, windows int) (*pgtest.Cluster, config.Postgres) {
 	}
 	defer pool.Close()
 	net := synthnet.Generate(synthnet.Params{Seed: 43, Producers: 80, Start: netStart, Duration: time.Duration(windows) * 20 * time.Minute})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
@@ -189,12 +190,7 @@ func TestFrozenDatabaseFailsTheAttempt(t *testing.T) {
 func TestLivenessFailsWhenTheLoopIsWedged(t *testing.T) {
 	t.Parallel()
 	cfg := seeded(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := porttest.Addr(t)
 	// The halt hook wedges the loop at the load step, which may take up to
 	// POSTGRES_STATEMENT_TIMEOUT (2s) plus a grace of 2s.
 	cmd := coordinatorBinaryCmd(crashBinary, cfg, []string{"METRICS_ADDR=" + addr, "POSTGRES_STATEMENT_TIMEOUT=2s", "COORDINATOR_HALT_AT=load"}, "run")

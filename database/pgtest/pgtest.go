@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
+	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 )
 
 // InstallHint tells a developer how to get a PostgreSQL server for the tests.
@@ -293,12 +293,12 @@ func StartCluster(durable bool) (*Cluster, error) {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	for attempt := 0; ; attempt++ {
-		port, err := freePort()
+		ports, err := porttest.Free(1)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		c, err := startPostgres(bin, dir, data, port, durable, attr)
+		c, err := startPostgres(bin, dir, data, ports[0], durable, attr)
 		if err == nil {
 			return c, nil
 		}
@@ -457,13 +457,4 @@ func dropRoot(dir string) (*syscall.SysProcAttr, error) {
 	}
 	attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	return attr, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -28,7 +28,7 @@ func benchEngine(b *testing.B, producers, batches int) *coordinator.Engine {
 	pool := pgtest.Pool(b, cfg)
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 1, Producers: producers, Start: start, Duration: time.Duration(batches) * benchInterval})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {

@@ -35,7 +35,7 @@ func seedDB(t *testing.T, subs []coordinator.Submission) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, rangeStart, false); err != nil {
@@ -108,7 +108,7 @@ func TestCatchUpMatchesBatchByBatch(t *testing.T) {
 			}
 			// The loop goes on batch by batch from there: incremental and exact.
 			for _, p := range []*pgxpool.Pool{ref, pool} {
-				if _, err := postgres.InsertSubmissions(ctx, p, synthnet.Generate(synthnet.Params{Seed: 22, Producers: 30,
+				if _, err := pgtest.InsertSubmissions(ctx, p, synthnet.Generate(synthnet.Params{Seed: 22, Producers: 30,
 					Start: rangeStart.Add(batches * rangeInterval), Duration: 2 * rangeInterval}).Verified()); err != nil {
 					t.Fatal(err)
 				}

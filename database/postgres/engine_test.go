@@ -208,7 +208,7 @@ func testEngineEndToEnd(t *testing.T, bulk bool) {
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 7, Producers: 120, Start: start, Duration: 26 * interval, DepartShare: 0.05})
 	subs := net.Verified()
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
@@ -392,7 +392,7 @@ func TestEngineRetriesThenGivesUp(t *testing.T) {
 	pool := pgtest.Pool(t, cfg)
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 3, Producers: 30, Start: start, Duration: time.Hour})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
@@ -437,7 +437,7 @@ func TestEngineEmptyBatch(t *testing.T) {
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	// Submissions for the first batch only; the second is empty.
 	net := synthnet.Generate(synthnet.Params{Seed: 4, Producers: 30, Start: start, Duration: 20 * time.Minute})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {

@@ -60,7 +60,7 @@ func TestEvidenceWritten(t *testing.T) {
 	for i := range 20 {
 		subs = append(subs, valid("B62qz"+string(rune('a'+i)), 0, 100+i, "3NKtip"))
 	}
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	store := &postgres.Database{Pool: pool}
@@ -156,7 +156,7 @@ func TestEvidenceProducerCacheAfterRollback(t *testing.T) {
 				Submitter: "B62qk" + string(rune('A'+i)) + string(rune('a'+b)), StateHash: ptrTo("3NKtip"), Verified: ptrTo(true)})
 		}
 	}
-	if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 		t.Fatal(err)
 	}
 	failures := 1

@@ -56,7 +56,7 @@ func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int, flip fun
 				flip(i, &subs[i])
 			}
 		}
-		if _, err := postgres.InsertSubmissions(ctx, pool, subs); err != nil {
+		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -303,7 +303,7 @@ func TestRescoreMatchesScratch(t *testing.T) {
 			}
 			// The loop goes on exactly from the rescored database.
 			for _, p := range []*pgxpool.Pool{scratch, pool} {
-				if _, err := postgres.InsertSubmissions(ctx, p, synthnet.Generate(synthnet.Params{Seed: 34, Producers: 30,
+				if _, err := pgtest.InsertSubmissions(ctx, p, synthnet.Generate(synthnet.Params{Seed: 34, Producers: 30,
 					Start: rangeStart.Add(batches * rangeInterval), Duration: 2 * rangeInterval}).Verified()); err != nil {
 					t.Fatal(err)
 				}

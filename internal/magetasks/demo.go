@@ -25,7 +25,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 	"github.com/delegation-program/uptime-coordinator/internal/tasks"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // DemoCmd is "magetasks demo": the work of "go tool mage demo" after the
@@ -135,7 +134,7 @@ func (d *DemoCmd) run(ctx context.Context, params config.Tasks, c clock) (err er
 		producers, hours, start.Format("15:04"), end.Format("15:04"), seed)
 	net := synthnet.Generate(synthnet.Params{Seed: seed, Producers: producers, Start: start, Duration: end.Sub(start)})
 	blocks := filepath.Join(work, "blocks")
-	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		return err
 	}
 	pool, err := postgres.Open(ctx, pg.ConnString(""))
@@ -143,7 +142,7 @@ func (d *DemoCmd) run(ctx context.Context, params config.Tasks, c clock) (err er
 		return err
 	}
 	defer pool.Close()
-	n, err := postgres.InsertSubmissions(ctx, pool, net.Unverified())
+	n, err := pgtest.InsertSubmissions(ctx, pool, net.Unverified())
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 	kubeworker "github.com/delegation-program/uptime-coordinator/workers/kubernetes"
 	"github.com/delegation-program/uptime-coordinator/workers/kubernetes/kubetest"
-	"github.com/delegation-program/uptime-coordinator/workers/verifier"
 )
 
 // testEndToEnd runs the engine in kubernetes mode for two batches: the real
@@ -36,14 +35,14 @@ func testEndToEnd(t *testing.T, c *kubetest.Cluster) {
 	const interval = 20 * time.Minute
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: 60, Start: start, Duration: 2 * interval})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Unverified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Unverified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
 		t.Fatal(err)
 	}
 	blocks, workDir := t.TempDir(), t.TempDir()
-	if err := verifier.WriteBlockFiles(blocks, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 

@@ -110,7 +110,7 @@ func TestVerifyWindow(t *testing.T) {
 	done := sub(key(13), at(13), ptr(hash(1)))
 	done.Verified, done.ValidationError = ptr(false), ptr("snark verification failed")
 	subs = append(subs, done)
-	if _, err := postgres.InsertSubmissions(ctx, store.Pool, subs); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, store.Pool, subs); err != nil {
 		t.Fatal(err)
 	}
 
@@ -232,12 +232,12 @@ func TestSyntheticNetwork(t *testing.T) {
 	ctx := context.Background()
 	net := synthnet.Generate(synthnet.Params{Seed: 5, Producers: 60, Start: window.Start, Duration: time.Hour})
 	dir := t.TempDir()
-	if err := WriteBlockFiles(dir, net.Blocks); err != nil {
+	if err := synthnet.WriteBlockFiles(dir, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	cfg := pgtest.NewDatabase(t)
 	store := &postgres.Database{Pool: pgtest.Pool(t, cfg)}
-	if _, err := postgres.InsertSubmissions(ctx, store.Pool, net.Unverified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, store.Pool, net.Unverified()); err != nil {
 		t.Fatal(err)
 	}
 	v := &Verifier{Store: store, BlocksDir: dir}

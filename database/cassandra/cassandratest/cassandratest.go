@@ -42,6 +42,7 @@ import (
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/cassandra"
+	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 )
 
 // SkipMessage is what a skipped test says.
@@ -143,7 +144,7 @@ func start() error {
 	}
 	root := filepath.Join(filepath.Dir(self), "..", "..", "..")
 	script := filepath.Join(root, "tools", "cassandra", "start.sh")
-	ports, err := freePorts(2)
+	ports, err := porttest.Free(2)
 	if err != nil {
 		return err
 	}
@@ -165,19 +166,6 @@ func start() error {
 	}
 	server = Server{Host: "127.0.0.1", Port: ports[0], Username: "cassandra", Password: "cassandra", CAFile: filepath.Join(dir, "ca.pem")}
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func envOr(name, def string) string {

@@ -44,7 +44,7 @@ func scored(t *testing.T) (config.Postgres, *synthnet.Network) {
 	cfg := pgtest.NewDatabase(t)
 	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 7, Producers: 150, Start: start, Duration: batches * interval, Fates: true})
-	if _, err := postgres.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
+	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {

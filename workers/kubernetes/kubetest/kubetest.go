@@ -34,6 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 )
 
 // Version is the Kubernetes version of the control-plane binaries.
@@ -171,7 +173,7 @@ func (c *Cluster) start(binDir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*c.opts.startTimeout)
 	defer cancel()
 
-	ports, err := freePorts(3)
+	ports, err := porttest.Free(3)
 	if err != nil {
 		return err
 	}

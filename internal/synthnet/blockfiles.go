@@ -1,4 +1,4 @@
-package verifier
+package synthnet
 
 import (
 	"encoding/json"
@@ -6,13 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-
-	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
 // precomputedBlock is the part of a Mina precomputed block the verifier
 // reads, plus the scheduled time, with integers as Mina writes them: JSON
-// strings.
+// strings. It is written here apart from the verifier's parser, so that a
+// test of the verifier reads blocks it did not write itself.
 type precomputedBlock struct {
 	ScheduledTime string `json:"scheduled_time"`
 	ProtocolState struct {
@@ -29,7 +28,7 @@ type precomputedBlock struct {
 // WriteBlockFiles writes each block as a precomputed block <hash>.json in
 // dir (created if missing), as BLOCKS_DIR holds them: for tests and the
 // demo.
-func WriteBlockFiles(dir string, blocks []*synthnet.Block) error {
+func WriteBlockFiles(dir string, blocks []*Block) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating the blocks directory: %w", err)
 	}
