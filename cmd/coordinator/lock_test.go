@@ -48,8 +48,8 @@ func TestLockLostOnPostgresRestart(t *testing.T) {
 	const windows = 30
 	cluster, cfg := ownCluster(t, windows)
 	env := []string{"WORKER_MODE=process", "WORKER_COMMAND=sh -c 'sleep 0.3' verifier", "MINI_BATCH_NUMBER=1", "RETRY_COUNT=10"}
-	start := func(name string) (*exec.Cmd, *lockedBuffer, chan error) {
-		var out lockedBuffer
+	start := func(name string) (*exec.Cmd, *syncBuffer, chan error) {
+		var out syncBuffer
 		cmd := coordinatorCmd(cfg, env, "run")
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {

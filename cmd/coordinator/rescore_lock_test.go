@@ -59,7 +59,7 @@ func TestLoopWaitsForRescore(t *testing.T) {
 	}
 
 	// The loop's next batch: verified and scored, its commit waits.
-	var loopOut lockedBuffer
+	var loopOut syncBuffer
 	loop := coordinatorCmd(cfg, nil, "run", "--batches", "1")
 	loop.Stdout, loop.Stderr = &loopOut, &loopOut
 	if err := loop.Start(); err != nil {

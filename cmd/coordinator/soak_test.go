@@ -100,7 +100,7 @@ func TestSoak(t *testing.T) {
 	script := `n=$(( $(cat ` + counter + ` 2>/dev/null || echo 0) + 1 )); echo $n > ` + counter + `
 case $(( n % ` + strconv.Itoa(every) + ` )) in 2) exec sleep 300 ;; 4) exit 0 ;; esac
 exec ` + binary + ` verify "$@"`
-	var out lockedBuffer
+	var out syncBuffer
 	cmd := coordinatorCmd(cfg, append(worker(script), "POSTGRES_STATEMENT_TIMEOUT=2s"), "run", "--batches", strconv.Itoa(batches))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

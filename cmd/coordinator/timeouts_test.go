@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,24 +22,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // waitFor polls cond every 50ms for up to d.
 func waitFor(d time.Duration, cond func() bool) bool {
@@ -134,7 +114,7 @@ func TestConnectTimeout(t *testing.T) {
 func TestFrozenDatabaseFailsTheAttempt(t *testing.T) {
 	t.Parallel()
 	cluster, cfg := ownCluster(t, 1)
-	var out lockedBuffer
+	var out syncBuffer
 	// The verifier (1 s) ends after the freeze; the load step then fails
 	// at its 1 s deadline, well before the lock monitor (a ping every
 	// second, lost after 5 s without an answer) can notice the freeze, so
@@ -194,7 +174,7 @@ func TestLivenessFailsWhenTheLoopIsWedged(t *testing.T) {
 	// The halt hook wedges the loop at the load step, which may take up to
 	// POSTGRES_STATEMENT_TIMEOUT (2s) plus a grace of 2s.
 	cmd := coordinatorBinaryCmd(crashBinary, cfg, []string{"METRICS_ADDR=" + addr, "POSTGRES_STATEMENT_TIMEOUT=2s", "COORDINATOR_HALT_AT=load"}, "run")
-	var stdout lockedBuffer
+	var stdout syncBuffer
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -293,7 +273,7 @@ func TestRestartEndsLeftoverWorkerChildren(t *testing.T) {
 	cfg := seeded(t)
 	pidFile := filepath.Join(t.TempDir(), "grandchild")
 	script := `trap "" TERM; sleep 300 & echo $! > ` + pidFile + `; wait`
-	var out lockedBuffer
+	var out syncBuffer
 	cmd := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=sh -c " + shellQuote(script) + " verifier", "MINI_BATCH_NUMBER=1"}, "run")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,9 +98,14 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 	}
 	slices.SortFunc(jobs, func(a, b batchv1.Job) int { return strings.Compare(a.Name, b.Name) })
 	const group = "delegation-verify-24-06-01-12-34"
-	host := workers.ResolveHost(ctx, "localhost", log)
+	// The two mini-batches of 12:00-12:20, written out as the verifier
+	// receives them.
+	bounds := [][2]string{
+		{"2024-06-01 12:00:00.0+0000", "2024-06-01 12:10:00.0+0000"},
+		{"2024-06-01 12:10:00.0+0000", "2024-06-01 12:20:00.0+0000"},
+	}
 	for i, job := range jobs {
-		name := workers.JobName(group, i)
+		name := []string{group + "-0", group + "-1"}[i]
 		if job.Name != name {
 			t.Errorf("job %d named %s, want %s", i, job.Name, name)
 		}
@@ -117,8 +123,7 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 		if !maps.Equal(job.Labels, wantLabels) {
 			t.Errorf("job %s labels %v, want %v", job.Name, job.Labels, wantLabels)
 		}
-		if job.Annotations[kubeworker.AnnotationStart] != workers.FormatTimestamp(parts[i].Start) ||
-			job.Annotations[kubeworker.AnnotationEnd] != workers.FormatTimestamp(parts[i].End) {
+		if job.Annotations[kubeworker.AnnotationStart] != bounds[i][0] || job.Annotations[kubeworker.AnnotationEnd] != bounds[i][1] {
 			t.Errorf("job %s annotations %v", job.Name, job.Annotations)
 		}
 		spec := job.Spec
@@ -156,7 +161,39 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 			t.Errorf("volumes %+v", pod.Volumes)
 		}
 		image := "registry.invalid/delegation-verify:1.2.3"
-		wantEnv := expectedEnv(cfg.Kubernetes.SecretName, workers.Env(cfg.WorkerOptions(), name, parts[i].Start, parts[i].End, host))
+		// The original coordinator's variables in its order; secrets as
+		// references to the worker Secret (WORKER_SECRET_NAME's default).
+		secret := func(key string) corev1.EnvVar {
+			return corev1.EnvVar{Name: key, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "delegation-verify-coordinator"}, Key: key, Optional: new(false),
+			}}}
+		}
+		wantEnv := []corev1.EnvVar{
+			{Name: "AWS_ROLE_SESSION_NAME", Value: name},
+			{Name: "AWS_REGION", Value: "us-west-2"},
+			{Name: "AWS_DEFAULT_REGION", Value: "us-west-2"},
+			{Name: "AWS_S3_BUCKET", Value: "blocks"},
+			{Name: "AWS_KEYSPACE", Value: "bpu"},
+			{Name: "CASSANDRA_HOST", Value: "127.0.0.1"}, // localhost, resolved
+			{Name: "CASSANDRA_PORT", Value: "9142"},
+			{Name: "CASSANDRA_USERNAME", Value: "svc"},
+			secret("CASSANDRA_PASSWORD"),
+			{Name: "SSL_CERTFILE", Value: "/root/.cassandra/sf-class2-root.crt"},
+			{Name: "AUTH_VOLUME_MOUNT_PATH", Value: "/auth"},
+			{Name: "NETWORK_NAME", Value: "mainnet"},
+			{Name: "START_TIMESTAMP", Value: bounds[i][0]},
+			{Name: "END_TIMESTAMP", Value: bounds[i][1]},
+			{Name: "NO_CHECKS", Value: "1"},
+			secret("AWS_ACCESS_KEY_ID"),
+			secret("AWS_SECRET_ACCESS_KEY"),
+			{Name: "SUBMISSION_STORAGE", Value: "CASSANDRA"},
+			{Name: "POSTGRES_HOST", Value: "127.0.0.1"},
+			{Name: "POSTGRES_DB", Value: "delegation"},
+			{Name: "POSTGRES_USER", Value: "coordinator"},
+			secret("POSTGRES_PASSWORD"),
+			{Name: "POSTGRES_PORT", Value: "5432"},
+			{Name: "POSTGRES_SSLMODE", Value: "disable"},
+		}
 		if len(pod.InitContainers) != 1 {
 			t.Fatalf("init containers %+v", pod.InitContainers)
 		}
@@ -196,8 +233,8 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 		got := b.envs[job.Name]
 		for k, v := range map[string]string{
 			"POSTGRES_PASSWORD": testSecrets["POSTGRES_PASSWORD"], "AWS_SECRET_ACCESS_KEY": testSecrets["AWS_SECRET_ACCESS_KEY"],
-			"START_TIMESTAMP": workers.FormatTimestamp(parts[i].Start), "END_TIMESTAMP": workers.FormatTimestamp(parts[i].End),
-			"SSL_CERTFILE": workers.WorkerSSLCertFile, "AWS_ROLE_SESSION_NAME": name, "CASSANDRA_HOST": host, "NO_CHECKS": "1",
+			"START_TIMESTAMP": bounds[i][0], "END_TIMESTAMP": bounds[i][1],
+			"SSL_CERTFILE": "/root/.cassandra/sf-class2-root.crt", "AWS_ROLE_SESSION_NAME": name, "CASSANDRA_HOST": "127.0.0.1", "NO_CHECKS": "1",
 		} {
 			if got[k] != v {
 				t.Errorf("pod of %s: %s = %q, want %q", job.Name, k, got[k], v)
@@ -236,22 +273,6 @@ func testJobSpec(t *testing.T, c *kubetest.Cluster) {
 			t.Errorf("unset secret %s is in the env: %+v", e.Name, e)
 		}
 	}
-}
-
-// expectedEnv is the container env the contract's variables must become.
-func expectedEnv(secretName string, vars []workers.EnvVar) []corev1.EnvVar {
-	var env []corev1.EnvVar
-	for _, v := range vars {
-		switch {
-		case !v.Secret:
-			env = append(env, corev1.EnvVar{Name: v.Name, Value: v.Value})
-		case v.Value != "":
-			env = append(env, corev1.EnvVar{Name: v.Name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: v.Name, Optional: new(false),
-			}}})
-		}
-	}
-	return env
 }
 
 func checkEnv(t *testing.T, what string, got, want []corev1.EnvVar) {
@@ -331,7 +352,7 @@ func testFailingWorker(t *testing.T, c *kubetest.Cluster) {
 	if !errors.Is(err, kubeworker.ErrJobFailed) {
 		t.Fatalf("Verify: %v, want ErrJobFailed", err)
 	}
-	job := workers.JobName("delegation-verify-24-06-01-12-34", 0)
+	job := "delegation-verify-24-06-01-12-34-0"
 	msg := err.Error()
 	for _, want := range []string{job, "mini-batch 0", "BackoffLimitExceeded", "after 2 pod failures", "exit code 1", "verifier exploded", "password ***"} {
 		if !strings.Contains(msg, want) {
@@ -371,8 +392,8 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 	// 1. Part 2 fails (backoffLimit 0); part 0 completes, part 1 runs on.
 	first := &events{}
 	err := newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(first), kubeworker.WithClock(clock)).Verify(t.Context(), testBatch, parts)
-	if !errors.Is(err, kubeworker.ErrJobFailed) || !strings.Contains(err.Error(), workers.JobName(group, 2)) {
-		t.Fatalf("first Verify: %v, want the failure of %s", err, workers.JobName(group, 2))
+	if !errors.Is(err, kubeworker.ErrJobFailed) || !strings.Contains(err.Error(), group+"-2") {
+		t.Fatalf("first Verify: %v, want the failure of %s", err, group+"-2")
 	}
 	byName := func() map[string]batchv1.Job {
 		m := map[string]batchv1.Job{}
@@ -382,10 +403,10 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 		return m
 	}
 	eventually(t, 30*time.Second, "part 0 to complete", func() bool {
-		j, ok := byName()[workers.JobName(group, 0)]
+		j, ok := byName()[group+"-0"]
 		return ok && hasCondition(&j, batchv1.JobComplete)
 	})
-	failed := byName()[workers.JobName(group, 2)]
+	failed := byName()[group+"-2"]
 
 	// 2. A restarted coordinator, one minute later: the failed Job is
 	// replaced (same mini-batch, new group name), then the coordinator is
@@ -398,7 +419,7 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 	go func() {
 		done <- newLauncher(cfg, cs, ns, log, kubeworker.WithEvents(second), kubeworker.WithClock(later)).Verify(ctx, testBatch, parts)
 	}()
-	replacement := workers.JobName("delegation-verify-24-06-01-12-35", 2)
+	replacement := "delegation-verify-24-06-01-12-35-2"
 	eventually(t, 30*time.Second, "the failed job to be replaced and its pod to run", func() bool {
 		_, old := byName()[failed.Name]
 		return !old && b.runCount(replacement) == 1
@@ -416,7 +437,7 @@ func testAdoption(t *testing.T, c *kubetest.Cluster) {
 		t.Errorf("second launcher's events %v, want started=1 retried=1", second)
 	}
 	jobs := byName()
-	wantNames := []string{workers.JobName(group, 0), workers.JobName(group, 1), replacement}
+	wantNames := []string{group + "-0", group + "-1", replacement}
 	if got := slices.Sorted(maps.Keys(jobs)); !slices.Equal(got, wantNames) {
 		t.Fatalf("jobs after the shutdown %v, want %v", got, wantNames)
 	}
@@ -491,7 +512,7 @@ func testTimeout(t *testing.T, c *kubetest.Cluster) {
 		t.Errorf("Verify took %v with WORKER_TIMEOUT=3s", took)
 	}
 	for _, i := range []int{0, 1} {
-		if name := workers.JobName("delegation-verify-24-06-01-12-34", i); !strings.Contains(err.Error(), name) {
+		if name := "delegation-verify-24-06-01-12-34-" + strconv.Itoa(i); !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name the unfinished job %s", err, name)
 		}
 	}
@@ -510,7 +531,7 @@ func testTimeout(t *testing.T, c *kubetest.Cluster) {
 			}
 		}
 		jobs := windowJobs(t, cs, ns, testBatch)
-		return len(jobs) == 1 && jobs[0].Name == workers.JobName("delegation-verify-24-06-01-12-34", 2) && running == 0
+		return len(jobs) == 1 && jobs[0].Name == "delegation-verify-24-06-01-12-34-2" && running == 0
 	})
 }
 
