@@ -27,16 +27,10 @@ import (
 // that is rolled back.
 func BenchmarkStep(b *testing.B) {
 	ctx := context.Background()
-	pool := pgtest.Pool(b, pgtest.NewDatabase(b))
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	const batches = 6
 	net := synthnet.Generate(synthnet.Params{Seed: 5, Producers: 10000, Start: start, Duration: batches * 20 * time.Minute})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		b.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		b.Fatal(err)
-	}
+	_, pool := pgtest.Seed(b, net.Verified(), start)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	q, err := queue.New(pool, false, queue.Options{Logger: log, Policy: outbound.Policy{AllowPrivate: true}})
 	if err != nil {

@@ -46,16 +46,8 @@ type Seeded struct {
 // coordinator would; Next runs more.
 func Seed(t testing.TB, batches int) *Seeded {
 	t.Helper()
-	ctx := context.Background()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: Producers, Start: Start, Duration: 40 * Interval, DepartShare: 0.05, Fates: true})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, Start, false); err != nil {
-		t.Fatal(err)
-	}
+	cfg, pool := pgtest.Seed(t, net.Verified(), Start)
 	store := &postgres.Database{Pool: pool, BulkPoints: true}
 	s := &Seeded{Cfg: cfg, Pool: pool, Net: net, Engine: &coordinator.Engine{Ledger: store, Source: store, Interval: Interval,
 		MiniBatches: 1, UptimeDays: UptimeDays, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}

@@ -20,8 +20,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/alerting/subscriptions"
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
-	"github.com/delegation-program/uptime-coordinator/database/pgtest"
-	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
@@ -74,16 +72,10 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 	t.Parallel()
 	const total = 12
 	ctx := context.Background()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 23, Producers: 40, Start: netStart, Duration: total * 20 * time.Minute,
 		OfflineShare: 0.4})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
-		t.Fatal(err)
-	}
+	b := setup(t, net.Verified())
+	cfg, pool := b.cfg, b.pool
 	recv := alertingtest.NewReceiver(t)
 	recv.Failing.Store(true)
 	subs := &subscriptions.Service{Pool: pool, Policy: outbound.Policy{AllowPrivate: true}, AdminToken: "admin-0123456789abcdef"}
@@ -181,7 +173,7 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 func TestAbandonedBatchAlertDeliveredBeforeExit(t *testing.T) {
 	t.Parallel()
 	net := synthnet.Generate(synthnet.Params{Seed: 31, Producers: 40, Start: netStart, Duration: 20 * time.Minute})
-	cfg := oneWindow(t, synthnet.Window(net.Unverified(), coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)}))
+	cfg := setup(t, synthnet.Window(net.Unverified(), coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)})).cfg
 	hook := newSlackHook(t)
 	out, err := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=true", "RETRY_COUNT=0",
 		"WEBHOOK_URL=" + hook.srv.URL + "/services/T000/B000/XXXX"}, "run").CombinedOutput()

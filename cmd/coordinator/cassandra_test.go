@@ -51,14 +51,7 @@ func TestCassandraStorageScoresAsPostgres(t *testing.T) {
 		t.Fatalf("coordinator with Cassandra: %v\n%s", err, out)
 	}
 
-	viaPostgres := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, viaPostgres)
-	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		t.Fatal(err)
-	}
+	viaPostgres, pool := pgtest.Seed(t, subs, start)
 	runCoordinator(t, viaPostgres, "run", "--batches", fmt.Sprint(n))
 
 	got, want := pgtest.TakeSnapshot(t, pgtest.Pool(t, viaCassandra)), pgtest.TakeSnapshot(t, pool)

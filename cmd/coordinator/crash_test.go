@@ -18,7 +18,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/database/cassandra/cassandratest"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
 	"github.com/delegation-program/uptime-coordinator/database/postgres"
-	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
 // binary is the coordinator as shipped; crashBinary is the same built with
@@ -42,33 +41,6 @@ func TestMain(m *testing.M) {
 	code := pgtest.MainFunc(func() int { return cassandratest.MainFunc(m.Run) })
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-const batches = 5
-
-var netStart = time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
-
-// seeded returns a fresh database holding the same verified submissions and
-// starting bot_logs row.
-func seeded(t *testing.T) config.Postgres {
-	t.Helper()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
-	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: 150, Start: netStart, Duration: batches * 20 * time.Minute})
-	ctx := context.Background()
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
-		t.Fatal(err)
-	}
-	// Alerts for every producer missing a batch, to a URL refused at
-	// delivery: the alert state and outbox are compared, nothing is sent.
-	if _, err := pool.Exec(ctx, `INSERT INTO alert_subscriptions (all_producers, channel, url, secret, rules)
-		VALUES (true, 'webhook', 'http://192.0.2.1/hook', 'secret', '[{"kind": "missed_batches", "count": 1}]')`); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }
 
 func coordinatorCmd(cfg config.Postgres, extraEnv []string, args ...string) *exec.Cmd {

@@ -13,10 +13,7 @@ import (
 
 	"github.com/kballard/go-shellquote"
 
-	"github.com/delegation-program/uptime-coordinator/config"
-	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
-	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
@@ -35,19 +32,7 @@ func TestProcessWorkersScoreAsPreverified(t *testing.T) {
 	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)
 	}
-	setup := func(subs []coordinator.Submission) config.Postgres {
-		cfg := pgtest.NewDatabase(t)
-		pool := pgtest.Pool(t, cfg)
-		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-			t.Fatal(err)
-		}
-		if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-
-	verified := setup(net.Unverified())
+	verified := setup(t, net.Unverified()).cfg
 	cmd := coordinatorCmd(verified, []string{"WORKER_MODE=process", "WORKER_COMMAND=" + shellquote.Join(binary, "verify"),
 		"BLOCKS_DIR=" + blocks, "MINI_BATCH_NUMBER=5", "WORKER_TIMEOUT=2m"}, "run", "--batches", "3")
 	out, err := cmd.CombinedOutput()
@@ -135,7 +120,7 @@ func TestProcessWorkersScoreAsPreverified(t *testing.T) {
 	}
 
 	// The same scores as over pre-verified submissions.
-	preverified := setup(net.Verified())
+	preverified := setup(t, net.Verified()).cfg
 	runCoordinator(t, preverified, "run", "--batches", "3")
 	want := pgtest.TakeSnapshot(t, pgtest.Pool(t, preverified))
 	have := pgtest.TakeSnapshot(t, pool)

@@ -22,11 +22,11 @@ import (
 func TestLoopWaitsForRescore(t *testing.T) {
 	t.Parallel()
 	subs := crashNet()
-	scratch := seededWith(t, flip(subs))
+	scratch := setup(t, flip(subs)).cfg
 	runCoordinator(t, scratch, "run", "--batches", fmt.Sprint(batches))
 	want := scoring(pgtest.TakeSnapshot(t, pgtest.Pool(t, scratch)))
 
-	cfg := seededWith(t, subs)
+	cfg := setup(t, subs).cfg
 	runCoordinator(t, cfg, "run", "--batches", fmt.Sprint(batches-1))
 	setVerification(t, cfg, flip(subs))
 

@@ -16,7 +16,6 @@ import (
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
-	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
@@ -85,24 +84,6 @@ func flip(subs []coordinator.Submission) []coordinator.Submission {
 	return out
 }
 
-func crashNet() []coordinator.Submission {
-	return synthnet.Generate(synthnet.Params{Seed: 11, Producers: 150, Start: netStart, Duration: batches * 20 * time.Minute}).Verified()
-}
-
-func seededWith(t *testing.T, subs []coordinator.Submission) config.Postgres {
-	t.Helper()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
-	ctx := context.Background()
-	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // setVerification overwrites the verification columns of subs in place.
 func setVerification(t *testing.T, cfg config.Postgres, subs []coordinator.Submission) {
 	t.Helper()
@@ -128,9 +109,9 @@ var rangeArgs = []string{"--from", "2024-06-01T00:40:00Z", "--to", "2024-06-01 0
 func flippedDB(t *testing.T) (config.Postgres, pgtest.Snapshot) {
 	t.Helper()
 	subs := crashNet()
-	scratch := seededWith(t, flip(subs))
+	scratch := setup(t, flip(subs)).cfg
 	runCoordinator(t, scratch, "run", "--batches", fmt.Sprint(batches))
-	cfg := seededWith(t, subs)
+	cfg := setup(t, subs).cfg
 	runCoordinator(t, cfg, "run", "--batches", fmt.Sprint(batches))
 	setVerification(t, cfg, flip(subs))
 	return cfg, scoring(pgtest.TakeSnapshot(t, pgtest.Pool(t, scratch)))
@@ -309,11 +290,11 @@ func TestReverifyRescore(t *testing.T) {
 		}
 		return string(out)
 	}
-	scratch := seededWith(t, net.Unverified())
+	scratch := setup(t, net.Unverified()).cfg
 	run(scratch, full, "run", "--batches", fmt.Sprint(n))
 	want := scoring(pgtest.TakeSnapshot(t, pgtest.Pool(t, scratch)))
 
-	cfg := seededWith(t, net.Unverified())
+	cfg := setup(t, net.Unverified()).cfg
 	run(cfg, broken, "run", "--batches", fmt.Sprint(n))
 	if d := want.Diff(scoring(pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg)))); d == "" {
 		t.Fatal("weak test: the missing block files change nothing")

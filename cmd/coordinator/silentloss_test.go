@@ -22,25 +22,8 @@ import (
 	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/pgtest"
-	"github.com/delegation-program/uptime-coordinator/database/postgres"
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
-
-// oneWindow returns a fresh database holding subs and the starting bot_logs
-// row at netStart.
-func oneWindow(t *testing.T, subs []coordinator.Submission) config.Postgres {
-	t.Helper()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
-	ctx := context.Background()
-	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 func count(t *testing.T, cfg config.Postgres, sql string, args ...any) int {
 	t.Helper()
@@ -59,7 +42,7 @@ func TestVerifierThatVerifiesNothing(t *testing.T) {
 	t.Parallel()
 	net := synthnet.Generate(synthnet.Params{Seed: 31, Producers: 40, Start: netStart, Duration: 20 * time.Minute})
 	subs := synthnet.Window(net.Unverified(), coordinator.Window{Start: netStart, End: netStart.Add(20 * time.Minute)})
-	cfg := oneWindow(t, subs)
+	cfg := setup(t, subs).cfg
 
 	out, err := coordinatorCmd(cfg, []string{"WORKER_MODE=process", "WORKER_COMMAND=true", "RETRY_COUNT=1"},
 		"run", "--batches", "1").CombinedOutput()
@@ -98,7 +81,7 @@ func TestVerifierThatVerifiesNothing(t *testing.T) {
 	}
 
 	// WORKER_MODE=none: the window is committed as before.
-	none := oneWindow(t, subs)
+	none := setup(t, subs).cfg
 	runCoordinator(t, none, "run", "--batches", "1")
 	if n := committed(t, none); n != 1 {
 		t.Fatalf("WORKER_MODE=none committed %d batches, want 1", n)
@@ -143,7 +126,7 @@ func TestMalformedRowsDoNotStopScoring(t *testing.T) {
 	neg.Submitter, neg.Height, neg.SubmittedAt = "B62qbadHeight", ptr(int64(-7)), neg.SubmittedAt.Add(time.Millisecond)
 	subs = append(subs, neg)
 
-	cfg := oneWindow(t, subs)
+	cfg := setup(t, subs).cfg
 	out, err := coordinatorCmd(cfg, []string{"RETRY_COUNT=0"}, "run", "--batches", "1").CombinedOutput()
 	if err != nil {
 		t.Fatalf("coordinator: %v\n%s", err, out)
@@ -167,7 +150,7 @@ func TestMalformedRowsDoNotStopScoring(t *testing.T) {
 	}
 
 	// The same window without the malformed rows gives the same tables.
-	clean := oneWindow(t, good)
+	clean := setup(t, good).cfg
 	runCoordinator(t, clean, "run", "--batches", "1")
 	want, have := pgtest.TakeSnapshot(t, pgtest.Pool(t, clean)), pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
 	for _, table := range []string{"nodes", "points", "bot_logs_statehash", "bot_logs", "statehash", "points_summary", "score_history"} {
@@ -229,7 +212,7 @@ func TestEmptyWindowAndProducerDropAlerted(t *testing.T) {
 		}
 	}
 	// The third window is empty.
-	cfg := oneWindow(t, append(slices.Clone(first), second...))
+	cfg := setup(t, append(slices.Clone(first), second...)).cfg
 	hook := newSlackHook(t)
 	out, err := coordinatorCmd(cfg, []string{"WEBHOOK_URL=" + hook.srv.URL + "/services/T000/B000/XXXX"}, "run", "--batches", "3").CombinedOutput()
 	if err != nil {

@@ -54,12 +54,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pool.Close()
-		if _, err := pgtest.InsertSubmissions(context.Background(), pool, subs); err != nil {
-			t.Fatal(err)
-		}
-		if err := postgres.InitDatabase(context.Background(), pool, netStart, false); err != nil {
-			t.Fatal(err)
-		}
+		pgtest.SeedPool(t, pool, subs, netStart)
 	}
 	// The hanging worker is killed at WORKER_TIMEOUT: short, but well above
 	// a real verification of the batch's size. The error names the timeout

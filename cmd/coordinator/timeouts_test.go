@@ -56,12 +56,7 @@ func ownCluster(t *testing.T, windows int) (*pgtest.Cluster, config.Postgres) {
 	}
 	defer pool.Close()
 	net := synthnet.Generate(synthnet.Params{Seed: 43, Producers: 80, Start: netStart, Duration: time.Duration(windows) * 20 * time.Minute})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, netStart, false); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.SeedPool(t, pool, net.Verified(), netStart)
 	return c, cfg
 }
 

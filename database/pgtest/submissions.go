@@ -3,12 +3,15 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/coordinator"
+	"github.com/delegation-program/uptime-coordinator/database/postgres"
 )
 
 // InsertSubmissions stores submissions as the collector does (COPY into the
@@ -43,4 +46,28 @@ func InsertSubmissions(ctx context.Context, pool *pgxpool.Pool, subs []coordinat
 		return n, fmt.Errorf("inserting submissions: %w", err)
 	}
 	return n, nil
+}
+
+// Seed gives the test its own migrated database in the state a coordinator
+// finds before its first batch: subs stored as the collector stores them and
+// the batch log started at start (init-database). It returns the database's
+// connection settings and a pool closed with the test.
+func Seed(t testing.TB, subs []coordinator.Submission, start time.Time) (config.Postgres, *pgxpool.Pool) {
+	t.Helper()
+	cfg := NewDatabase(t)
+	pool := Pool(t, cfg)
+	SeedPool(t, pool, subs, start)
+	return cfg, pool
+}
+
+// SeedPool is Seed into the database of pool.
+func SeedPool(t testing.TB, pool *pgxpool.Pool, subs []coordinator.Submission, start time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := InsertSubmissions(ctx, pool, subs); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -33,14 +33,7 @@ func adversarialNet(batches, producers int) []coordinator.Submission {
 // seedDB returns a fresh database holding subs and the starting row.
 func seedDB(t *testing.T, subs []coordinator.Submission) *pgxpool.Pool {
 	t.Helper()
-	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, rangeStart, false); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := pgtest.Seed(t, subs, rangeStart)
 	return pool
 }
 

@@ -201,19 +201,11 @@ func TestEngineEndToEnd(t *testing.T) {
 
 func testEngineEndToEnd(t *testing.T, bulk bool) {
 	ctx := context.Background()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
-
 	const interval = 2 * time.Hour // 26 batches of 2 h: 52 h, so a 1-day window slides
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 7, Producers: 120, Start: start, Duration: 26 * interval, DepartShare: 0.05})
 	subs := net.Verified()
-	if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := pgtest.Seed(t, subs, start)
 	if ok, why, err := postgres.CanBulkWritePoints(ctx, pool); err != nil || (bulk && !ok) {
 		t.Fatalf("bulk points path unavailable to the test's superuser: %v %s", err, why)
 	}
@@ -388,16 +380,9 @@ func (f *failingLauncher) Verify(ctx context.Context, batch coordinator.Window, 
 func TestEngineRetriesThenGivesUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 3, Producers: 30, Start: start, Duration: time.Hour})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := pgtest.Seed(t, net.Verified(), start)
 	store := &postgres.Database{Pool: pool}
 	var failures []bool
 	v := &failingLauncher{failures: 2}
@@ -433,16 +418,10 @@ func TestEngineRetriesThenGivesUp(t *testing.T) {
 func TestEngineEmptyBatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	// Submissions for the first batch only; the second is empty.
 	net := synthnet.Generate(synthnet.Params{Seed: 4, Producers: 30, Start: start, Duration: 20 * time.Minute})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := pgtest.Seed(t, net.Verified(), start)
 	store := &postgres.Database{Pool: pool}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -30,17 +30,10 @@ func testEndToEnd(t *testing.T, c *kubetest.Cluster) {
 	cs := c.Clientset()
 	ctx := t.Context()
 
-	pg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, pg)
 	const interval = 20 * time.Minute
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 11, Producers: 60, Start: start, Duration: 2 * interval})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Unverified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		t.Fatal(err)
-	}
+	pg, pool := pgtest.Seed(t, net.Unverified(), start)
 	blocks, workDir := t.TempDir(), t.TempDir()
 	if err := synthnet.WriteBlockFiles(blocks, net.Blocks); err != nil {
 		t.Fatal(err)

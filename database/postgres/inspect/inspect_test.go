@@ -41,15 +41,8 @@ var start = time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 func scored(t *testing.T) (config.Postgres, *synthnet.Network) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := pgtest.NewDatabase(t)
-	pool := pgtest.Pool(t, cfg)
 	net := synthnet.Generate(synthnet.Params{Seed: 7, Producers: 150, Start: start, Duration: batches * interval, Fates: true})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		t.Fatal(err)
-	}
+	cfg, pool := pgtest.Seed(t, net.Verified(), start)
 	store := &postgres.Database{Pool: pool}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 1, UptimeDays: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return start.Add(48 * time.Hour) }}
