@@ -41,15 +41,7 @@ func BenchmarkReadIndexWriteCost(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
-			b.Fatal(err)
-		}
-		if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-			b.Fatal(err)
-		}
+		pgtest.SeedPool(b, pool, subs, start)
 		bulk, _, err := postgres.CanBulkWritePoints(ctx, pool)
 		if err != nil {
 			b.Fatal(err)

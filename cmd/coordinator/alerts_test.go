@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,40 +24,7 @@ import (
 // SIGKILL.
 func killAt(t *testing.T, cfg config.Postgres, env []string, point string, args ...string) {
 	t.Helper()
-	cmd := coordinatorBinaryCmd(crashBinary, cfg, append(env, "COORDINATOR_HALT_AT="+point), args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	halted := make(chan bool, 2)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "HALT ") {
-				halted <- true
-			}
-		}
-		halted <- false
-	}()
-	select {
-	case ok := <-halted:
-		if !ok {
-			_ = cmd.Wait()
-			t.Fatalf("coordinator never reached %s:\n%s", point, stdout.String())
-		}
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("coordinator did not reach %s within 60s", point)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	haltAndKillCmd(t, coordinatorBinaryCmd(crashBinary, cfg, append(env, "COORDINATOR_HALT_AT="+point), args...), point)
 }
 
 // TestAlertsSurviveKillsAndReceiverOutage: producers go offline and come

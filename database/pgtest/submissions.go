@@ -50,7 +50,8 @@ func InsertSubmissions(ctx context.Context, pool *pgxpool.Pool, subs []coordinat
 
 // Seed gives the test its own migrated database in the state a coordinator
 // finds before its first batch: subs stored as the collector stores them and
-// the batch log started at start (init-database). It returns the database's
+// the batch log started at start (init-database), the submissions table
+// analysed. It returns the database's
 // connection settings and a pool closed with the test.
 func Seed(t testing.TB, subs []coordinator.Submission, start time.Time) (config.Postgres, *pgxpool.Pool) {
 	t.Helper()
@@ -65,6 +66,10 @@ func SeedPool(t testing.TB, pool *pgxpool.Pool, subs []coordinator.Submission, s
 	t.Helper()
 	ctx := context.Background()
 	if _, err := InsertSubmissions(ctx, pool, subs); err != nil {
+		t.Fatal(err)
+	}
+	// Statistics as autovacuum would have them, for the planner.
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {

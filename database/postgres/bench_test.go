@@ -24,19 +24,9 @@ const benchInterval = 20 * time.Minute
 func benchEngine(b *testing.B, producers, batches int) *coordinator.Engine {
 	b.Helper()
 	ctx := context.Background()
-	cfg := pgtest.NewDatabase(b)
-	pool := pgtest.Pool(b, cfg)
 	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	net := synthnet.Generate(synthnet.Params{Seed: 1, Producers: producers, Start: start, Duration: time.Duration(batches) * benchInterval})
-	if _, err := pgtest.InsertSubmissions(ctx, pool, net.Verified()); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
-		b.Fatal(err)
-	}
-	if err := postgres.InitDatabase(ctx, pool, start, false); err != nil {
-		b.Fatal(err)
-	}
+	_, pool := pgtest.Seed(b, net.Verified(), start)
 	bulk, why, err := postgres.CanBulkWritePoints(ctx, pool)
 	if err != nil {
 		b.Fatal(err)
