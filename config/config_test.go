@@ -70,8 +70,8 @@ func TestDefaults(t *testing.T) {
 	}
 	// Every registered default is what the loader applies.
 	for _, v := range Vars {
-		if v.Group == groupTasks || v.Group == groupServe {
-			continue // not coordinator run's; see TestTasks and TestServe
+		if v.Group == groupTasks || v.Group == groupServe || v.Group == groupTests {
+			continue // not coordinator run's; see TestTasks, TestServe and TestLoadTests
 		}
 		if v.Default != "" && c.raw[v.Name] != v.Default && base()[v.Name] == "" {
 			t.Errorf("%s: raw default %q, registered %q", v.Name, c.raw[v.Name], v.Default)
@@ -377,6 +377,7 @@ func TestEveryVariableIsRead(t *testing.T) {
 	_, _ = LoadVerifier(lookup) // coordinator verify (BLOCKS_DIR)
 	_, _ = LoadTasks(lookup)    // the mage targets
 	_, _ = LoadServe(lookup)    // coordinator serve (API_ADDR)
+	_, _ = LoadTests(lookup)    // the test harnesses
 	for _, v := range Vars {
 		if !read[v.Name] {
 			t.Errorf("%s is registered but never read", v.Name)
@@ -431,5 +432,33 @@ func TestLoadServe(t *testing.T) {
 	env["WORKER_MODE"], env["UPTIME_DAYS_FOR_SCORE"] = "nonsense", "0" // serve ignores the worker settings
 	if _, err := LoadServe(lookup); err == nil || !strings.Contains(err.Error(), "UPTIME_DAYS_FOR_SCORE") || strings.Contains(err.Error(), "WORKER_MODE") {
 		t.Errorf("bad UPTIME_DAYS_FOR_SCORE, bad WORKER_MODE: %v", err)
+	}
+}
+
+func TestLoadTests(t *testing.T) {
+	got, err := LoadTests(lookupFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Tests{CassandraPort: 9042, CassandraUsername: "cassandra", CassandraPassword: "cassandra"}
+	if got != want {
+		t.Errorf("defaults %+v, want %+v", got, want)
+	}
+	got, err = LoadTests(lookupFrom(map[string]string{
+		"TEST_DATABASE_URL": "postgres://u:p@db:5433/postgres", "PGTEST_DURABLE": "1", "CASSANDRA_TESTS": "true",
+		"CASSANDRA_TEST_HOST": "cass", "CASSANDRA_TEST_PORT": "9142", "CASSANDRA_TEST_USERNAME": "svc",
+		"CASSANDRA_TEST_PASSWORD": "pw", "CASSANDRA_TEST_CA": "/ca.pem", "KUBE_TOOLS_DIR": "/kube",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Tests{DatabaseURL: "postgres://u:p@db:5433/postgres", Durable: true, Cassandra: true, CassandraHost: "cass",
+		CassandraPort: 9142, CassandraUsername: "svc", CassandraPassword: "pw", CassandraCA: "/ca.pem", KubeToolsDir: "/kube"}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	_, err = LoadTests(lookupFrom(map[string]string{"CASSANDRA_TEST_PORT": "cql", "PGTEST_DURABLE": "yes"}))
+	if err == nil || !strings.Contains(err.Error(), "CASSANDRA_TEST_PORT") || !strings.Contains(err.Error(), "PGTEST_DURABLE") {
+		t.Errorf("bad values: %v, want an error naming both", err)
 	}
 }

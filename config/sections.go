@@ -519,3 +519,39 @@ func (c *Serve) ReadConnString() string {
 
 // LogValue logs the configuration with secrets masked.
 func (c *Serve) LogValue() slog.Value { return maskedValue(c.raw) }
+
+// Tests is what the test harnesses (database/pgtest, cassandratest,
+// kubetest) read: which servers the tests run against. Development only.
+type Tests struct {
+	DatabaseURL string // TEST_DATABASE_URL
+	Durable     bool   // PGTEST_DURABLE
+
+	Cassandra         bool   // CASSANDRA_TESTS
+	CassandraHost     string // CASSANDRA_TEST_HOST
+	CassandraPort     int    // CASSANDRA_TEST_PORT
+	CassandraUsername string // CASSANDRA_TEST_USERNAME
+	CassandraPassword string // CASSANDRA_TEST_PASSWORD
+	CassandraCA       string // CASSANDRA_TEST_CA
+
+	KubeToolsDir string // KUBE_TOOLS_DIR
+}
+
+// LoadTests reads the test harnesses' variables.
+func LoadTests(lookup func(string) (string, bool)) (Tests, error) {
+	l := newLoader(lookup)
+	t := Tests{
+		DatabaseURL:       l.str("TEST_DATABASE_URL"),
+		Durable:           l.boolean("PGTEST_DURABLE"),
+		Cassandra:         l.boolean("CASSANDRA_TESTS"),
+		CassandraHost:     l.str("CASSANDRA_TEST_HOST"),
+		CassandraPort:     l.integer("CASSANDRA_TEST_PORT", 1, 65535),
+		CassandraUsername: l.str("CASSANDRA_TEST_USERNAME"),
+		CassandraPassword: l.str("CASSANDRA_TEST_PASSWORD"),
+		CassandraCA:       l.str("CASSANDRA_TEST_CA"),
+		KubeToolsDir:      l.str("KUBE_TOOLS_DIR"),
+	}
+	if err := l.err(); err != nil {
+		return Tests{}, err
+	}
+	return t, nil
+}

@@ -25,6 +25,7 @@ const (
 	groupOps       = "Operations"
 	groupServe     = "Read API (coordinator serve)"
 	groupTasks     = "Mage tasks (development)"
+	groupTests     = "Test harnesses (development)"
 )
 
 // Vars lists every variable the coordinator reads.
@@ -125,6 +126,16 @@ var Vars = []Var{
 	{Name: "HOURS", Default: "4", Group: groupTasks, Doc: "go tool mage demo: hours of submissions (3 batches an hour)."},
 	{Name: "SEED", Group: groupTasks, Doc: "go tool mage demo: seed of the synthetic network; the same seed gives the same network and scores (default: random, printed)."},
 	{Name: "KEEP", Group: groupTasks, Doc: "go tool mage demo: truthy keeps the database and prints how to connect."},
+
+	{Name: "TEST_DATABASE_URL", Secret: true, Group: groupTests, Doc: "Tests: the PostgreSQL server the tests create their databases on (a postgres:// URL with a user allowed to create databases). Unset: the server POSTGRES_HOST etc. point at (its postgres database), else a throwaway cluster from the system's initdb."},
+	{Name: "PGTEST_DURABLE", Group: groupTests, Doc: "Tests: truthy starts the throwaway cluster with fsync on, as in production (the benchmarks set it)."},
+	{Name: "CASSANDRA_TESTS", Group: groupTests, Doc: "Tests: truthy runs the Cassandra tests on a throwaway Cassandra started by tools/cassandra/start.sh (java 17 and mvn). Unset, they skip saying so."},
+	{Name: "CASSANDRA_TEST_HOST", Group: groupTests, Doc: "Tests: a running Cassandra for the Cassandra tests instead of a throwaway one."},
+	{Name: "CASSANDRA_TEST_PORT", Default: "9042", Group: groupTests, Doc: "Tests: CQL port of CASSANDRA_TEST_HOST."},
+	{Name: "CASSANDRA_TEST_USERNAME", Default: "cassandra", Group: groupTests, Doc: "Tests: user on CASSANDRA_TEST_HOST."},
+	{Name: "CASSANDRA_TEST_PASSWORD", Default: "cassandra", Secret: true, Group: groupTests, Doc: "Tests: password of CASSANDRA_TEST_USERNAME."},
+	{Name: "CASSANDRA_TEST_CA", Group: groupTests, Doc: "Tests: CA file of CASSANDRA_TEST_HOST's TLS certificate."},
+	{Name: "KUBE_TOOLS_DIR", Group: groupTests, Doc: "Tests: directory holding bin/ with the kube-apiserver, etcd and kube-controller-manager the Kubernetes tests run (default: ~/.cache/uptime-coordinator/kube-<version>, where tools/kube/build.sh puts them)."},
 }
 
 func lookupVar(name string) (Var, bool) {

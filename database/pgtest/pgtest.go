@@ -156,14 +156,17 @@ func dropDatabase(name string) {
 }
 
 func setup() error {
-	var err error
+	opts, err := config.LoadTests(config.Environment)
+	if err != nil {
+		return err
+	}
 	switch {
-	case os.Getenv("TEST_DATABASE_URL") != "":
-		server, err = fromURL(os.Getenv("TEST_DATABASE_URL"))
-	case os.Getenv("POSTGRES_HOST") != "":
+	case opts.DatabaseURL != "":
+		server, err = fromURL(opts.DatabaseURL)
+	case lookupSet("POSTGRES_HOST"):
 		server, err = fromPostgresEnv()
 	default:
-		server, stopServer, err = startCluster()
+		server, stopServer, err = startCluster(opts.Durable)
 	}
 	if err != nil {
 		return err
@@ -213,19 +216,25 @@ func fromURL(raw string) (config.Postgres, error) {
 	return config.Postgres{Host: cfg.Host, Port: int(cfg.Port), DB: cfg.Database, User: cfg.User, Password: cfg.Password, SSLMode: sslmode}, nil
 }
 
+func lookupSet(name string) bool {
+	v, _ := config.Environment(name)
+	return v != ""
+}
+
+// fromPostgresEnv is the server the POSTGRES_* variables point at, read by
+// the configuration's loader; the tests create their databases from its
+// postgres database, whatever POSTGRES_DB says.
 func fromPostgresEnv() (config.Postgres, error) {
-	port := 5432
-	if p := os.Getenv("POSTGRES_PORT"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return config.Postgres{}, fmt.Errorf("POSTGRES_PORT %q: %w", p, err)
+	cfg, err := config.LoadPostgres(func(name string) (string, bool) {
+		if name == "POSTGRES_DB" {
+			return "postgres", true
 		}
-		port = n
+		return config.Environment(name)
+	})
+	if err != nil {
+		return config.Postgres{}, fmt.Errorf("the server POSTGRES_* point at: %w", err)
 	}
-	return config.Postgres{
-		Host: os.Getenv("POSTGRES_HOST"), Port: port, DB: "postgres",
-		User: os.Getenv("POSTGRES_USER"), Password: os.Getenv("POSTGRES_PASSWORD"), SSLMode: os.Getenv("POSTGRES_SSLMODE"),
-	}, nil
+	return config.Postgres{Host: cfg.Host, Port: cfg.Port, DB: "postgres", User: cfg.User, Password: cfg.Password, SSLMode: cfg.SSLMode}, nil
 }
 
 // FindBinaries returns the directory holding initdb and postgres.
@@ -420,9 +429,10 @@ func (c *Cluster) shutdown() {
 	<-c.done
 }
 
-func startCluster() (config.Postgres, func(), error) {
-	// Benchmarks set PGTEST_DURABLE=1 to measure with fsync on, as in production.
-	c, err := StartCluster(os.Getenv("PGTEST_DURABLE") == "1")
+// startCluster starts a throwaway cluster; durable (PGTEST_DURABLE, which
+// the benchmarks set) keeps fsync on, as in production.
+func startCluster(durable bool) (config.Postgres, func(), error) {
+	c, err := StartCluster(durable)
 	if err != nil {
 		return config.Postgres{}, nil, err
 	}

@@ -111,25 +111,17 @@ func MainFunc(run func() int) int {
 }
 
 func setup() error {
-	if host := os.Getenv("CASSANDRA_TEST_HOST"); host != "" {
+	opts, err := config.LoadTests(config.Environment)
+	if err != nil {
+		return err
+	}
+	if opts.CassandraHost != "" {
 		enabled = true
-		server = Server{
-			Host:     host,
-			Port:     9042,
-			Username: envOr("CASSANDRA_TEST_USERNAME", "cassandra"),
-			Password: envOr("CASSANDRA_TEST_PASSWORD", "cassandra"),
-			CAFile:   os.Getenv("CASSANDRA_TEST_CA"),
-		}
-		if p := os.Getenv("CASSANDRA_TEST_PORT"); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return fmt.Errorf("CASSANDRA_TEST_PORT=%q: not a port number", p)
-			}
-			server.Port = n
-		}
+		server = Server{Host: opts.CassandraHost, Port: opts.CassandraPort, Username: opts.CassandraUsername,
+			Password: opts.CassandraPassword, CAFile: opts.CassandraCA}
 		return nil
 	}
-	if !config.Truthy(os.Getenv("CASSANDRA_TESTS")) {
+	if !opts.Cassandra {
 		return nil
 	}
 	enabled = true
@@ -166,13 +158,6 @@ func start() error {
 	}
 	server = Server{Host: "127.0.0.1", Port: ports[0], Username: "cassandra", Password: "cassandra", CAFile: filepath.Join(dir, "ca.pem")}
 	return nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // Require skips the test when Cassandra tests are off and fails it when they

@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/delegation-program/uptime-coordinator/config"
 	"github.com/delegation-program/uptime-coordinator/internal/porttest"
 )
 
@@ -48,8 +49,12 @@ const ToolsDirEnv = "KUBE_TOOLS_DIR"
 // ToolsDir returns the directory holding bin/ with the control-plane binaries:
 // $KUBE_TOOLS_DIR, or $HOME/.cache/uptime-coordinator/kube-v1.36.3.
 func ToolsDir() (string, error) {
-	if dir := os.Getenv(ToolsDirEnv); dir != "" {
-		return dir, nil
+	opts, err := config.LoadTests(config.Environment)
+	if err != nil {
+		return "", err
+	}
+	if opts.KubeToolsDir != "" {
+		return opts.KubeToolsDir, nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
