@@ -224,10 +224,11 @@ func TestParallelSuccess(t *testing.T) {
 		t.Errorf("output of mini-batches %v, want 0-4", seen)
 	}
 	// Each launch names the command line, with START and END last.
-	parts := batch.Split(5)
+	bounds := []string{"2024-06-01 00:00:00.0+0000", "2024-06-01 00:04:00.0+0000", "2024-06-01 00:08:00.0+0000",
+		"2024-06-01 00:12:00.0+0000", "2024-06-01 00:16:00.0+0000", "2024-06-01 00:20:00.0+0000"}
 	for _, m := range launched {
 		i, _ := strconv.Atoi(m["mini_batch"])
-		want := shellquote.Join(os.Args[0], "sleep", "700ms", workers.FormatTimestamp(parts[i].Start), workers.FormatTimestamp(parts[i].End))
+		want := shellquote.Join(os.Args[0], "sleep", "700ms", bounds[i], bounds[i+1])
 		if m["command"] != want {
 			t.Errorf("launch %d logged command %q, want %q", i, m["command"], want)
 		}
@@ -400,7 +401,14 @@ func TestEnvironmentAndArguments(t *testing.T) {
 	if err := l.Verify(context.Background(), batch, parts); err != nil {
 		t.Fatalf("Verify: %v\n%s", err, recs.all())
 	}
-	for i, p := range parts {
+	// The three mini-batches of 00:00-00:20, as the verifier's arguments
+	// and as the original's BatchStart/BatchEnd (Python's str(datetime)).
+	bounds := [][4]string{
+		{"2024-06-01 00:00:00.0+0000", "2024-06-01 00:06:40.0+0000", "2024-06-01 00:00:00+00:00", "2024-06-01 00:06:40+00:00"},
+		{"2024-06-01 00:06:40.0+0000", "2024-06-01 00:13:20.0+0000", "2024-06-01 00:06:40+00:00", "2024-06-01 00:13:20+00:00"},
+		{"2024-06-01 00:13:20.0+0000", "2024-06-01 00:20:00.0+0000", "2024-06-01 00:13:20+00:00", "2024-06-01 00:20:00+00:00"},
+	}
+	for i := range parts {
 		name := "local-validator-24-06-01-00-22-" + strconv.Itoa(i)
 		raw, err := os.ReadFile(filepath.Join(dir, name+".json"))
 		if err != nil {
@@ -410,7 +418,7 @@ func TestEnvironmentAndArguments(t *testing.T) {
 		if err := json.Unmarshal(raw, &dump); err != nil {
 			t.Fatal(err)
 		}
-		start, end := workers.FormatTimestamp(p.Start), workers.FormatTimestamp(p.End)
+		start, end := bounds[i][0], bounds[i][1]
 		if want := []string{"dump", dir, start, end}; !slices.Equal(dump.Args, want) {
 			t.Errorf("child %d arguments %q, want %q", i, dump.Args, want)
 		}
@@ -423,7 +431,7 @@ func TestEnvironmentAndArguments(t *testing.T) {
 			"NO_CHECKS": "1", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "aws-secret",
 			"SUBMISSION_STORAGE": "CASSANDRA", "POSTGRES_HOST": "127.0.0.1", "POSTGRES_DB": "delegation",
 			"POSTGRES_USER": "coord", "POSTGRES_PASSWORD": "pg-secret", "POSTGRES_PORT": "6543", "POSTGRES_SSLMODE": "disable",
-			"JobName": name, "BatchStart": PythonTime(p.Start), "BatchEnd": PythonTime(p.End),
+			"JobName": name, "BatchStart": bounds[i][2], "BatchEnd": bounds[i][3],
 			"LOG_FORMAT": "json", // verifiers log JSON, relayed as records
 		}
 		got := map[string]string{}
