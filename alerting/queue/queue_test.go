@@ -57,13 +57,29 @@ func (h *hits) get(path string) []time.Time {
 	return append([]time.Time(nil), h.at[path]...)
 }
 
-func start(t *testing.T, pool *pgxpool.Pool, srv *httptest.Server, opts queue.Options) *queue.Queue {
+// testBundle is what a delivery test works with: its own database and a
+// TLS receiver that records its hits, both closed with the test.
+type testBundle struct {
+	pool *pgxpool.Pool
+	srv  *httptest.Server
+	hits *hits
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	srv, h := server(t)
+	return &testBundle{pool: pgtest.Pool(t, pgtest.NewDatabase(t)), srv: srv, hits: h}
+}
+
+// start runs a queue delivering to b's receiver (private addresses allowed,
+// fast polling) until the test ends.
+func start(t *testing.T, b *testBundle, opts queue.Options) *queue.Queue {
 	t.Helper()
 	opts.Policy = outbound.Policy{AllowPrivate: true}
-	opts.Transport = srv.Client().Transport.(*http.Transport).Clone()
+	opts.Transport = b.srv.Client().Transport.(*http.Transport).Clone()
 	opts.PollInterval = 50 * time.Millisecond
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	q, err := queue.New(pool, true, opts)
+	q, err := queue.New(b.pool, true, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +118,11 @@ func msgs(sub int64, prefix string, n int) []queue.Outgoing {
 func TestDeadLetters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	srv, h := server(t)
-	q := start(t, pool, srv, queue.Options{MaxAttempts: 3, RetryBase: 10 * time.Millisecond})
-	bad := subscribe(t, pool, srv.URL+"/fail400/T0K3N")
-	down := subscribe(t, pool, srv.URL+"/fail500/T0K3N")
-	good := subscribe(t, pool, srv.URL+"/ok")
+	b := setup(t)
+	q := start(t, b, queue.Options{MaxAttempts: 3, RetryBase: 10 * time.Millisecond})
+	bad := subscribe(t, b.pool, b.srv.URL+"/fail400/T0K3N")
+	down := subscribe(t, b.pool, b.srv.URL+"/fail500/T0K3N")
+	good := subscribe(t, b.pool, b.srv.URL+"/ok")
 	out := append(append(msgs(bad, "bad", 1), msgs(down, "down", 1)...), msgs(good, "good", 2)...)
 	if err := q.Enqueue(ctx, out); err != nil {
 		t.Fatal(err)
@@ -119,7 +134,7 @@ func TestDeadLetters(t *testing.T) {
 	if left, err := q.Drain(ctx, 20*time.Second); err != nil || left != 0 {
 		t.Fatalf("drain: %d left, %v", left, err)
 	}
-	c, err := queue.Count(ctx, pool)
+	c, err := queue.Count(ctx, b.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +142,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("counts %+v, want 2 dead and nothing pending", c)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(queue.Collector(pool, slog.Default()))
+	reg.MustRegister(queue.Collector(b.pool, slog.Default()))
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP uptime_coordinator_alert_deliveries Alert deliveries by state: pending (queued or waiting for a retry) and dead (dead letters: attempts exhausted or refused for good).
 # TYPE uptime_coordinator_alert_deliveries gauge
 uptime_coordinator_alert_deliveries{state="dead"} 2
@@ -135,10 +150,10 @@ uptime_coordinator_alert_deliveries{state="pending"} 0
 `)); err != nil {
 		t.Errorf("/metrics: %v", err)
 	}
-	if n400, n500, nOK := len(h.get("/fail400/T0K3N")), len(h.get("/fail500/T0K3N")), len(h.get("/ok")); n400 != 1 || n500 != 3 || nOK != 2 {
+	if n400, n500, nOK := len(b.hits.get("/fail400/T0K3N")), len(b.hits.get("/fail500/T0K3N")), len(b.hits.get("/ok")); n400 != 1 || n500 != 3 || nOK != 2 {
 		t.Fatalf("attempts: 400 path %d (want 1), 500 path %d (want 3), ok path %d (want 2)", n400, n500, nOK)
 	}
-	rows, err := pool.Query(ctx, `SELECT o.attempts, coalesce(o.last_error, ''), o.delivered_at IS NOT NULL, j.state::text, j.errors::text
+	rows, err := b.pool.Query(ctx, `SELECT o.attempts, coalesce(o.last_error, ''), o.delivered_at IS NOT NULL, j.state::text, j.errors::text
 		FROM alert_outbox o JOIN river_job j ON j.args->>'outbox_id' = o.id ORDER BY o.subscription_id, o.id`)
 	if err != nil {
 		t.Fatal(err)
@@ -173,24 +188,23 @@ uptime_coordinator_alert_deliveries{state="pending"} 0
 func TestRateLimitPerDestination(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	srv, h := server(t)
-	q := start(t, pool, srv, queue.Options{RatePerMinute: 120, Burst: 2}) // one every 500 ms after 2
-	busy := subscribe(t, pool, srv.URL+"/busy")
-	quiet := subscribe(t, pool, srv.URL+"/quiet")
+	b := setup(t)
+	q := start(t, b, queue.Options{RatePerMinute: 120, Burst: 2}) // one every 500 ms after 2
+	busy := subscribe(t, b.pool, b.srv.URL+"/busy")
+	quiet := subscribe(t, b.pool, b.srv.URL+"/quiet")
 	if err := q.Enqueue(ctx, append(msgs(busy, "busy", 5), msgs(quiet, "quiet", 2)...)); err != nil {
 		t.Fatal(err)
 	}
 	if left, err := q.Drain(ctx, 30*time.Second); err != nil || left != 0 {
 		t.Fatalf("drain: %d left, %v", left, err)
 	}
-	b, qt := h.get("/busy"), h.get("/quiet")
-	if len(b) != 5 || len(qt) != 2 {
-		t.Fatalf("busy got %d, quiet %d; want 5 and 2", len(b), len(qt))
+	bz, qt := b.hits.get("/busy"), b.hits.get("/quiet")
+	if len(bz) != 5 || len(qt) != 2 {
+		t.Fatalf("busy got %d, quiet %d; want 5 and 2", len(bz), len(qt))
 	}
 	// 5 messages at 2 per second after a burst of 2: the last comes at
 	// least 1.5 s after the first.
-	if span := b[4].Sub(b[0]); span < 1400*time.Millisecond {
+	if span := bz[4].Sub(bz[0]); span < 1400*time.Millisecond {
 		t.Errorf("5 messages to one destination within %v: the rate limit did not hold", span)
 	}
 }
@@ -199,16 +213,15 @@ func TestRateLimitPerDestination(t *testing.T) {
 func TestOperatorMessages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	srv, h := server(t)
-	q := start(t, pool, srv, queue.Options{OperatorURL: srv.URL + "/operator"})
+	b := setup(t)
+	q := start(t, b, queue.Options{OperatorURL: b.srv.URL + "/operator"})
 	if err := q.Enqueue(ctx, []queue.Outgoing{{Message: channels.Message{ID: "op1", Event: "operator", Text: "batch slow"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if left, err := q.Drain(ctx, 20*time.Second); err != nil || left != 0 {
 		t.Fatalf("drain: %d left, %v", left, err)
 	}
-	if n := len(h.get("/operator")); n != 1 {
+	if n := len(b.hits.get("/operator")); n != 1 {
 		t.Fatalf("operator webhook got %d messages, want 1", n)
 	}
 }
@@ -219,15 +232,14 @@ func TestOperatorMessages(t *testing.T) {
 func TestRebindingRefusedAtDelivery(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	srv, h := server(t)
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	opts := queue.Options{Transport: srv.Client().Transport.(*http.Transport).Clone(), PollInterval: 50 * time.Millisecond,
+	b := setup(t)
+	port := b.srv.Listener.Addr().(*net.TCPAddr).Port
+	opts := queue.Options{Transport: b.srv.Client().Transport.(*http.Transport).Clone(), PollInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policy: outbound.Policy{Resolve: func(context.Context, string) ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil // what the attacker's DNS answers now
 		}}}
-	q, err := queue.New(pool, true, opts)
+	q, err := queue.New(b.pool, true, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +247,7 @@ func TestRebindingRefusedAtDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = q.Stop(context.Background()) })
-	sub := subscribe(t, pool, fmt.Sprintf("https://rebind.example:%d/hook", port))
+	sub := subscribe(t, b.pool, fmt.Sprintf("https://rebind.example:%d/hook", port))
 	if err := q.Enqueue(ctx, msgs(sub, "rebind", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -243,11 +255,11 @@ func TestRebindingRefusedAtDelivery(t *testing.T) {
 		t.Fatalf("drain: %d left, %v", left, err)
 	}
 	var state, lastErr string
-	if err := pool.QueryRow(ctx, `SELECT j.state::text, o.last_error FROM alert_outbox o JOIN river_job j ON j.args->>'outbox_id' = o.id`).Scan(&state, &lastErr); err != nil {
+	if err := b.pool.QueryRow(ctx, `SELECT j.state::text, o.last_error FROM alert_outbox o JOIN river_job j ON j.args->>'outbox_id' = o.id`).Scan(&state, &lastErr); err != nil {
 		t.Fatal(err)
 	}
-	if state != "cancelled" || !strings.Contains(lastErr, "127.0.0.1 is a loopback address") || len(h.get("/hook")) != 0 {
-		t.Fatalf("job %s, error %q, receiver hit %d times: want a refusal naming loopback and no request", state, lastErr, len(h.get("/hook")))
+	if state != "cancelled" || !strings.Contains(lastErr, "127.0.0.1 is a loopback address") || len(b.hits.get("/hook")) != 0 {
+		t.Fatalf("job %s, error %q, receiver hit %d times: want a refusal naming loopback and no request", state, lastErr, len(b.hits.get("/hook")))
 	}
 }
 
@@ -255,19 +267,18 @@ func TestRebindingRefusedAtDelivery(t *testing.T) {
 func TestOutboxPruned(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDatabase(t))
-	if _, err := pool.Exec(ctx, `INSERT INTO alert_outbox (id, event, payload, created_at, delivered_at) VALUES
+	b := setup(t)
+	if _, err := b.pool.Exec(ctx, `INSERT INTO alert_outbox (id, event, payload, created_at, delivered_at) VALUES
 		('old', 'test', '{}', now() - interval '31 days', now() - interval '31 days'),
 		('old-dead', 'test', '{}', now() - interval '31 days', NULL),
 		('recent', 'test', '{}', now() - interval '29 days', now() - interval '29 days')`); err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := server(t)
-	start(t, pool, srv, queue.Options{})
+	start(t, b, queue.Options{})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var ids []string
-		rows, _ := pool.Query(ctx, `SELECT id FROM alert_outbox ORDER BY id`)
+		rows, _ := b.pool.Query(ctx, `SELECT id FROM alert_outbox ORDER BY id`)
 		for rows.Next() {
 			var id string
 			_ = rows.Scan(&id)
