@@ -79,9 +79,14 @@ func testChild(args []string) int {
 		time.Sleep(d)
 		fmt.Println("done")
 		return 0
-	case "failat": // failat INDEX CODE PIDDIR: mini-batch INDEX fails, the others hang
+	case "failat": // failat INDEX CODE PIDDIR OTHERS: mini-batch INDEX fails once the OTHERS have started (written their pids), the others hang
 		if index == param(0) {
-			time.Sleep(200 * time.Millisecond) // let the others start
+			others, _ := strconv.Atoi(param(3))
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if files, _ := filepath.Glob(filepath.Join(param(2), "*.pid")); len(files) >= others {
+					break
+				}
+			}
 			for i := range 15 {
 				fmt.Fprintf(os.Stderr, "error line %d: boom\n", i)
 			}

@@ -238,7 +238,7 @@ func TestParallelSuccess(t *testing.T) {
 func TestFailureFailsTheBatch(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l, recs := launcher(t, nil, "failat", "2", "3", dir)
+	l, recs := launcher(t, nil, "failat", "2", "3", dir, "4")
 	ev := &countEvents{}
 	l.Events = ev
 	began := time.Now()
