@@ -1,13 +1,11 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -117,7 +115,6 @@ type Board struct {
 	Rows    []BoardRow
 	// FromNodes: read from the nodes table (the window is the coordinator's).
 	FromNodes bool
-	byKey     map[string]int
 }
 
 // BoardRow is one producer's line of a leaderboard.
@@ -126,15 +123,6 @@ type BoardRow struct {
 	Points            int
 	ScorePercent      *float64 // NULL when the window has no survey
 	ApplicationStatus *bool
-}
-
-// Row returns the producer's line and its position (0-based), or false.
-func (b *Board) Row(key string) (BoardRow, int, bool) {
-	i, ok := b.byKey[key]
-	if !ok {
-		return BoardRow{}, 0, false
-	}
-	return b.Rows[i], i, true
 }
 
 // Leaderboard returns the leaderboard of the window of days ending at the
@@ -254,13 +242,30 @@ func (r *Reader) computeBoard(ctx context.Context, days int) (*Board, error) {
 				ApplicationStatus: n.status})
 		}
 	}
-	// Best first, then by key (then by nodes id, for a key held twice).
-	slices.SortStableFunc(b.Rows, func(x, y BoardRow) int { return cmp.Compare(y.Points, x.Points) })
-	b.byKey = make(map[string]int, len(b.Rows))
-	for i, row := range b.Rows {
-		if _, dup := b.byKey[row.Producer]; !dup {
-			b.byKey[row.Producer] = i
-		}
-	}
+	// Best first, then by key (then by nodes id, for a key held twice):
+	// the rows are in key order, so a stable counting sort by points.
+	b.Rows = byPoints(b.Rows)
 	return b, nil
+}
+
+// byPoints sorts rows by points, most first, keeping the order of rows
+// with the same points.
+func byPoints(rows []BoardRow) []BoardRow {
+	most := 0
+	for _, r := range rows {
+		most = max(most, r.Points)
+	}
+	start := make([]int, most+2) // start[most-p]: where rows with p points begin
+	for _, r := range rows {
+		start[most-r.Points+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	out := make([]BoardRow, len(rows))
+	for _, r := range rows {
+		out[start[most-r.Points]] = r
+		start[most-r.Points]++
+	}
+	return out
 }
