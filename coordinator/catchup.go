@@ -66,9 +66,11 @@ func (e *Engine) catchUpSize(ctx context.Context, limit int) (int, error) {
 	if _, ok := e.Ledger.(RangeLedger); !ok {
 		return 0, nil
 	}
-	last, err := e.Ledger.LastBatch(ctx)
+	dbctx, cancel := e.step(ctx, "reading the latest batch", e.DBTimeout)
+	last, err := e.Ledger.LastBatch(dbctx)
+	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("reading the latest batch: %w", err)
+		return 0, fmt.Errorf("reading the latest batch: %w", e.stepErr(ctx, err))
 	}
 	return e.rangeSize(last, limit), nil
 }
@@ -191,7 +193,7 @@ func (e *Engine) attemptRange(ctx context.Context, n, attempt int) ([]*Summary, 
 	last, err := e.Ledger.LastBatch(dbctx)
 	cancel()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the latest batch: %w", err)
+		return nil, nil, fmt.Errorf("reading the latest batch: %w", e.stepErr(ctx, err))
 	}
 	windows := make([]Window, n)
 	for i := range windows {
