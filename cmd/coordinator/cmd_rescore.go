@@ -55,14 +55,11 @@ func (c *RescoreCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return usageError{err}
 	}
-	cfg, log, pool, err := openForRescore(ctx, env)
+	cfg, log, pool, err := openForRescore(ctx, env, "rescore")
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := requireWriter(ctx, cfg, pool, "rescore"); err != nil {
-		return err
-	}
 	rep, err := runRescore(ctx, env, cfg, log, pool, from, to, c.DryRun, c.Format)
 	if !c.DryRun {
 		o := alert.Operation{Command: "rescore", From: from, To: to, Err: err}

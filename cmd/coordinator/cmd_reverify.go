@@ -58,14 +58,11 @@ func (c *ReverifyCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return usageError{err}
 	}
-	cfg, log, pool, err := openForRescore(ctx, env)
+	cfg, log, pool, err := openForRescore(ctx, env, "reverify")
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := requireWriter(ctx, cfg, pool, "reverify"); err != nil {
-		return err
-	}
 	launcher, err := newLauncher(ctx, cfg, log, nil)
 	if err != nil {
 		return err
@@ -194,8 +191,9 @@ func checkReverified(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool
 }
 
 // openForRescore loads the configuration, logs to stderr (stdout carries
-// the report) and opens the pool after applying pending migrations.
-func openForRescore(ctx context.Context, env *Env) (*config.Config, *slog.Logger, *pgxpool.Pool, error) {
+// the report), opens the pool and checks that POSTGRES_USER may write what
+// command writes (requireWriter); the caller closes the pool.
+func openForRescore(ctx context.Context, env *Env, command string) (*config.Config, *slog.Logger, *pgxpool.Pool, error) {
 	if err := config.LoadDotEnv(""); err != nil {
 		return nil, nil, nil, err
 	}
@@ -206,6 +204,10 @@ func openForRescore(ctx context.Context, env *Env) (*config.Config, *slog.Logger
 	log := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.Log.Level}))
 	pool, err := postgres.Open(ctx, cfg.Postgres.ConnString(""))
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := requireWriter(ctx, cfg, pool, command); err != nil {
+		pool.Close()
 		return nil, nil, nil, err
 	}
 	return cfg, log, pool, nil
