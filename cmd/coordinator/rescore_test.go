@@ -265,20 +265,7 @@ func TestReverifyRescore(t *testing.T) {
 	t.Parallel()
 	const n = 3
 	net := synthnet.Generate(synthnet.Params{Seed: 29, Producers: 80, Start: netStart, Duration: n * 20 * time.Minute})
-	full := filepath.Join(t.TempDir(), "full")
-	if err := synthnet.WriteBlockFiles(full, net.Blocks); err != nil {
-		t.Fatal(err)
-	}
-	broken := filepath.Join(t.TempDir(), "broken")
-	var kept []*synthnet.Block
-	for i, b := range net.Blocks {
-		if i%4 != 1 {
-			kept = append(kept, b)
-		}
-	}
-	if err := synthnet.WriteBlockFiles(broken, kept); err != nil {
-		t.Fatal(err)
-	}
+	full, broken := blockDirs(t, net)
 	process := func(blocks string) []string {
 		return []string{"WORKER_MODE=process", "WORKER_COMMAND=" + shellquote.Join(binary, "verify"), "BLOCKS_DIR=" + blocks,
 			"MINI_BATCH_NUMBER=3", "WORKER_TIMEOUT=2m"}
@@ -309,4 +296,25 @@ func TestReverifyRescore(t *testing.T) {
 	if _, err := os.Stat(full); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// blockDirs writes net's block files twice: all of them (full), and all but
+// every fourth from the second on (broken), whose submissions fail to verify.
+func blockDirs(t *testing.T, net *synthnet.Network) (full, broken string) {
+	t.Helper()
+	full = filepath.Join(t.TempDir(), "full")
+	if err := synthnet.WriteBlockFiles(full, net.Blocks); err != nil {
+		t.Fatal(err)
+	}
+	broken = filepath.Join(t.TempDir(), "broken")
+	var kept []*synthnet.Block
+	for i, b := range net.Blocks {
+		if i%4 != 1 {
+			kept = append(kept, b)
+		}
+	}
+	if err := synthnet.WriteBlockFiles(broken, kept); err != nil {
+		t.Fatal(err)
+	}
+	return full, broken
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,20 +57,7 @@ func TestReverifyCassandra(t *testing.T) {
 	for i := range subs {
 		subs[i].SubmittedAt = subs[i].SubmittedAt.Truncate(time.Millisecond)
 	}
-	full := filepath.Join(t.TempDir(), "full")
-	if err := synthnet.WriteBlockFiles(full, net.Blocks); err != nil {
-		t.Fatal(err)
-	}
-	broken := filepath.Join(t.TempDir(), "broken")
-	var kept []*synthnet.Block
-	for i, b := range net.Blocks {
-		if i%4 != 1 {
-			kept = append(kept, b)
-		}
-	}
-	if err := synthnet.WriteBlockFiles(broken, kept); err != nil {
-		t.Fatal(err)
-	}
+	full, broken := blockDirs(t, net)
 	setup := func() (config.Postgres, []string) {
 		ks := cassandratest.NewKeyspace(t)
 		cassandratest.Insert(t, ks, subs...)
