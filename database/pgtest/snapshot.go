@@ -49,7 +49,12 @@ var snapshotQueries = map[string]string{
 	// by entering and leaving batches may.
 	"alert_score_window_points": `SELECT concat_ws('|', p.window_seconds, n.block_producer_key, p.points)
 		FROM alert_score_window_points p JOIN nodes n ON n.id = p.node_id WHERE p.points <> 0`,
-	"alert_outbox": `SELECT concat_ws('|', o.id, o.subscription_id, o.event, b.batch_end_epoch, o.payload - 'bot_log_id')
+	// The text of a score_below alert names its batch by bot_log_id too.
+	"alert_outbox": `SELECT concat_ws('|', o.id, o.subscription_id, o.event, b.batch_end_epoch,
+		CASE WHEN o.bot_log_id IS NOT NULL AND o.payload ? 'text'
+			THEN (o.payload - 'bot_log_id') || jsonb_build_object('text',
+				replace(o.payload->>'text', '(batch ' || o.bot_log_id || ')', '(batch ending ' || b.batch_end_epoch || ')'))
+			ELSE o.payload - 'bot_log_id' END)
 		FROM alert_outbox o LEFT JOIN bot_logs b ON b.id = o.bot_log_id`,
 	"submissions": `SELECT concat_ws('|', submitted_at_date, submitted_at, submitter, created_at, block_hash, remote_addr,
 		peer_id, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot, validation_error, verified)
