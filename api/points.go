@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/delegation-program/uptime-coordinator/api/evidenceset"
+	"github.com/delegation-program/uptime-coordinator/api/historyset"
 	"github.com/delegation-program/uptime-coordinator/api/pointset"
 )
 
@@ -22,25 +24,51 @@ import (
 // and first/last point batches are computed from it; points_summary needs no
 // per-producer index.
 
+// model is what the reader keeps in memory, as of one database snapshot:
+// the point set, the last day's evidence (the producer's missed batches)
+// and score_history at the chart's batches.
+type model struct {
+	points   *pointset.Set
+	evidence *evidenceset.Set
+	history  *historyset.Set
+	// chartStep: the chart's batches are every chartStep-th scored batch
+	// (by position in the set: ordinal % chartStep == 0) of the
+	// UptimeDays window, and the latest.
+	chartStep int
+}
+
+// ChartPoints bounds the points of a producer's score chart when the
+// reader chooses the chart's batches (Reader.ChartStep 0).
+const ChartPoints = 180
+
 // pointSet returns the point set as of the bot_logs row l or later.
 func (r *Reader) pointSet(ctx context.Context, l Latest) (*pointset.Set, error) {
+	m, err := r.modelOf(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	return m.points, nil
+}
+
+// modelOf returns the model as of the bot_logs row l or later.
+func (r *Reader) modelOf(ctx context.Context, l Latest) (*model, error) {
 	r.mu.Lock()
-	s, gen := r.points, r.gen
+	m, gen := r.model, r.gen
 	r.mu.Unlock()
-	if s != nil && s.Covers(toPointset(l)) {
-		return s, nil
+	if m != nil && m.points.Covers(toPointset(l)) {
+		return m, nil
 	}
 	v, err, _ := r.flight.Do("points", func() (any, error) {
 		r.mu.Lock()
-		s := r.points
+		m := r.model
 		r.mu.Unlock()
-		if s != nil && s.Covers(toPointset(l)) {
-			return s, nil
+		if m != nil && m.points.Covers(toPointset(l)) {
+			return m, nil
 		}
-		var next *pointset.Set
+		var next *model
 		err := r.read(ctx, func(tx pgx.Tx) error {
-			if s != nil {
-				n, ok, err := s.Extend(ctx, tx)
+			if m != nil {
+				n, ok, err := r.extend(ctx, tx, m)
 				if err != nil || ok {
 					next = n
 					return err
@@ -57,25 +85,91 @@ func (r *Reader) pointSet(ctx context.Context, l Latest) (*pointset.Set, error) 
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.gen == gen { // no reload began meanwhile
-			r.points = next
+			r.model = next
 		}
 		return next, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*pointset.Set), nil
+	return v.(*model), nil
 }
 
-func (r *Reader) load(ctx context.Context, tx pgx.Tx) (*pointset.Set, error) {
+func (r *Reader) load(ctx context.Context, tx pgx.Tx) (*model, error) {
 	began := time.Now()
 	s, err := pointset.Load(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
+	m := &model{points: s, chartStep: r.ChartStep}
+	if m.chartStep <= 0 {
+		n := len(r.chartWindow(s, 1))
+		m.chartStep = max(1, (n+ChartPoints-2)/(ChartPoints-1)) // the window's grid and the latest fit in ChartPoints
+	}
+	if err := r.follow(ctx, tx, m, nil); err != nil {
+		return nil, err
+	}
 	r.logger().Info("loaded the points", "batches", len(s.Batches()), "producers", s.Producers(), "points", s.Rows(),
-		"mb", s.Bytes()>>20, "took", time.Since(began).Round(time.Millisecond))
-	return s, nil
+		"mb", s.Bytes()>>20, "evidence_rows", m.evidence.Rows(), "history_batches", m.history.Batches(),
+		"history_mb", m.history.Bytes()>>20, "took", time.Since(began).Round(time.Millisecond))
+	return m, nil
+}
+
+// extend returns m brought up to tx's snapshot, or ok false when the
+// committed batches changed otherwise (load anew).
+func (r *Reader) extend(ctx context.Context, tx pgx.Tx, m *model) (*model, bool, error) {
+	s, ok, err := m.points.Extend(ctx, tx)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	next := &model{points: s, chartStep: m.chartStep}
+	if err := r.follow(ctx, tx, next, m); err != nil {
+		return nil, false, err
+	}
+	return next, true, nil
+}
+
+// follow fills m's evidence and history for its point set's batches, from
+// prev's where it has them.
+func (r *Reader) follow(ctx context.Context, tx pgx.Tx, m, prev *model) error {
+	var prevEv *evidenceset.Set
+	var prevHist *historyset.Set
+	if prev != nil {
+		prevEv, prevHist = prev.evidence, prev.history
+	}
+	var err error
+	if m.evidence, err = evidenceset.Update(ctx, tx, prevEv, dayBatches(m.points)); err != nil {
+		return err
+	}
+	if m.history, err = historyset.Update(ctx, tx, prevHist, r.chartWindow(m.points, m.chartStep)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// dayBatches are the scored batches that may be in the last day's window:
+// those ending within a day of the latest bot_logs row.
+func dayBatches(s *pointset.Set) []pointset.Batch {
+	batches := s.Batches()
+	from := s.Latest().End - day
+	i, _ := slices.BinarySearchFunc(batches, from, func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
+	return batches[i:]
+}
+
+// chartWindow are the chart's batches: of the scored batches ending in the
+// UptimeDays days up to the latest bot_logs row, every step-th by position
+// in the set, and the latest.
+func (r *Reader) chartWindow(s *pointset.Set, step int) []pointset.Batch {
+	batches := s.Batches()
+	from := s.Latest().End - int64(max(r.UptimeDays, 1))*day
+	i, _ := slices.BinarySearchFunc(batches, from, func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
+	var out []pointset.Batch
+	for o := i; o < len(batches); o++ {
+		if o%step == 0 || o == len(batches)-1 {
+			out = append(out, batches[o])
+		}
+	}
+	return out
 }
 
 // Reload loads the point set anew (after a rescore changed committed
@@ -86,10 +180,10 @@ func (r *Reader) Reload(ctx context.Context) error {
 	r.gen++
 	gen := r.gen
 	r.mu.Unlock()
-	var s *pointset.Set
+	var m *model
 	err := r.read(ctx, func(tx pgx.Tx) error {
 		var err error
-		s, err = r.load(ctx, tx)
+		m, err = r.load(ctx, tx)
 		return err
 	})
 	if err != nil {
@@ -98,7 +192,7 @@ func (r *Reader) Reload(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen == gen {
-		r.points, r.snap, r.boards = s, nil, nil
+		r.model, r.snap, r.boards = m, nil, nil
 	}
 	return nil
 }
@@ -107,7 +201,7 @@ func (r *Reader) Reload(ctx context.Context) error {
 func (r *Reader) Loaded() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.points != nil
+	return r.model != nil
 }
 
 func toPointset(l Latest) pointset.Latest {
@@ -125,9 +219,18 @@ type snapshot struct {
 	keys   map[int64]string // block_producer_key by nodes id (a key never changes)
 	order  []int            // indexes of nodes by key, then id
 	points *pointset.Set
+	// rows: the nodes by key, then id, with their key and row in points
+	// (-1: none), for the leaderboards' pass.
+	rows []snapRow
 	// The coordinator's window for which nodes.score is exact, if any.
 	scoreboardEnd  int64
 	scoreboardDays int
+}
+
+type snapRow struct {
+	key  string
+	slot int32
+	node *nodeRow
 }
 
 type nodeRow struct {
@@ -218,6 +321,15 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 		}
 		s.points = set
 		s.order = nodeOrder(prev, s)
+		s.rows = make([]snapRow, len(s.order))
+		for i, o := range s.order {
+			n := &s.nodes[o]
+			slot, ok := set.Slot(n.id)
+			if !ok {
+				slot = -1
+			}
+			s.rows[i] = snapRow{key: s.keys[n.id], slot: slot, node: n}
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.snap = s

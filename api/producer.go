@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/delegation-program/uptime-coordinator/api/pointset"
+	"github.com/delegation-program/uptime-coordinator/coordinator"
 	"github.com/delegation-program/uptime-coordinator/database/postgres/inspect"
 )
 
@@ -40,7 +41,13 @@ type Producer struct {
 	Batches24h        int            `json:"batches_24h" doc:"Batches in the last 24 hours"`
 	Missed24h         map[string]int `json:"missed_24h_by_reason" doc:"Batches of the last 24 hours without a point, by reason"`
 	MissedBatches     []MissedBatch  `json:"missed_24h" doc:"Those batches, oldest first"`
+
+	node  int64  // its nodes id
+	batch Latest // the latest batch it is as of
 }
+
+// Batch is the latest batch the answer is as of (its ETag).
+func (p *Producer) Batch() Latest { return p.batch }
 
 // nodeID returns the producer's nodes row (the first one, as the coordinator
 // uses, when a database the original wrote holds the key twice).
@@ -57,57 +64,127 @@ func nodeID(ctx context.Context, q queryer, key string) (int64, *bool, error) {
 	return id, status, nil
 }
 
+// producerRow is what Producer reads from the database: the producer's
+// nodes row, whether its key is held by more than one, its
+// evidence_producers id and the latest batch, in one statement (indexed
+// probes of small tables).
+type producerRow struct {
+	node       int64
+	status     *bool
+	duplicated bool
+	evidence   int32
+	hasEv      bool
+	latest     Latest
+}
+
+func lookupProducer(ctx context.Context, q queryer, key string) (producerRow, error) {
+	var p producerRow
+	var keys int
+	var ev *int32
+	var id, end *int64
+	err := q.QueryRow(ctx, `SELECT n.id, n.application_status, (SELECT count(*) FROM nodes WHERE block_producer_key = $1),
+			(SELECT id FROM evidence_producers WHERE block_producer_key = $1), l.id, l.batch_end_epoch
+		FROM nodes n LEFT JOIN LATERAL (SELECT id, batch_end_epoch FROM bot_logs WHERE batch_end_epoch IS NOT NULL
+			ORDER BY batch_end_epoch DESC, id DESC LIMIT 1) l ON true
+		WHERE n.block_producer_key = $1 ORDER BY n.id LIMIT 1`, key).Scan(&p.node, &p.status, &keys, &ev, &id, &end)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, fmt.Errorf("producer %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading producer %s: %w", key, err)
+	}
+	p.duplicated = keys > 1
+	if ev != nil {
+		p.evidence, p.hasEv = *ev, true
+	}
+	if id != nil && end != nil {
+		p.latest = Latest{ID: *id, End: time.Unix(*end, 0).UTC()}
+	}
+	return p, nil
+}
+
 // Producer reads one producer's scores over the standard windows, its first
 // and last batch with a point and the batches it missed in the last 24
-// hours, as of the latest batch. The scores and batches with a point come
-// from the point set in memory; the producer's row and the missed batches'
-// reasons from the database.
+// hours, as of the latest batch. One indexed query reads the producer's row
+// and the latest batch; the rest comes from memory (the point set and the
+// last day's evidence), except, from the database, the reasons of batches
+// scored without evidence and the missed batches of a key held by two nodes
+// rows (explain counts the points of either).
 func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 	p := &Producer{Producer: key, Missed24h: map[string]int{}, MissedBatches: []MissedBatch{}, Scores: []WindowScore{}}
-	var id int64
-	var l Latest
-	err := r.read(ctx, func(tx pgx.Tx) error {
-		var err error
-		if id, p.ApplicationStatus, err = nodeID(ctx, tx, key); err != nil {
-			return err
-		}
-		if l, err = latest(ctx, tx); err != nil || l.ID == 0 {
-			return err
-		}
-		p.MissedBatches, err = missed(ctx, tx, key, l.End.Add(-24*time.Hour), l.End)
-		return err
-	})
+	row, err := lookupProducer(ctx, r.Pool, key)
 	if err != nil {
 		return nil, err
 	}
+	p.ApplicationStatus, p.node, p.batch = row.status, row.node, row.latest
+	l := row.latest
 	if l.ID == 0 {
 		return p, nil
 	}
-	set, err := r.pointSet(ctx, l)
+	m, err := r.modelOf(ctx, l)
 	if err != nil {
 		return nil, err
 	}
+	set := m.points
 	p.AsOf = &l.End
 	end := l.End.Unix()
 	for _, w := range StandardWindows {
 		d, _ := ParseWindow(w)
 		m := set.Window(end-int64(d)*day, end)
-		points := set.Points(id, m)
+		points := set.Points(row.node, m)
 		p.Scores = append(p.Scores, WindowScore{Window: w, Points: points, Surveys: m.Surveys(), ScorePercent: percent(points, m.Surveys())})
 		if d == 1 {
 			p.Batches24h = m.Surveys()
 		}
 	}
-	if b, ok := set.First(id); ok && b.End <= end {
+	if b, ok := set.First(row.node); ok && b.End <= end {
 		p.FirstPoint = batchRef(b)
 	}
-	if b, ok := set.Last(id, end); ok {
+	if b, ok := set.Last(row.node, end); ok {
 		p.LastPoint = batchRef(b)
+	}
+	var ok bool
+	if p.MissedBatches, ok = missedInMemory(m, row, end-day, end); !ok {
+		err := r.read(ctx, func(tx pgx.Tx) error {
+			var err error
+			p.MissedBatches, err = missed(ctx, tx, key, l.End.Add(-24*time.Hour), l.End)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range p.MissedBatches {
 		p.Missed24h[m.Reason]++
 	}
 	return p, nil
+}
+
+// missedInMemory lists the surveys in [from, to] without a point for the
+// producer, with explain's reasons, from memory; ok false when memory
+// cannot say (a batch scored without evidence or not held, a key held by
+// two nodes rows).
+func missedInMemory(m *model, p producerRow, from, to int64) ([]MissedBatch, bool) {
+	if p.duplicated {
+		return nil, false
+	}
+	out := []MissedBatch{}
+	batches := m.points.Batches()
+	i, _ := slices.BinarySearchFunc(batches, from, func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
+	for _, b := range batches[i:] {
+		if b.Start < from || b.End > to || m.points.Point(p.node, b.ID) {
+			continue
+		}
+		reason, ok := m.evidence.Outcome(b.ID, p.evidence, p.hasEv)
+		if !ok {
+			return nil, false
+		}
+		if reason == "" {
+			reason = coordinator.OutcomeNoSubmission
+		}
+		out = append(out, MissedBatch{BatchRef: *batchRef(b), Reason: reason})
+	}
+	return out, true
 }
 
 func batchRef(b pointset.Batch) *BatchRef {
@@ -119,10 +196,12 @@ func percent(points, surveys int) *float64 {
 	if surveys == 0 {
 		return nil
 	}
-	h := points * 10000 / surveys
-	v := float64(h) / 100
+	v := truncPercent(points, surveys)
 	return &v
 }
+
+// truncPercent is trunc(points * 100 / surveys, 2), surveys > 0.
+func truncPercent(points, surveys int) float64 { return float64(points*10000/surveys) / 100 }
 
 // missed lists the surveys in [from, to] without a point for the producer,
 // with the reason coordinator explain gives (the batch evidence, or derived
@@ -205,25 +284,20 @@ func (r *Reader) ProducerBatches(ctx context.Context, key string, from, to time.
 	return ex, err
 }
 
-// HistorySample reads the producer's score_history at the batches ending in
-// [from, to], at most limit points: every k-th batch counted back from the
-// latest (k chosen so that they fit; the batches are the point set's), by
-// one index probe each, for charts.
-func (r *Reader) HistorySample(ctx context.Context, key string, from, to time.Time, limit int) ([]HistoryPoint, error) {
-	set, err := r.pointSet(ctx, Latest{}) // the set as it is (Producer brought it up to date)
+// HistorySample returns the producer's score_history at the chart's
+// batches (see Reader.ChartStep) of the UptimeDays days up to p's batch,
+// from memory.
+func (r *Reader) HistorySample(ctx context.Context, p *Producer) ([]HistoryPoint, error) {
+	if p.AsOf == nil {
+		return nil, nil
+	}
+	m, err := r.modelOf(ctx, p.batch)
 	if err != nil {
 		return nil, err
 	}
-	batches := set.Batches()
-	lo, _ := slices.BinarySearchFunc(batches, from.Unix(), func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
-	hi, _ := slices.BinarySearchFunc(batches, to.Unix()+1, func(b pointset.Batch, end int64) int { return cmp.Compare(b.End, end) })
-	step := max(1, (hi-lo+limit-1)/max(limit, 1))
-	var at []time.Time
-	for i := hi - 1; i >= lo; i -= step {
-		at = append(at, time.Unix(batches[i].End, 0).UTC())
+	var out []HistoryPoint
+	for _, h := range m.history.Points(p.node, p.AsOf.Add(-time.Duration(max(r.UptimeDays, 1))*24*time.Hour), *p.AsOf) {
+		out = append(out, HistoryPoint{ScoreAt: h.At, Score: h.Score, ScorePercent: h.ScorePercent})
 	}
-	return r.readHistory(ctx, key, func(tx pgx.Tx, node int64) (pgx.Rows, error) {
-		return tx.Query(ctx, `SELECT score_at, coalesce(score, 0), score_percent::float8 FROM score_history
-			WHERE node_id = $1 AND score_at = ANY($2::timestamp[]) ORDER BY score_at`, node, at)
-	})
+	return out, nil
 }

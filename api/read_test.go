@@ -587,33 +587,13 @@ func TestRead(t *testing.T) {
 	})
 
 	t.Run("history sample", func(t *testing.T) {
-		key := scored[1]
-		from, to := time.Date(2024, 6, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 6, 4, 0, 0, 0, 0, time.UTC)
-		reader := &api.Reader{Pool: s.Pool, UptimeDays: uptimeDays}
-		got, err := reader.HistorySample(ctx, key, from, to, 5)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := s.Pool.Query(ctx, `SELECT to_char(sh.score_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || sh.score FROM score_history sh
-			JOIN nodes n ON n.id = sh.node_id WHERE n.block_producer_key = $1 AND sh.score_at BETWEEN '2024-06-02' AND '2024-06-04'
-			ORDER BY sh.score_at DESC`, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil || len(all) != 25 {
-			t.Fatalf("%d history rows (%v), want 25", len(all), err)
-		}
-		var want []string
-		for i := 0; i < len(all); i += 5 { // 25 batches in at most 5 points: every 5th from the latest
-			want = append([]string{all[i]}, want...)
-		}
-		var gotS []string
-		for _, h := range got {
-			gotS = append(gotS, fmt.Sprintf("%s|%d", h.ScoreAt.Format(time.RFC3339), h.Score))
-		}
-		if !slices.Equal(gotS, want) {
-			t.Errorf("sample:\n got %v\nwant %v", gotS, want)
+		// Every 5th scored batch (by position) of the 2-day window and
+		// the latest: score_history's rows there.
+		reader := &api.Reader{Pool: s.Pool, UptimeDays: uptimeDays, ChartStep: 5}
+		got := chartLines(t, reader, scored[1])
+		want := wantChart(t, s.Pool, scored[1], 5)
+		if len(want) != 5 || !slices.Equal(got, want) {
+			t.Errorf("sample:\n got %v\nwant %v", got, want)
 		}
 	})
 
@@ -730,4 +710,105 @@ func TestRead(t *testing.T) {
 			t.Errorf("paths %v, want %v", paths, want)
 		}
 	})
+}
+
+// chartLines is the producer's chart sample as score_at|score|percent lines.
+func chartLines(t *testing.T, reader *api.Reader, key string) []string {
+	t.Helper()
+	p, err := reader.Producer(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := reader.HistorySample(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, h := range hist {
+		out = append(out, fmt.Sprintf("%s|%d|%s", h.ScoreAt.Format(time.RFC3339), h.Score, pct(h.ScorePercent)))
+	}
+	return out
+}
+
+// wantChart is the producer's score_history at every step-th scored batch
+// (counted from the first) and the latest, over the uptimeDays days up to
+// the latest batch.
+func wantChart(t *testing.T, pool *pgxpool.Pool, key string, step int) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `WITH b AS (
+			SELECT batch_end_epoch AS e, row_number() OVER (ORDER BY batch_end_epoch, id) - 1 AS ord, count(*) OVER () AS n
+			FROM bot_logs WHERE files_processed > -1)
+		SELECT to_char(sh.score_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || sh.score || '|' || sh.score_percent::text
+		FROM score_history sh JOIN nodes n ON n.id = sh.node_id JOIN b ON sh.score_at = to_timestamp(b.e) AT TIME ZONE 'UTC'
+		WHERE n.block_producer_key = $1 AND (b.ord % $2 = 0 OR b.ord = b.n - 1)
+		  AND b.e >= (SELECT max(batch_end_epoch) FROM bot_logs) - $3 * 86400
+		ORDER BY sh.score_at`, key, step, uptimeDays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// TestProducerFollowsBatches: the producer's missed batches and chart,
+// answered from memory, follow the batches as they land (the evidence and
+// history kept are extended, not reloaded): they equal explain's and
+// score_history's after each batch.
+func TestProducerFollowsBatches(t *testing.T) {
+	t.Parallel()
+	s := seed(t, 26)
+	ctx := context.Background()
+	reader := &api.Reader{Pool: s.Pool, UptimeDays: uptimeDays, ChartStep: 4}
+	for round := range 4 {
+		if round > 0 {
+			s.Next(t, 1)
+		}
+		var l api.Latest
+		var err error
+		if l, err = reader.Latest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		missedSome, checked := 0, 0
+		for _, key := range s.Net.Producers[:40] {
+			p, err := reader.Producer(ctx, key)
+			if api.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			if p.AsOf == nil || !p.AsOf.Equal(l.End) || p.Batch() != l {
+				t.Fatalf("round %d: %s as of %v (%v), want %v", round, key, p.AsOf, p.Batch(), l)
+			}
+			ex, err := inspect.Explain(ctx, s.Pool, key, l.End.Add(-24*time.Hour), l.End.Add(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want, got []string
+			for _, b := range ex.Batches {
+				if !b.Point && !b.WindowStart.Before(l.End.Add(-24*time.Hour)) {
+					want = append(want, fmt.Sprintf("%d|%s", b.BotLogID, b.Reason))
+				}
+			}
+			for _, m := range p.MissedBatches {
+				got = append(got, fmt.Sprintf("%d|%s", m.ID, m.Reason))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("round %d: %s missed %v, want %v", round, key, got, want)
+			}
+			if len(want) > 0 {
+				missedSome++
+			}
+			if got, want := chartLines(t, reader, key), wantChart(t, s.Pool, key, 4); !slices.Equal(got, want) {
+				t.Errorf("round %d: %s chart:\n got %v\nwant %v", round, key, got, want)
+			}
+		}
+		if checked < 20 || missedSome == 0 {
+			t.Fatalf("weak test data: %d producers checked, %d missed a batch", checked, missedSome)
+		}
+	}
 }

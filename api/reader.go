@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/delegation-program/uptime-coordinator/api/pointset"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
@@ -32,11 +31,15 @@ type Reader struct {
 	// UptimeDays is UPTIME_DAYS_FOR_SCORE: the default leaderboard window.
 	UptimeDays int
 	Logger     *slog.Logger
+	// ChartStep: a producer's score chart shows score_history at every
+	// ChartStep-th scored batch (and the latest) of the UptimeDays window;
+	// 0: chosen at load so that the window fits in ChartPoints points.
+	ChartStep int
 
 	mu     sync.Mutex
 	boards map[int]*Board // by window days, for the batch in Board.Batch
-	points *pointset.Set
-	gen    int // counts reloads of points
+	model  *model
+	gen    int // counts reloads of the model
 	snap   *snapshot
 	flight singleflight.Group
 }
@@ -138,14 +141,22 @@ func (r *Reader) Leaderboard(ctx context.Context, days int) (*Board, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.LeaderboardAt(ctx, days, l)
+}
+
+// LeaderboardAt is Leaderboard as of the bot_logs row l (just read) or a
+// later one.
+func (r *Reader) LeaderboardAt(ctx context.Context, days int, l Latest) (*Board, error) {
 	r.mu.Lock()
 	b := r.boards[days]
 	r.mu.Unlock()
 	if b != nil && b.Batch == l {
 		return b, nil
 	}
-	v, err, _ := r.flight.Do(strconv.Itoa(days), func() (any, error) {
-		b, err := r.computeBoard(ctx, days)
+	// Keyed by the batch too: a request never joins the computation of
+	// an older batch's board.
+	v, err, _ := r.flight.Do(strconv.Itoa(days)+"@"+strconv.FormatInt(l.ID, 10), func() (any, error) {
+		b, err := r.computeBoard(ctx, days, l)
 		if err != nil {
 			return nil, err
 		}
@@ -210,11 +221,7 @@ func (r *Reader) Warm(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reader) computeBoard(ctx context.Context, days int) (*Board, error) {
-	l, err := r.Latest(ctx)
-	if err != nil {
-		return nil, err
-	}
+func (r *Reader) computeBoard(ctx context.Context, days int, l Latest) (*Board, error) {
 	snap, err := r.snapshotOf(ctx, l)
 	if err != nil {
 		return nil, err
@@ -227,19 +234,31 @@ func (r *Reader) computeBoard(ctx context.Context, days int) (*Board, error) {
 	mask := snap.points.Window(end-int64(days)*day, end)
 	b.Surveys = mask.Surveys()
 	b.FromNodes = snap.scoreboardDays == days && snap.scoreboardEnd == end
-	for _, i := range snap.order { // by key, then id
-		n := snap.nodes[i]
+	b.Rows = make([]BoardRow, 0, len(snap.rows))
+	var pcts []float64 // the rows' score_percent (one allocation)
+	if !b.FromNodes && b.Surveys > 0 {
+		pcts = make([]float64, len(snap.rows))
+	}
+	for i, row := range snap.rows { // by key, then id
+		n := row.node
 		if b.FromNodes {
 			if n.score != nil {
-				b.Rows = append(b.Rows, BoardRow{Producer: snap.keys[n.id], Points: int(*n.score), ScorePercent: n.scorePercent,
+				b.Rows = append(b.Rows, BoardRow{Producer: row.key, Points: int(*n.score), ScorePercent: n.scorePercent,
 					ApplicationStatus: n.status})
 			}
 			continue
 		}
-		points := snap.points.Points(n.id, mask)
+		points := 0
+		if row.slot >= 0 {
+			points = snap.points.Count(row.slot, mask)
+		}
 		if n.score != nil || points > 0 {
-			b.Rows = append(b.Rows, BoardRow{Producer: snap.keys[n.id], Points: points, ScorePercent: percent(points, b.Surveys),
-				ApplicationStatus: n.status})
+			var pct *float64
+			if pcts != nil {
+				pcts[i] = truncPercent(points, b.Surveys)
+				pct = &pcts[i]
+			}
+			b.Rows = append(b.Rows, BoardRow{Producer: row.key, Points: points, ScorePercent: pct, ApplicationStatus: n.status})
 		}
 	}
 	// Best first, then by key (then by nodes id, for a key held twice):

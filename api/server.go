@@ -218,16 +218,22 @@ func (c *CacheParams) etag(l Latest) string {
 
 // check answers 304 when the client's copy is current.
 func (c *CacheParams) check(l Latest) (CacheHeaders, error) {
-	h := CacheHeaders{ETag: `"` + c.etag(l) + `"`, Vary: "Accept", CacheControl: "no-cache"}
-	if l.ID != 0 {
-		h.LastModified = l.End
-	}
+	h := c.headers(l)
 	if c.HasConditionalParams() {
 		if err := c.PreconditionFailed(c.etag(l), l.End); err != nil {
 			return h, err
 		}
 	}
 	return h, nil
+}
+
+// headers are the validators of a response as of the batch l.
+func (c *CacheParams) headers(l Latest) CacheHeaders {
+	h := CacheHeaders{ETag: `"` + c.etag(l) + `"`, Vary: "Accept", CacheControl: "no-cache"}
+	if l.ID != 0 {
+		h.LastModified = l.End
+	}
+	return h
 }
 
 // CacheHeaders are the validators of every cacheable read: the ETag and
@@ -366,13 +372,16 @@ func (s *Server) leaderboard(ctx context.Context, in *leaderboardInput) (*leader
 	if err != nil {
 		return nil, badParam("query.window", in.Window, err.Error())
 	}
-	_, h, err := s.current(ctx, &in.CacheParams)
+	l, h, err := s.current(ctx, &in.CacheParams)
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.Reader.Leaderboard(ctx, days)
+	b, err := s.Reader.LeaderboardAt(ctx, days, l)
 	if err != nil {
 		return nil, s.fail(ctx, err)
+	}
+	if b.Batch != l { // a batch landed meanwhile: the validators are the board's
+		h = in.headers(b.Batch)
 	}
 	return &leaderboardOutput{CacheHeaders: h, Body: b.Page(WindowName(days), in.ApplicationStatus, in.Search, in.Offset, clamp(in.Limit, 100, MaxLimit))}, nil
 }
@@ -403,13 +412,14 @@ func (s *Server) producer(ctx context.Context, in *producerInput) (*producerOutp
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	_, h, err := s.current(ctx, &in.CacheParams)
-	if err != nil {
-		return nil, err
-	}
+	// One query reads the producer and the latest batch, its validators.
 	p, err := s.Reader.Producer(ctx, in.Key)
 	if err != nil {
 		return nil, s.fail(ctx, err)
+	}
+	h, err := in.check(p.Batch())
+	if err != nil {
+		return nil, err
 	}
 	return &producerOutput{CacheHeaders: h, Body: p}, nil
 }

@@ -29,11 +29,6 @@ var staticFS embed.FS
 // pageSize is the number of leaderboard lines per page.
 const pageSize = 50
 
-// chartPoints bounds the points of the score-history chart (90 days of
-// 20-minute batches are sampled every 36th batch: every 12 hours, 3.7 pixels
-// apart; each point is an index probe into score_history).
-const chartPoints = 180
-
 // Pages serves the web pages.
 type Pages struct {
 	Reader *api.Reader
@@ -178,7 +173,7 @@ func (p *Pages) producer(w http.ResponseWriter, r *http.Request) {
 	page.P = prod
 	if prod.AsOf != nil {
 		page.AsOf = prod.AsOf.Format(time.RFC3339)
-		hist, err := p.Reader.HistorySample(r.Context(), key, prod.AsOf.Add(-time.Duration(p.Reader.UptimeDays)*24*time.Hour), *prod.AsOf, chartPoints)
+		hist, err := p.Reader.HistorySample(r.Context(), prod)
 		if err != nil {
 			p.fail(w, r, err)
 			return

@@ -112,6 +112,17 @@ func (s *Set) Points(node int64, m Mask) int {
 	return s.count(slot, m)
 }
 
+// Slot returns node's row in the set (stable while the set is extended),
+// for Count; ok false when the node has no point.
+func (s *Set) Slot(node int64) (slot int32, ok bool) {
+	slot, ok = s.slot[node]
+	return slot, ok
+}
+
+// Count counts the batches with a point in the mask of the producer in row
+// slot (from Slot).
+func (s *Set) Count(slot int32, m Mask) int { return s.count(slot, m) }
+
 func (s *Set) count(slot int32, m Mask) int {
 	row := s.words[int(slot)*s.stride : int(slot+1)*s.stride]
 	n := 0
