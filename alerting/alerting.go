@@ -8,8 +8,10 @@ package alerting
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -80,9 +82,10 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 		return err
 	}
 	var scoreTime time.Duration
+	var counted []string
 	if len(subs) > 0 {
 		t := time.Now()
-		if err := scores(ctx, tx, subs, outcomes, w, rec.UptimeDays); err != nil {
+		if counted, err = scores(ctx, tx, subs, outcomes, w, out.BotLogID, rec.UptimeDays); err != nil {
 			return err
 		}
 		scoreTime = time.Since(t)
@@ -130,7 +133,7 @@ func (e *Evaluator) Step(ctx context.Context, tx pgx.Tx, rec *coordinator.Record
 		return err
 	}
 	e.log().Debug("alerts step", "bot_log_id", out.BotLogID, "producers", len(outcomes), "subscriptions", len(subs),
-		"messages", n, "miss_counts_seconds", missTime.Seconds(), "scores_seconds", scoreTime.Seconds(),
+		"messages", n, "miss_counts_seconds", missTime.Seconds(), "scores_seconds", scoreTime.Seconds(), "score_windows", counted,
 		"seconds", time.Since(began).Seconds())
 	if n > 0 {
 		e.log().Info("alerts queued", "bot_log_id", out.BotLogID, "messages", n)
@@ -289,9 +292,11 @@ func loadSubscriptions(ctx context.Context, tx pgx.Tx) ([]subscription, error) {
 // for every producer with an outcome, counted as the coordinator counts its
 // score: the batches lying inside [end - window, end]. The window of
 // UPTIME_DAYS_FOR_SCORE is the score the batch has just recorded in
-// score_history (nodes.score_percent); other windows are counted from
-// points_summary.
-func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window, uptimeDays int) error {
+// score_history (nodes.score_percent); other windows are kept per node in
+// alert_score_window_points (see windowPoints). It returns how each of
+// these windows was brought up to date, as "7d=incremental" or "7d=full".
+func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[string]*rules.Outcome, w coordinator.Window, botLogID int64, uptimeDays int) ([]string, error) {
+	var counted []string
 	windows := map[string]bool{}
 	every := false    // a subscription to every producer has a score rule
 	var keys []string // else: the producers whose scores are needed
@@ -308,9 +313,9 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 	if !every {
 		slices.Sort(keys)
 		keys = slices.Compact(keys)
-		filter, args = " AND n.block_producer_key = ANY($3::text[])", []any{keys}
+		filter, args = " AND n.block_producer_key = ANY($2::text[])", []any{keys}
 	}
-	for name := range windows {
+	for _, name := range slices.Sorted(maps.Keys(windows)) {
 		d := rules.Windows[name]
 		if d == time.Duration(uptimeDays)*24*time.Hour {
 			// The batch's own row of score_history: nodes.score_percent
@@ -318,10 +323,10 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 			// of the range's last batch.
 			rows, err := tx.Query(ctx, `SELECT DISTINCT ON (n.block_producer_key) n.block_producer_key, coalesce(h.score_percent, 0)::float8
 				FROM nodes n LEFT JOIN score_history h ON h.node_id = n.id AND h.score_at = $1
-				WHERE n.block_producer_key IS NOT NULL`+strings.ReplaceAll(filter, "$3", "$2")+` ORDER BY n.block_producer_key, n.id`,
+				WHERE n.block_producer_key IS NOT NULL`+filter+` ORDER BY n.block_producer_key, n.id`,
 				append([]any{w.End.UTC()}, args...)...)
 			if err != nil {
-				return fmt.Errorf("reading the scores of the %s window: %w", name, err)
+				return nil, fmt.Errorf("reading the scores of the %s window: %w", name, err)
 			}
 			var key string
 			var pct float64
@@ -334,32 +339,32 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 				}
 				return nil
 			}); err != nil {
-				return fmt.Errorf("reading the scores of the %s window: %w", name, err)
+				return nil, fmt.Errorf("reading the scores of the %s window: %w", name, err)
 			}
 			continue
 		}
-		start, end := w.End.Add(-d).Unix(), w.End.Unix()
-		var surveys int64
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_logs
-			WHERE files_processed > -1 AND batch_start_epoch >= $1 AND batch_end_epoch <= $2`, start, end).Scan(&surveys); err != nil {
-			return fmt.Errorf("counting the batches of the %s window: %w", name, err)
+		seconds := int64(d / time.Second)
+		surveys, incremental, err := windowPoints(ctx, tx, seconds, w.End.Unix(), botLogID)
+		if err != nil {
+			return nil, fmt.Errorf("counting the points of the %s window: %w", name, err)
+		}
+		if incremental {
+			counted = append(counted, name+"=incremental")
+		} else {
+			counted = append(counted, name+"=full")
 		}
 		points := map[string]int64{}
-		// Count per node over the window's batches (the unique index on
-		// (bot_log_id, node_id) serves it), then name the nodes.
-		rows, err := tx.Query(ctx, `WITH c AS (
-				SELECT ps.node_id, count(*) AS n FROM points_summary ps
-				WHERE ps.bot_log_id = ANY(ARRAY(SELECT id FROM bot_logs WHERE batch_start_epoch >= $1 AND batch_end_epoch <= $2))
-				GROUP BY ps.node_id)
-			SELECT n.block_producer_key, c.n FROM c JOIN nodes n ON n.id = c.node_id
-			WHERE n.block_producer_key IS NOT NULL`+filter, append([]any{start, end}, args...)...)
+		// Summed per key: several nodes rows may name the same producer.
+		rows, err := tx.Query(ctx, `SELECT n.block_producer_key, p.points::int8 FROM alert_score_window_points p
+			JOIN nodes n ON n.id = p.node_id
+			WHERE p.window_seconds = $1 AND p.points <> 0 AND n.block_producer_key IS NOT NULL`+filter, append([]any{seconds}, args...)...)
 		if err != nil {
-			return fmt.Errorf("counting the points of the %s window: %w", name, err)
+			return nil, fmt.Errorf("reading the points of the %s window: %w", name, err)
 		}
 		var key string
 		var n int64
 		if _, err := pgx.ForEachRow(rows, []any{&key, &n}, func() error { points[key] += n; return nil }); err != nil {
-			return fmt.Errorf("counting the points of the %s window: %w", name, err)
+			return nil, fmt.Errorf("reading the points of the %s window: %w", name, err)
 		}
 		for p, o := range outcomes {
 			if !every && !slices.Contains(keys, p) {
@@ -371,7 +376,82 @@ func scores(ctx context.Context, tx pgx.Tx, subs []subscription, outcomes map[st
 			o.Scores[name] = rules.Score(points[p], surveys)
 		}
 	}
-	return nil
+	return counted, nil
+}
+
+// windowPoints brings alert_score_window_points of the window of the given
+// length to the batch botLogID, whose window ends at end: each node's
+// points_summary rows in the batches lying inside [end - seconds, end]. It
+// returns the window's surveys (its batches with files_processed > -1).
+//
+// The counts are updated by the batches entering and leaving the window
+// when alert_score_windows says they are exact for the batch just before
+// this one (the bot_logs row with the largest id below botLogID) and the
+// window's bot_logs rows are those it counted, less those leaving, plus
+// those entering; otherwise (no subscription used the window at the batch
+// before, a rescore cleared the marker, cleanup_old_data deleted batches, a
+// new starting row, a batch re-run) the window is counted in full. Either
+// way the marker then says the counts are exact for botLogID.
+func windowPoints(ctx context.Context, tx pgx.Tx, seconds, end, botLogID int64) (surveys int64, incremental bool, err error) {
+	start := end - seconds
+	var mID, mEnd, mBatches int64
+	err = tx.QueryRow(ctx, `SELECT bot_log_id, window_end_epoch, batches FROM alert_score_windows
+		WHERE window_seconds = $1 FOR UPDATE`, seconds).Scan(&mID, &mEnd, &mBatches)
+	marked := err == nil
+	if errors.Is(err, pgx.ErrNoRows) {
+		mEnd = end // nothing enters or leaves
+	} else if err != nil {
+		return 0, false, fmt.Errorf("reading the window's state: %w", err)
+	}
+	prevStart := mEnd - seconds
+	// The window's batches and surveys, and those entering and leaving it
+	// since the marker's window (rows ending before both windows start are
+	// in neither).
+	var batches, entering, leaving, previous int64
+	if err := tx.QueryRow(ctx, `SELECT
+			count(*) FILTER (WHERE batch_start_epoch >= $1 AND batch_end_epoch <= $2),
+			count(*) FILTER (WHERE files_processed > -1 AND batch_start_epoch >= $1 AND batch_end_epoch <= $2),
+			count(*) FILTER (WHERE batch_start_epoch >= $1 AND batch_end_epoch > $3 AND batch_end_epoch <= $2),
+			count(*) FILTER (WHERE batch_start_epoch >= $4 AND batch_start_epoch < $1 AND batch_end_epoch <= $3),
+			coalesce((SELECT max(id) FROM bot_logs WHERE id < $5), 0)
+		FROM bot_logs WHERE batch_end_epoch >= least($1, $4)`, start, end, mEnd, prevStart, botLogID).Scan(
+		&batches, &surveys, &entering, &leaving, &previous); err != nil {
+		return 0, false, fmt.Errorf("counting the window's batches: %w", err)
+	}
+	incremental = marked && mID == previous && mEnd < end && mBatches-leaving+entering == batches
+	if incremental {
+		if _, err := tx.Exec(ctx, `WITH b AS (
+				SELECT id, 1 AS d FROM bot_logs WHERE batch_start_epoch >= $2 AND batch_end_epoch > $3 AND batch_end_epoch <= $4
+				UNION ALL
+				SELECT id, -1 FROM bot_logs WHERE batch_start_epoch >= $5 AND batch_start_epoch < $2 AND batch_end_epoch <= $3
+			), c AS (
+				SELECT ps.node_id, sum(b.d)::int AS n FROM points_summary ps JOIN b ON b.id = ps.bot_log_id
+				GROUP BY ps.node_id HAVING sum(b.d) <> 0
+			)
+			INSERT INTO alert_score_window_points (window_seconds, node_id, points) SELECT $1, node_id, n FROM c
+			ON CONFLICT (window_seconds, node_id) DO UPDATE SET points = alert_score_window_points.points + EXCLUDED.points`,
+			seconds, start, mEnd, end, prevStart); err != nil {
+			return 0, false, fmt.Errorf("updating the window's counts: %w", err)
+		}
+	} else {
+		if _, err := tx.Exec(ctx, `DELETE FROM alert_score_window_points WHERE window_seconds = $1`, seconds); err != nil {
+			return 0, false, fmt.Errorf("clearing the window's counts: %w", err)
+		}
+		// The unique index on (bot_log_id, node_id) serves the count.
+		if _, err := tx.Exec(ctx, `INSERT INTO alert_score_window_points (window_seconds, node_id, points)
+			SELECT $1, ps.node_id, count(*) FROM points_summary ps
+			WHERE ps.bot_log_id = ANY(ARRAY(SELECT id FROM bot_logs WHERE batch_start_epoch >= $2 AND batch_end_epoch <= $3))
+			GROUP BY ps.node_id`, seconds, start, end); err != nil {
+			return 0, false, fmt.Errorf("counting the window's points: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO alert_score_windows (window_seconds, bot_log_id, window_end_epoch, batches)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (window_seconds) DO UPDATE
+		SET bot_log_id = EXCLUDED.bot_log_id, window_end_epoch = EXCLUDED.window_end_epoch, batches = EXCLUDED.batches`,
+		seconds, botLogID, end, batches); err != nil {
+		return 0, false, fmt.Errorf("recording the window's state: %w", err)
+	}
+	return surveys, incremental, nil
 }
 
 func loadState(ctx context.Context, tx pgx.Tx) (map[stateKey]bool, error) {

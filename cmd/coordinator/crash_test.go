@@ -122,7 +122,8 @@ func reference(t *testing.T) pgtest.Snapshot {
 		t.Fatalf("uninterrupted run committed %d batches, want %d", n, batches)
 	}
 	snap := pgtest.TakeSnapshot(t, pgtest.Pool(t, cfg))
-	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes", "alert_producer_misses", "alert_state", "alert_outbox"} {
+	for _, table := range []string{"batch_evidence", "batch_evidence_summary", "batch_error_classes", "alert_producer_misses", "alert_state", "alert_outbox",
+		"alert_score_windows", "alert_score_window_points"} {
 		if len(snap[table]) == 0 {
 			t.Fatalf("the uninterrupted run wrote no %s rows: the crash tests would not compare them", table)
 		}

@@ -41,13 +41,14 @@ func crashNet() []coordinator.Submission {
 }
 
 // seeded is setup with crashNet's submissions and alerts for every producer
-// missing a batch, to a URL refused at delivery: the alert state and outbox
-// are compared, nothing is sent.
+// missing a batch or under 90% over 24h (a score window kept apart from
+// nodes.score), to a URL refused at delivery: the alert state, the score
+// window and the outbox are compared, nothing is sent.
 func seeded(t *testing.T) config.Postgres {
 	t.Helper()
 	b := setup(t, crashNet())
 	if _, err := b.pool.Exec(t.Context(), `INSERT INTO alert_subscriptions (all_producers, channel, url, secret, rules)
-		VALUES (true, 'webhook', 'http://192.0.2.1/hook', 'secret', '[{"kind": "missed_batches", "count": 1}]')`); err != nil {
+		VALUES (true, 'webhook', 'http://192.0.2.1/hook', 'secret', '[{"kind": "missed_batches", "count": 1}, {"kind": "score_below", "window": "24h", "percent": 90}]')`); err != nil {
 		t.Fatal(err)
 	}
 	return b.cfg

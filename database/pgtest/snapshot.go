@@ -43,7 +43,18 @@ var snapshotQueries = map[string]string{
 		FROM alert_producer_misses m JOIN bot_logs b ON b.id = m.bot_log_id`,
 	"alert_state": `SELECT concat_ws('|', a.subscription_id, a.rule_key, a.producer, b.batch_end_epoch)
 		FROM alert_state a JOIN bot_logs b ON b.id = a.fired_bot_log_id`,
-	"alert_outbox": `SELECT concat_ws('|', o.id, o.subscription_id, o.event, b.batch_end_epoch, o.payload - 'bot_log_id')
+	"alert_score_windows": `SELECT concat_ws('|', w.window_seconds, b.batch_end_epoch, w.window_end_epoch, w.batches)
+		FROM alert_score_windows w LEFT JOIN bot_logs b ON b.id = w.bot_log_id`,
+	// A count of 0 is no count: the full count leaves none, the update
+	// by entering and leaving batches may.
+	"alert_score_window_points": `SELECT concat_ws('|', p.window_seconds, n.block_producer_key, p.points)
+		FROM alert_score_window_points p JOIN nodes n ON n.id = p.node_id WHERE p.points <> 0`,
+	// The text of a score_below alert names its batch by bot_log_id too.
+	"alert_outbox": `SELECT concat_ws('|', o.id, o.subscription_id, o.event, b.batch_end_epoch,
+		CASE WHEN o.bot_log_id IS NOT NULL AND o.payload ? 'text'
+			THEN (o.payload - 'bot_log_id') || jsonb_build_object('text',
+				replace(o.payload->>'text', '(batch ' || o.bot_log_id || ')', '(batch ending ' || b.batch_end_epoch || ')'))
+			ELSE o.payload - 'bot_log_id' END)
 		FROM alert_outbox o LEFT JOIN bot_logs b ON b.id = o.bot_log_id`,
 	"submissions": `SELECT concat_ws('|', submitted_at_date, submitted_at, submitter, created_at, block_hash, remote_addr,
 		peer_id, graphql_control_port, built_with_commit_sha, state_hash, parent, height, slot, validation_error, verified)

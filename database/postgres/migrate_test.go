@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 //go:embed testdata/original_schema.sql
 var originalSchema string
 
-const latestVersion = 10
+const latestVersion = 11
 
 // catalog lists the schema objects of public: columns with types, nullability
 // and defaults, indexes, constraints, triggers and functions.
@@ -92,7 +92,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Applied, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) || res.Current != latestVersion {
+	if !slices.Equal(res.Applied, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}) || res.Current != latestVersion {
 		t.Fatalf("first run applied %v, now at %d", res.Applied, res.Current)
 	}
 	res, err = postgres.Migrate(ctx, pgtest.Pool(t, cfg))

@@ -22,6 +22,7 @@ var rescoreWrites = [][2]string{
 	{"batch_error_classes", "INSERT"}, {"batch_error_classes", "DELETE"},
 	{"evidence_producers", "INSERT"},
 	{"coordinator_scoreboard", "INSERT"}, {"coordinator_scoreboard", "DELETE"},
+	{"alert_score_windows", "DELETE"},
 }
 
 // MissingRescorePrivileges lists, as "INSERT on points", the table

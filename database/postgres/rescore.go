@@ -122,6 +122,11 @@ func Rescore(ctx context.Context, pool *pgxpool.Pool, opts RescoreOptions) (*Res
 		if opts.DryRun || !rep.Changed() {
 			return nil
 		}
+		// The alert rules' score windows counted points that changed:
+		// their next batch counts them in full.
+		if _, err := tx.Exec(ctx, `DELETE FROM alert_score_windows`); err != nil {
+			return fmt.Errorf("resetting the alert score windows: %w", err)
+		}
 		// coordinator serve keeps the points in memory: it reloads them.
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, RescoreChannel); err != nil {
 			return fmt.Errorf("announcing the rescore: %w", err)
