@@ -754,9 +754,10 @@ func wantChart(t *testing.T, pool *pgxpool.Pool, key string, step int) []string 
 }
 
 // TestProducerFollowsBatches: the producer's missed batches and chart,
-// answered from memory, follow the batches as they land (the evidence and
-// history kept are extended, not reloaded): they equal explain's and
-// score_history's after each batch.
+// answered from memory, and the leaderboards follow the batches as they
+// land (the evidence and history kept are extended, not reloaded; the
+// boards computed from the previous ones): they equal explain's,
+// score_history's and the test's own computation after each batch.
 func TestProducerFollowsBatches(t *testing.T) {
 	t.Parallel()
 	s := seed(t, 26)
@@ -809,6 +810,22 @@ func TestProducerFollowsBatches(t *testing.T) {
 		}
 		if checked < 20 || missedSome == 0 {
 			t.Fatalf("weak test data: %d producers checked, %d missed a batch", checked, missedSome)
+		}
+		// The leaderboards of windows other than the coordinator's, from
+		// the previous batch's by difference after the first round.
+		for _, d := range []int{1, 3} {
+			b, err := reader.Leaderboard(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			surveys, want := expectedBoard(t, s.Pool, d)
+			var got []string
+			for i, row := range b.Rows {
+				got = append(got, fmt.Sprintf("%d|%s|%d|%s", i+1, row.Producer, row.Points, pct(row.ScorePercent)))
+			}
+			if b.FromNodes || b.Surveys != surveys || !slices.Equal(got, want) {
+				t.Errorf("round %d: %dd board (%d surveys):\n got %v\nwant %v (%d surveys)", round, d, b.Surveys, got, want, surveys)
+			}
 		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/delegation-program/uptime-coordinator/api/pointset"
 )
 
 const day = 24 * 60 * 60
@@ -118,6 +120,13 @@ type Board struct {
 	Rows    []BoardRow
 	// FromNodes: read from the nodes table (the window is the coordinator's).
 	FromNodes bool
+
+	// Computed from the point set: the set's version, the window's mask
+	// and each producer's points by slot, from which the board of a later
+	// batch is computed by difference (see windowCounts).
+	set    pointset.Version
+	mask   pointset.Mask
+	counts []int32
 }
 
 // BoardRow is one producer's line of a leaderboard.
@@ -234,6 +243,12 @@ func (r *Reader) computeBoard(ctx context.Context, days int, l Latest) (*Board, 
 	mask := snap.points.Window(end-int64(days)*day, end)
 	b.Surveys = mask.Surveys()
 	b.FromNodes = snap.scoreboardDays == days && snap.scoreboardEnd == end
+	if !b.FromNodes {
+		r.mu.Lock()
+		prev := r.boards[days]
+		r.mu.Unlock()
+		b.set, b.mask, b.counts = snap.points.Version(), mask, windowCounts(snap.points, mask, prev)
+	}
 	b.Rows = make([]BoardRow, 0, len(snap.rows))
 	var pcts []float64 // the rows' score_percent (one allocation)
 	if !b.FromNodes && b.Surveys > 0 {
@@ -250,7 +265,7 @@ func (r *Reader) computeBoard(ctx context.Context, days int, l Latest) (*Board, 
 		}
 		points := 0
 		if row.slot >= 0 {
-			points = snap.points.Count(row.slot, mask)
+			points = int(b.counts[row.slot])
 		}
 		if n.score != nil || points > 0 {
 			var pct *float64
@@ -265,6 +280,34 @@ func (r *Reader) computeBoard(ctx context.Context, days int, l Latest) (*Board, 
 	// the rows are in key order, so a stable counting sort by points.
 	b.Rows = byPoints(b.Rows)
 	return b, nil
+}
+
+// windowCounts counts each producer's points in the mask (by slot): from
+// the previous board of the window when the set was extended from its set
+// (its counts, plus the batches that entered the window, minus those that
+// left it: a few words per producer instead of the whole window), else in
+// full.
+func windowCounts(set *pointset.Set, mask pointset.Mask, prev *Board) []int32 {
+	counts := make([]int32, set.Slots())
+	from := 0
+	if prev != nil && prev.counts != nil && set.Follows(prev.set) {
+		add, rem := mask.Minus(prev.mask), prev.mask.Minus(mask)
+		from = len(prev.counts)
+		for slot := range int32(from) {
+			c := prev.counts[slot]
+			if add.Surveys() > 0 {
+				c += int32(set.Count(slot, add))
+			}
+			if rem.Surveys() > 0 {
+				c -= int32(set.Count(slot, rem))
+			}
+			counts[slot] = c
+		}
+	}
+	for slot := from; slot < len(counts); slot++ {
+		counts[slot] = int32(set.Count(int32(slot), mask))
+	}
+	return counts
 }
 
 // byPoints sorts rows by points, most first, keeping the order of rows

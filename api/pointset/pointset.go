@@ -40,6 +40,9 @@ type Set struct {
 	stride  int             // words per slot
 	words   []uint64        // slot*stride + ordinal/64, bit ordinal%64
 	rows    int             // points added
+	// lineage is shared by a set and the sets Extend makes from it: their
+	// ordinals and slots agree.
+	lineage *byte
 }
 
 // Latest is the newest bot_logs row (by end, then id, whether scored or
@@ -110,6 +113,48 @@ func (s *Set) Points(node int64, m Mask) int {
 		return 0
 	}
 	return s.count(slot, m)
+}
+
+// Version names a set without holding on to it.
+type Version struct {
+	lineage *byte
+	batches int
+}
+
+// Version returns the set's version.
+func (s *Set) Version() Version { return Version{s.lineage, len(s.batches)} }
+
+// Follows reports whether s is the set of version v or was extended from
+// it (Extend): its batches keep their ordinals and its producers their
+// slots in s, so that counts over its masks carry over (see Minus).
+func (s *Set) Follows(v Version) bool {
+	return v.lineage != nil && s.lineage == v.lineage && len(s.batches) >= v.batches
+}
+
+// Slots is the number of producer rows (slots 0 to Slots()-1).
+func (s *Set) Slots() int { return len(s.slot) }
+
+// Minus returns the batches in m that are not in o (masks of sets of one
+// lineage): a window's count as of a later batch is the earlier count plus
+// the count over new.Minus(old) minus the count over old.Minus(new), a few
+// words instead of the whole window.
+func (m Mask) Minus(o Mask) Mask {
+	d := Mask{words: make([]uint64, len(m.words)), lo: len(m.words)}
+	for w := m.lo; w < m.hi; w++ {
+		x := m.words[w]
+		if w < len(o.words) {
+			x &^= o.words[w]
+		}
+		if x != 0 {
+			d.words[w] = x
+			d.lo, d.hi = min(d.lo, w), w+1
+			d.n += bits.OnesCount64(x)
+		}
+	}
+	if d.n == 0 {
+		d.lo = 0
+	}
+	return d
 }
 
 // Slot returns node's row in the set (stable while the set is extended),
@@ -198,7 +243,7 @@ func (s *Set) Point(node, id int64) bool {
 // New returns a set of batches (in any order) with no point yet, as of the
 // bot_logs row latest.
 func New(latest Latest, batches []Batch) *Set {
-	s := &Set{latest: latest, batches: slices.Clone(batches), slot: map[int64]int32{}}
+	s := &Set{latest: latest, batches: slices.Clone(batches), slot: map[int64]int32{}, lineage: new(byte)}
 	slices.SortFunc(s.batches, compare)
 	s.stride = strideFor(len(s.batches))
 	s.index()
@@ -306,7 +351,7 @@ func (s *Set) Extend(ctx context.Context, tx pgx.Tx) (next *Set, ok bool, err er
 	}
 	batches := append(slices.Clip(s.batches), added...)
 	next = &Set{latest: latest, maxID: max(maxID, s.maxID), fp: all, batches: batches, slot: make(map[int64]int32, len(s.slot)),
-		stride: s.stride, rows: s.rows}
+		stride: s.stride, rows: s.rows, lineage: s.lineage}
 	for node, slot := range s.slot {
 		next.slot[node] = slot
 	}
