@@ -59,15 +59,19 @@ func (b *lockedBuffer) take() []string {
 // past old batches 16 times in 24 batches; half-way, a rescore takes points
 // away from three earlier batches still inside it, which leaves the counts
 // stale: the next batch counts in full, the ones after it incrementally
-// again. After every batch the kept counts equal a count written here from
-// bot_logs and points_summary, and the fired and resolved alerts equal
-// those of a model of the rule fed with the scores of that count (the points
-// as they were when each batch ran: before the rescore, then after it).
+// again. After batch 18, cleanup_old_data deletes the oldest batches, inside
+// the 7d window but before the 24h one: the 7d window is counted in full
+// once, the 24h one stays incremental. After every batch the kept counts
+// equal a count written here from bot_logs and points_summary, and the
+// fired and resolved alerts equal those of a model of the rule fed with the
+// scores of that count (the points as they were when each batch ran).
+// The batches lie in the 4 days before today, where cleanup_old_data(4),
+// which counts from now(), cuts between 1 and 8 of them.
 func TestScoreWindowsIncremental(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	const batches, half = 24, 12
-	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	const batches, half, cleanup = 24, 12, 18
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-4 * 24 * time.Hour)
 	interval := 3 * time.Hour
 	net := synthnet.Generate(synthnet.Params{Seed: 23, Producers: 30, Start: start, Duration: batches * interval,
 		SubmitEvery: 30 * time.Minute, OfflineShare: 0.5, InvalidShare: 0.02})
@@ -226,16 +230,26 @@ func TestScoreWindowsIncremental(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM alert_score_windows`).Scan(&marked); err != nil || marked != 0 {
 		t.Fatalf("%d score windows still marked exact after the rescore (%v)", marked, err)
 	}
-	for i := half + 1; i <= batches; i++ {
+	for i := half + 1; i <= cleanup; i++ {
+		step(i)
+	}
+	if _, err := pool.Exec(ctx, `SELECT cleanup_old_data(4)`); err != nil {
+		t.Fatal(err)
+	}
+	if gone := len(before.batches) + (cleanup - half) - len(readPoints(t, pool).batches); gone < 2 {
+		t.Fatalf("cleanup_old_data deleted %d bot_logs rows, want the starting row and at least one batch", gone)
+	}
+	for i := cleanup + 1; i <= batches; i++ {
 		step(i)
 	}
 
 	// Each window counted in full on its first batch and on the first after
-	// the rescore, incrementally on every other.
+	// the rescore, the 7d one also after the cleanup, incrementally on every
+	// other.
 	for name := range windows {
 		var wantModes []string
 		for i := 1; i <= batches; i++ {
-			if i == 1 || i == half+1 {
+			if i == 1 || i == half+1 || i == cleanup+1 && name == "7d" {
 				wantModes = append(wantModes, "full")
 			} else {
 				wantModes = append(wantModes, "incremental")
