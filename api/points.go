@@ -26,11 +26,18 @@ import (
 
 // model is what the reader keeps in memory, as of one database snapshot:
 // the point set, the last day's evidence (the producer's missed batches)
-// and score_history at the chart's batches.
+// and score_history at the chart's batches. After a batch the points are
+// extended first (what leaderboards need: modelOf), the evidence and
+// history then (what producers need: followedModel), so that the first
+// leaderboard request after a batch does not wait for reads it does not
+// use.
 type model struct {
-	points   *pointset.Set
+	points *pointset.Set
+	// evidence and history hold the point set's batches when followed;
+	// else those of an earlier set (the base Update extends).
 	evidence *evidenceset.Set
 	history  *historyset.Set
+	followed bool
 	// chartStep: the chart's batches are every chartStep-th scored batch
 	// (by position in the set: ordinal % chartStep == 0) of the
 	// UptimeDays window, and the latest.
@@ -68,9 +75,9 @@ func (r *Reader) modelOf(ctx context.Context, l Latest) (*model, error) {
 		var next *model
 		err := r.read(ctx, func(tx pgx.Tx) error {
 			if m != nil {
-				n, ok, err := r.extend(ctx, tx, m)
+				s, ok, err := m.points.Extend(ctx, tx)
 				if err != nil || ok {
-					next = n
+					next = &model{points: s, evidence: m.evidence, history: m.history, chartStep: m.chartStep}
 					return err
 				}
 				r.logger().Info("the committed batches changed; loading the points anew")
@@ -85,6 +92,10 @@ func (r *Reader) modelOf(ctx context.Context, l Latest) (*model, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.gen == gen { // no reload began meanwhile
+			if cur := r.model; cur != nil && !next.followed && cur.chartStep == next.chartStep {
+				// The evidence and history followed meanwhile, if they did.
+				next.evidence, next.history = cur.evidence, cur.history
+			}
 			r.model = next
 		}
 		return next, nil
@@ -115,22 +126,50 @@ func (r *Reader) load(ctx context.Context, tx pgx.Tx) (*model, error) {
 	return m, nil
 }
 
-// extend returns m brought up to tx's snapshot, or ok false when the
-// committed batches changed otherwise (load anew).
-func (r *Reader) extend(ctx context.Context, tx pgx.Tx, m *model) (*model, bool, error) {
-	s, ok, err := m.points.Extend(ctx, tx)
-	if err != nil || !ok {
-		return nil, ok, err
+// followedModel returns the model as of the bot_logs row l or later with
+// its evidence and history following its points.
+func (r *Reader) followedModel(ctx context.Context, l Latest) (*model, error) {
+	m, err := r.modelOf(ctx, l)
+	if err != nil || m.followed {
+		return m, err
 	}
-	next := &model{points: s, chartStep: m.chartStep}
-	if err := r.follow(ctx, tx, next, m); err != nil {
-		return nil, false, err
+	v, err, _ := r.flight.Do("follow", func() (any, error) {
+		r.mu.Lock()
+		cur, gen := r.model, r.gen
+		r.mu.Unlock()
+		if cur == nil || !cur.points.Covers(toPointset(l)) { // a reload is under way: m is its own
+			cur = m
+		}
+		if cur.followed {
+			return cur, nil
+		}
+		// The batches are the point set's (a batch's evidence and history
+		// change only with a rescore, which loads everything anew).
+		next := &model{points: cur.points, chartStep: cur.chartStep, followed: true}
+		if err := r.read(ctx, func(tx pgx.Tx) error { return r.follow(ctx, tx, next, cur) }); err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.gen == gen {
+			if r.model == cur {
+				r.model = next
+			} else if !r.model.followed { // the points moved on: keep what was read as their base
+				moved := *r.model
+				moved.evidence, moved.history = next.evidence, next.history
+				r.model = &moved
+			}
+		}
+		return next, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return next, true, nil
+	return v.(*model), nil
 }
 
 // follow fills m's evidence and history for its point set's batches, from
-// prev's where it has them.
+// prev's where it has them, and marks it followed.
 func (r *Reader) follow(ctx context.Context, tx pgx.Tx, m, prev *model) error {
 	var prevEv *evidenceset.Set
 	var prevHist *historyset.Set
@@ -144,6 +183,7 @@ func (r *Reader) follow(ctx context.Context, tx pgx.Tx, m, prev *model) error {
 	if m.history, err = historyset.Update(ctx, tx, prevHist, r.chartWindow(m.points, m.chartStep)); err != nil {
 		return err
 	}
+	m.followed = true
 	return nil
 }
 

@@ -121,7 +121,7 @@ func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 	if l.ID == 0 {
 		return p, nil
 	}
-	m, err := r.modelOf(ctx, l)
+	m, err := r.followedModel(ctx, l)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func (r *Reader) HistorySample(ctx context.Context, p *Producer) ([]HistoryPoint
 	if p.AsOf == nil {
 		return nil, nil
 	}
-	m, err := r.modelOf(ctx, p.batch)
+	m, err := r.followedModel(ctx, p.batch)
 	if err != nil {
 		return nil, err
 	}

@@ -218,16 +218,23 @@ func (r *Reader) WarmLoop(ctx context.Context, batches <-chan struct{}) {
 	}
 }
 
-// Warm computes the standard windows' leaderboards (after a batch lands, so
-// that requests find them ready).
+// Warm computes the standard windows' leaderboards and brings the
+// producers' evidence and history up to date (after a batch lands, so that
+// requests find them ready).
 func (r *Reader) Warm(ctx context.Context) error {
+	l, err := r.Latest(ctx)
+	if err != nil {
+		return err
+	}
 	for _, w := range StandardWindows {
 		d, _ := ParseWindow(w)
-		if _, err := r.Leaderboard(ctx, d); err != nil {
+		if _, err := r.LeaderboardAt(ctx, d, l); err != nil {
 			return err
 		}
 	}
-	return nil
+	// Then the evidence and history the producers' answers read.
+	_, err = r.followedModel(ctx, l)
+	return err
 }
 
 func (r *Reader) computeBoard(ctx context.Context, days int, l Latest) (*Board, error) {
