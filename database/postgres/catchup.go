@@ -127,13 +127,13 @@ func writeRange(ctx context.Context, tx pgx.Tx, prevID int64, recs []*coordinato
 	}
 	cp.Reach(ctx, "tx_bot_logs")
 
-	ex := &existingRows{short: map[int64][]shortRow{}, files: map[int64]int{}, fileTS: map[int64]int64{}}
+	ex := &existingRows{short: map[int64][]shortRow{}, fileCnt: map[int64]int{}, fileTS: map[int64]int64{}}
 	d := &rangeDiff{}
 	overlay := map[int64][]int64{}
 	for i, r := range recs {
 		id := out.BotLogIDs[i]
 		nb := toRows(r, hashes, nodes)
-		ex.files[id], ex.fileTS[id] = nb.Files, nb.FileTS // just inserted
+		ex.fileCnt[id], ex.fileTS[id] = nb.Files, nb.FileTS // just inserted
 		d.diffBatch(id, nb, ex)
 		overlay[id] = nb.Summary
 	}

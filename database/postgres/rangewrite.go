@@ -3,11 +3,13 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
@@ -201,31 +203,57 @@ func sortShort(s []shortRow) {
 
 // existingRows is what the database holds for a set of batches.
 type existingRows struct {
-	points  map[int64]map[pointRow][]int64 // batch -> row -> ids
-	summary map[int64][]int64              // batch -> node ids, sorted
+	points  map[int64][]oldPoint // batch -> its points rows, as read
+	files   []byte               // the file_name of every oldPoint, one after the other
+	summary map[int64][]int64    // batch -> node ids, sorted
 	short   map[int64][]shortRow
-	files   map[int64]int
+	fileCnt map[int64]int
 	fileTS  map[int64]int64
 }
 
+// oldPoint is a points row as read: its file_name is files[file[0]:file[1]]
+// of the existingRows it belongs to (no string per row: a rescore reads
+// millions).
+type oldPoint struct {
+	pointRow // File unset
+	id       int64
+	tid      pgtype.TID // where the row is: deletes go straight to it
+	file     [2]int32
+}
+
+// fileName returns p's file_name.
+func (ex *existingRows) fileName(p *oldPoint) []byte { return ex.files[p.file[0]:p.file[1]] }
+
 func readExisting(ctx context.Context, tx queryer, ids []int64) (*existingRows, error) {
-	ex := &existingRows{points: map[int64]map[pointRow][]int64{}, summary: map[int64][]int64{}, short: map[int64][]shortRow{},
-		files: map[int64]int{}, fileTS: map[int64]int64{}}
-	rows, err := tx.Query(ctx, `SELECT id, bot_log_id, coalesce(node_id, 0), coalesce(statehash_id, 0), coalesce(file_name, ''),
-		coalesce((extract(epoch FROM file_timestamps) * 1000000)::int8, -1), coalesce(blockchain_epoch, -1), coalesce(blockchain_height, -1),
-		coalesce(amount, 0) FROM points WHERE bot_log_id = ANY($1::int8[])`, ids)
+	ex := &existingRows{points: map[int64][]oldPoint{}, summary: map[int64][]int64{}, short: map[int64][]shortRow{},
+		fileCnt: map[int64]int{}, fileTS: map[int64]int64{}}
+	// file_timestamps is read as it is stored (binary microseconds):
+	// converting it in SQL (extract(epoch ...)) costs numeric arithmetic
+	// per row.
+	rows, err := tx.Query(ctx, `SELECT id, ctid, bot_log_id, coalesce(node_id, 0), coalesce(statehash_id, 0), file_name, file_timestamps,
+		coalesce(blockchain_epoch, -1), coalesce(blockchain_height, -1), coalesce(amount, 0) FROM points WHERE bot_log_id = ANY($1::int8[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading points: %w", err)
 	}
-	var id, b int64
-	var p pointRow
-	if _, err := pgx.ForEachRow(rows, []any{&id, &b, &p.Node, &p.Hash, &p.File, &p.At, &p.Epoch, &p.Height, &p.Amount}, func() error {
-		m := ex.points[b]
-		if m == nil {
-			m = map[pointRow][]int64{}
-			ex.points[b] = m
+	var b int64
+	var p oldPoint
+	var file pgtype.DriverBytes
+	var ts pgtype.Timestamptz
+	if _, err := pgx.ForEachRow(rows, []any{&p.id, &p.tid, &b, &p.Node, &p.Hash, &file, &ts, &p.Epoch, &p.Height, &p.Amount}, func() error {
+		switch {
+		case !ts.Valid:
+			p.At = -1
+		case ts.InfinityModifier != pgtype.Finite:
+			p.At = math.MinInt64 // no new row has it: the row is replaced
+		default:
+			p.At = ts.Time.UnixMicro()
 		}
-		m[p] = append(m[p], id)
+		if len(ex.files)+len(file) > math.MaxInt32 {
+			return fmt.Errorf("more than 2 GB of file names in one read")
+		}
+		p.file = [2]int32{int32(len(ex.files)), int32(len(ex.files) + len(file))}
+		ex.files = append(ex.files, file...)
+		ex.points[b] = append(ex.points[b], p)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("reading points: %w", err)
@@ -257,9 +285,9 @@ func readExisting(ctx context.Context, tx queryer, ids []int64) (*existingRows, 
 		return nil, fmt.Errorf("reading bot_logs: %w", err)
 	}
 	var files int
-	var ts int64
-	if _, err := pgx.ForEachRow(rows, []any{&b, &files, &ts}, func() error {
-		ex.files[b], ex.fileTS[b] = files, ts
+	var fts int64
+	if _, err := pgx.ForEachRow(rows, []any{&b, &files, &fts}, func() error {
+		ex.fileCnt[b], ex.fileTS[b] = files, fts
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("reading bot_logs: %w", err)
@@ -269,7 +297,8 @@ func readExisting(ctx context.Context, tx queryer, ids []int64) (*existingRows, 
 
 // rangeDiff is the set of writes that turn the existing rows into the new.
 type rangeDiff struct {
-	delPoints   []int64
+	delPoints   []int64 // ids of the points rows to delete
+	delTIDs     []pgtype.TID
 	insPoints   []pointRow
 	insBatch    []int64 // bot_log_id of each inserted point
 	insSubs     []*coordinator.Submission
@@ -281,6 +310,11 @@ type rangeDiff struct {
 	updBatch    []int64 // bot_logs rows whose files_processed / file_timestamps change
 	updFiles    []int32
 	updTS       []time.Time
+
+	// scratch space of diffBatch, reused from batch to batch
+	byKey map[[2]int64]int32 // (node, file_timestamps) -> last old row with it
+	next  []int32            // old row -> previous old row with the same key, -1 none
+	used  []bool
 }
 
 func (d *rangeDiff) empty() bool {
@@ -290,15 +324,42 @@ func (d *rangeDiff) empty() bool {
 // diffBatch adds to d what turns ex's rows of batch id into nb.
 func (d *rangeDiff) diffBatch(id int64, nb batchRows, ex *existingRows) {
 	old := ex.points[id]
+	// The old rows by (node, file_timestamps), which a submission's point
+	// has one of; a new row keeps an equal old row (every column).
+	if d.byKey == nil {
+		d.byKey = map[[2]int64]int32{}
+	}
+	clear(d.byKey)
+	d.next, d.used = d.next[:0], d.used[:0]
+	for i := range old {
+		k := [2]int64{old[i].Node, old[i].At}
+		j, ok := d.byKey[k]
+		if !ok {
+			j = -1
+		}
+		d.next, d.used = append(d.next, j), append(d.used, false)
+		d.byKey[k] = int32(i)
+	}
 	for i, p := range nb.Points {
-		if ids := old[p]; len(ids) > 0 {
-			old[p] = ids[1:]
+		j, ok := d.byKey[[2]int64{p.Node, p.At}]
+		for ok && j >= 0 {
+			o := &old[j]
+			if !d.used[j] && o.Hash == p.Hash && o.Epoch == p.Epoch && o.Height == p.Height && o.Amount == p.Amount &&
+				string(ex.fileName(o)) == p.File {
+				d.used[j] = true
+				break
+			}
+			j = d.next[j]
+		}
+		if ok && j >= 0 {
 			continue
 		}
 		d.insPoints, d.insBatch, d.insSubs = append(d.insPoints, p), append(d.insBatch, id), append(d.insSubs, nb.subs[i])
 	}
-	for _, ids := range old {
-		d.delPoints = append(d.delPoints, ids...)
+	for j := range old {
+		if !d.used[j] {
+			d.delPoints, d.delTIDs = append(d.delPoints, old[j].id), append(d.delTIDs, old[j].tid)
+		}
 	}
 	was := ex.summary[id]
 	for _, n := range nb.Summary {
@@ -317,7 +378,7 @@ func (d *rangeDiff) diffBatch(id int64, nb batchRows, ex *existingRows) {
 			d.insShort, d.insShortFor = append(d.insShort, s), append(d.insShortFor, id)
 		}
 	}
-	if f, ok := ex.files[id]; !ok || f != nb.Files || ex.fileTS[id] != nb.FileTS {
+	if f, ok := ex.fileCnt[id]; !ok || f != nb.Files || ex.fileTS[id] != nb.FileTS {
 		d.updBatch, d.updFiles, d.updTS = append(d.updBatch, id), append(d.updFiles, int32(nb.Files)), append(d.updTS, time.UnixMicro(nb.FileTS).UTC())
 	}
 }
@@ -353,8 +414,15 @@ func (d *rangeDiff) apply(ctx context.Context, tx pgx.Tx, now time.Time, bulk bo
 	}
 	cp.Reach(ctx, "tx_shortlist")
 	if len(d.delPoints) > 0 {
-		if _, err := tx.Exec(ctx, `DELETE FROM points WHERE id = ANY($1::int8[])`, d.delPoints); err != nil {
+		// Straight to each row (a TID scan), checked by its id: no index
+		// lookup per row.
+		tag, err := tx.Exec(ctx, `DELETE FROM points p USING unnest($1::tid[], $2::int8[]) AS u(t, id)
+			WHERE p.ctid = u.t AND p.id = u.id`, d.delTIDs, d.delPoints)
+		if err != nil {
 			return fmt.Errorf("deleting points: %w", err)
+		}
+		if n := tag.RowsAffected(); n != int64(len(d.delPoints)) {
+			return fmt.Errorf("deleting points: %d of %d rows found where they were read (points changed during the rescore?)", n, len(d.delPoints))
 		}
 	}
 	if len(d.delSummary) > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/delegation-program/uptime-coordinator/coordinator"
 )
@@ -201,24 +202,18 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 	}
 	defer stop()
 
-	// scoreChunk re-scores logs[i:j] from in (nil: read here) and reports
-	// whether the last one's shortlist changed.
-	scoreChunk := func(i, j int, in *chunkInput) (bool, error) {
+	// scoreChunk re-scores logs[i:j] from in (nil: read here), in memory:
+	// no database work, so that it runs while the previous chunk is written.
+	scoreChunk := func(ctx context.Context, i, j int, in *chunkInput) (*scoredChunk, error) {
 		if in == nil {
 			var err error
 			if in, err = readChunk(ctx, tx, logs, i, j); err != nil {
-				return false, err
+				return nil, err
 			}
 		}
 		subs := in.subs
 		opts.Checkpoint.Reach(ctx, "load")
-		type scored struct {
-			log botLog
-			rec *coordinator.Record
-			ev  *coordinator.BatchEvidence
-		}
-		var batch []scored
-		var allHashes, allProducers []string
+		sc := &scoredChunk{in: in}
 		for _, b := range logs[i:j] {
 			if b.Files < 0 { // a starting row: the next batch starts afresh
 				prev = nil
@@ -230,9 +225,9 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 			res := coordinator.Score(subs[lo:hi], prev)
 			prev = res.Shortlist
 			rec := &coordinator.Record{Window: w, Result: res, UptimeDays: opts.UptimeDays, Now: opts.Now}
-			batch = append(batch, scored{b, rec, coordinator.Evidence(subs[lo:hi], res)})
-			allHashes = append(allHashes, rec.StateHashes()...)
-			allProducers = append(allProducers, rec.Producers()...)
+			sc.batch = append(sc.batch, scoredBatch{b, rec, coordinator.Evidence(subs[lo:hi], res)})
+			sc.hashes = append(sc.hashes, rec.StateHashes()...)
+			sc.producers = append(sc.producers, rec.Producers()...)
 			for _, s := range subs[lo:hi] {
 				submitters[s.Submitter] = true
 				if s.StateHash != nil && *s.StateHash != "" {
@@ -243,28 +238,36 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 				}
 			}
 		}
-		slices.Sort(allHashes)
-		allHashes = slices.Compact(allHashes)
-		slices.Sort(allProducers)
-		allProducers = slices.Compact(allProducers)
-		for _, h := range allHashes {
+		slices.Sort(sc.hashes)
+		sc.hashes = slices.Compact(sc.hashes)
+		slices.Sort(sc.producers)
+		sc.producers = slices.Compact(sc.producers)
+		return sc, nil
+	}
+
+	// writeChunk compares a scored chunk with the rows its batches hold,
+	// writes the difference (not in a dry run) and reports whether the last
+	// batch's shortlist changed.
+	writeChunk := func(ctx context.Context, sc *scoredChunk) (bool, error) {
+		batch := sc.batch
+		for _, h := range sc.hashes {
 			newHashes[h] = true
 		}
-		for _, p := range allProducers {
+		for _, p := range sc.producers {
 			newNodes[p] = true
 		}
 		if opts.DryRun {
-			if err := hashes.loadHashes(ctx, tx, allHashes); err != nil {
+			if err := hashes.loadHashes(ctx, tx, sc.hashes); err != nil {
 				return false, err
 			}
-			hashes.invent(allHashes)
-			nodes.invent(allProducers)
+			hashes.invent(sc.hashes)
+			nodes.invent(sc.producers)
 		} else {
-			if err := hashes.ensureHashes(ctx, tx, allHashes); err != nil {
+			if err := hashes.ensureHashes(ctx, tx, sc.hashes); err != nil {
 				return false, err
 			}
 			opts.Checkpoint.Reach(ctx, "tx_statehash")
-			if _, err := nodes.ensureNodes(ctx, tx, allProducers, opts.Now); err != nil {
+			if _, err := nodes.ensureNodes(ctx, tx, sc.producers, opts.Now); err != nil {
 				return false, err
 			}
 			opts.Checkpoint.Reach(ctx, "tx_nodes")
@@ -273,12 +276,13 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 		for k, b := range batch {
 			ids[k] = b.log.ID
 		}
+		in := sc.in
 		if !slices.Equal(ids, in.ids) {
 			return false, fmt.Errorf("rescore: read batches %v, scored %v", in.ids, ids)
 		}
 		ex := in.ex
-		for _, m := range ex.points {
-			for p := range m {
+		for _, v := range ex.points {
+			for _, p := range v {
 				oldHashes[p.Hash], oldNodes[p.Node] = true, true
 			}
 		}
@@ -340,26 +344,58 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 		return changed, nil
 	}
 
+	// Three stages on the two cores: the reader reads chunk k+2 (its own
+	// connection), this goroutine scores chunk k+1 (pure Go), the writer
+	// compares and writes chunk k (the transaction's connection).
 	changed := false
-	for _, c := range chunks {
-		var in *chunkInput
-		select {
-		case in = <-inputs:
-		case <-ctx.Done():
-			return ctx.Err()
+	scored := make(chan *scoredChunk, 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		for sc := range scored {
+			c, err := writeChunk(gctx, sc)
+			if err != nil {
+				return err
+			}
+			changed = c
 		}
-		if in.err != nil {
-			return in.err
+		return nil
+	})
+	g.Go(func() error {
+		defer close(scored)
+		for _, c := range chunks {
+			var in *chunkInput
+			select {
+			case in = <-inputs:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if in.err != nil {
+				return in.err
+			}
+			sc, err := scoreChunk(gctx, c[0], c[1], in)
+			if err != nil {
+				return err
+			}
+			select {
+			case scored <- sc:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
 		}
-		if changed, err = scoreChunk(c[0], c[1], in); err != nil {
-			return err
-		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	stop()
 	// The batches after the range start from the last one's shortlist: when
 	// it changed, so did their input.
 	for k := last + 1; changed && k < len(logs) && logs[k].Files > -1; k++ {
-		if changed, err = scoreChunk(k, k+1, nil); err != nil {
+		sc, err := scoreChunk(ctx, k, k+1, nil)
+		if err != nil {
+			return err
+		}
+		if changed, err = writeChunk(ctx, sc); err != nil {
 			return err
 		}
 		last = k
@@ -493,6 +529,21 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 	return nil
 }
 
+// scoredBatch is a batch re-scored in memory.
+type scoredBatch struct {
+	log botLog
+	rec *coordinator.Record
+	ev  *coordinator.BatchEvidence
+}
+
+// scoredChunk is a chunk of batches re-scored in memory, with what was
+// read for it and the state hashes and producers its results name.
+type scoredChunk struct {
+	in                *chunkInput
+	batch             []scoredBatch
+	hashes, producers []string // sorted, distinct
+}
+
 // chunkInput is what re-scoring a chunk of batches reads: its submissions
 // and the rows its batches hold.
 type chunkInput struct {
@@ -505,35 +556,56 @@ type chunkInput struct {
 
 // readChunk reads the input of logs[i:j] with q.
 func readChunk(ctx context.Context, q queryer, logs []botLog, i, j int) (*chunkInput, error) {
+	in := newChunkInput(logs, i, j)
+	if err := readChunkSubmissions(ctx, q, in, logs, i, j); err != nil {
+		return nil, err
+	}
+	if err := readChunkRows(ctx, q, in); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func newChunkInput(logs []botLog, i, j int) *chunkInput {
 	in := &chunkInput{}
 	for _, b := range logs[i:j] {
 		if b.Files > -1 {
 			in.ids = append(in.ids, b.ID)
 		}
 	}
-	span := coordinator.Window{Start: time.Unix(logs[i].Start, 0).UTC(), End: time.Unix(logs[j-1].End, 0).UTC()}
+	return in
+}
+
+// readChunkSubmissions reads the submissions of logs[i:j] into in, ordered
+// by submitted_at (scoring does not depend on the order within a window).
+func readChunkSubmissions(ctx context.Context, q queryer, in *chunkInput, logs []botLog, i, j int) error {
+	start, end := time.Unix(logs[i].Start, 0).UTC(), time.Unix(logs[j-1].End, 0).UTC()
 	var err error
-	if in.subs, err = readSubmissions(ctx, q, `SELECT `+submissionColumns+`
-		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at, submitter`, span.Start, span.End); err != nil {
-		return nil, err
-	}
+	in.subs, err = readSubmissions(ctx, q, `SELECT `+submissionColumns+`
+		FROM submissions WHERE submitted_at >= $1 AND submitted_at < $2 ORDER BY submitted_at`, start, end)
+	return err
+}
+
+// readChunkRows reads the rows the batches of in hold.
+func readChunkRows(ctx context.Context, q queryer, in *chunkInput) error {
+	var err error
 	if in.ex, err = readExisting(ctx, q, in.ids); err != nil {
-		return nil, err
+		return err
 	}
-	if in.evidence, err = readEvidence(ctx, q, in.ids); err != nil {
-		return nil, err
-	}
-	return in, nil
+	in.evidence, err = readEvidence(ctx, q, in.ids)
+	return err
 }
 
 // snapshotID is what pg_export_snapshot returns.
 var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
 
-// readChunksAhead reads the input of each chunk (logs[c[0]:c[1]]) in order
-// on a connection of its own, in tx's snapshot (exported: it sees what tx
-// sees now), one chunk ahead of the caller, who receives them from the
-// channel (an input with err set ends it). stop ends the reading and
-// releases the connection; it may be called more than once.
+// readChunksAhead reads the input of each chunk (logs[c[0]:c[1]]) in order,
+// in tx's snapshot (exported: it sees what tx sees now), one chunk ahead of
+// the caller, who receives them from the channel (an input with err set
+// ends it). The submissions are read on a connection of their own and the
+// batches' rows on another, at the same time, when the pool allows two
+// more connections; else both on one. stop ends the reading and releases
+// the connections; it may be called more than once.
 func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []botLog, chunks [][2]int) (<-chan *chunkInput, func(), error) {
 	var snap string
 	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snap); err != nil {
@@ -542,30 +614,89 @@ func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []
 	if !snapshotID.MatchString(snap) {
 		return nil, nil, fmt.Errorf("exporting the snapshot: unexpected id %q", snap)
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening the reading connection: %w", err)
+	readers := 2
+	if pool.Config().MaxConns < 3 { // this transaction's connection and two
+		readers = 1
 	}
-	rtx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		conn.Release()
-		return nil, nil, fmt.Errorf("opening the reading transaction: %w", err)
+	var conns []*pgxpool.Conn
+	var txs []pgx.Tx
+	release := func() {
+		for _, t := range txs {
+			_ = t.Rollback(context.Background())
+		}
+		for _, c := range conns {
+			c.Release()
+		}
 	}
-	if _, err := rtx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snap+`'`); err != nil {
-		_ = rtx.Rollback(ctx)
-		conn.Release()
-		return nil, nil, fmt.Errorf("importing the snapshot: %w", err)
+	for range readers {
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("opening a reading connection: %w", err)
+		}
+		conns = append(conns, conn)
+		rtx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("opening a reading transaction: %w", err)
+		}
+		txs = append(txs, rtx)
+		if _, err := rtx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snap+`'`); err != nil {
+			release()
+			return nil, nil, fmt.Errorf("importing the snapshot: %w", err)
+		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	out := make(chan *chunkInput, 1)
+	// each reader sends its part of every chunk, in order
+	read := func(part func(in *chunkInput, c [2]int) error) <-chan *chunkInput {
+		ch := make(chan *chunkInput, 1)
+		go func() {
+			defer close(ch)
+			for _, c := range chunks {
+				in := newChunkInput(logs, c[0], c[1])
+				err := part(in, c)
+				in.err = err
+				select {
+				case ch <- in:
+				case <-rctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		return ch
+	}
+	var subs, rows <-chan *chunkInput
+	if readers == 2 {
+		subs = read(func(in *chunkInput, c [2]int) error { return readChunkSubmissions(rctx, txs[0], in, logs, c[0], c[1]) })
+		rows = read(func(in *chunkInput, c [2]int) error { return readChunkRows(rctx, txs[1], in) })
+	} else {
+		subs = read(func(in *chunkInput, c [2]int) error {
+			if err := readChunkSubmissions(rctx, txs[0], in, logs, c[0], c[1]); err != nil {
+				return err
+			}
+			return readChunkRows(rctx, txs[0], in)
+		})
+	}
+	out := make(chan *chunkInput)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, c := range chunks {
-			in, err := readChunk(rctx, rtx, logs, c[0], c[1])
-			if err != nil {
-				in = &chunkInput{err: err}
+		for range chunks {
+			in, ok := <-subs
+			if !ok {
+				return
 			}
+			if rows != nil && in.err == nil {
+				r, ok := <-rows
+				if !ok {
+					return
+				}
+				in.ex, in.evidence, in.err = r.ex, r.evidence, r.err
+			}
+			err := in.err
 			select {
 			case out <- in:
 			case <-rctx.Done():
@@ -581,8 +712,14 @@ func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []
 		once.Do(func() {
 			cancel()
 			<-done
-			_ = rtx.Rollback(context.Background())
-			conn.Release()
+			// the readers end once cancelled: drain what they hold
+			for range subs {
+			}
+			if rows != nil {
+				for range rows {
+				}
+			}
+			release()
 		})
 	}
 	return out, stop, nil
