@@ -258,6 +258,11 @@ func BenchServe() error {
 	return sh("go", "test", "-run", "^$", "-bench", "BenchmarkReadIndexWriteCost", "-benchtime", "10x", "-timeout", "60m", "./api/")
 }
 
+// BenchAlerts runs the alerts step's benchmarks on a throwaway PostgreSQL (fsync off, as measured in docs/alerts.md): the step at 10,000 producers with the miss counts, missed_batches and a 24h score_below for every producer, then score_below over 7d and 30d for every producer after a 30-day history seeded with set-based SQL (the seeding takes minutes).
+func BenchAlerts() error {
+	return sh("go", "test", "-run", "^$", "-bench", "Step", "-benchtime", "5x", "-timeout", "60m", "./alerting/")
+}
+
 func sh(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
