@@ -239,7 +239,8 @@ func BenchmarkServe(b *testing.B) {
 	b.Run("points/load", func(b *testing.B) {
 		// A full load by a fresh reader, as serve does at start: its time
 		// and the heap it keeps. (b.N is ignored: one load per run.)
-		r := &api.Reader{Pool: pool, UptimeDays: days}
+		var log strings.Builder // its summary of what it loaded
+		r := &api.Reader{Pool: pool, UptimeDays: days, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
@@ -251,8 +252,9 @@ func BenchmarkServe(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		runtime.KeepAlive(r)
+		b.Log(strings.TrimSpace(log.String()))
 		b.ReportMetric(took.Seconds(), "load-s")
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "heap-MB")
 	})
 	for _, w := range []string{"24h", "7d", "30d", "90d", "45d", "60d"} {
 		b.Run("leaderboard/window="+w, func(b *testing.B) {
