@@ -262,10 +262,15 @@ type snapshot struct {
 	// rows: the nodes by key, then id, with their key and row in points
 	// (-1: none), for the leaderboards' pass.
 	rows []snapRow
+	// byKey: by key, the index in nodes of its first row (by id) and the
+	// number of rows holding it, for the producer's answer.
+	byKey map[string]keyRef
 	// The coordinator's window for which nodes.score is exact, if any.
 	scoreboardEnd  int64
 	scoreboardDays int
 }
+
+type keyRef struct{ index, count int }
 
 type snapRow struct {
 	key  string
@@ -361,6 +366,16 @@ func (r *Reader) snapshotOf(ctx context.Context, l Latest) (*snapshot, error) {
 		}
 		s.points = set
 		s.order = nodeOrder(prev, s)
+		s.byKey = make(map[string]keyRef, len(s.nodes))
+		for i, n := range s.nodes { // by id
+			key := s.keys[n.id]
+			ref, held := s.byKey[key]
+			if !held {
+				ref.index = i
+			}
+			ref.count++
+			s.byKey[key] = ref
+		}
 		s.rows = make([]snapRow, len(s.order))
 		for i, o := range s.order {
 			n := &s.nodes[o]

@@ -64,60 +64,41 @@ func nodeID(ctx context.Context, q queryer, key string) (int64, *bool, error) {
 	return id, status, nil
 }
 
-// producerRow is what Producer reads from the database: the producer's
-// nodes row, whether its key is held by more than one, its
-// evidence_producers id and the latest batch, in one statement (indexed
-// probes of small tables).
+// producerRow is the producer's nodes row (the first, by id), whether its
+// key is held by more than one, and its evidence_producers id.
 type producerRow struct {
 	node       int64
-	status     *bool
 	duplicated bool
 	evidence   int32
 	hasEv      bool
-	latest     Latest
-}
-
-func lookupProducer(ctx context.Context, q queryer, key string) (producerRow, error) {
-	var p producerRow
-	var keys int
-	var ev *int32
-	var id, end *int64
-	err := q.QueryRow(ctx, `SELECT n.id, n.application_status, (SELECT count(*) FROM nodes WHERE block_producer_key = $1),
-			(SELECT id FROM evidence_producers WHERE block_producer_key = $1), l.id, l.batch_end_epoch
-		FROM nodes n LEFT JOIN LATERAL (SELECT id, batch_end_epoch FROM bot_logs WHERE batch_end_epoch IS NOT NULL
-			ORDER BY batch_end_epoch DESC, id DESC LIMIT 1) l ON true
-		WHERE n.block_producer_key = $1 ORDER BY n.id LIMIT 1`, key).Scan(&p.node, &p.status, &keys, &ev, &id, &end)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return p, fmt.Errorf("producer %s: %w", key, ErrNotFound)
-	}
-	if err != nil {
-		return p, fmt.Errorf("reading producer %s: %w", key, err)
-	}
-	p.duplicated = keys > 1
-	if ev != nil {
-		p.evidence, p.hasEv = *ev, true
-	}
-	if id != nil && end != nil {
-		p.latest = Latest{ID: *id, End: time.Unix(*end, 0).UTC()}
-	}
-	return p, nil
 }
 
 // Producer reads one producer's scores over the standard windows, its first
 // and last batch with a point and the batches it missed in the last 24
-// hours, as of the latest batch. One indexed query reads the producer's row
-// and the latest batch; the rest comes from memory (the point set and the
-// last day's evidence), except, from the database, the reasons of batches
-// scored without evidence and the missed batches of a key held by two nodes
-// rows (explain counts the points of either).
+// hours, as of the latest batch. It reads the latest batch (one indexed
+// row); the rest comes from memory: the producer's nodes row and
+// application status as of the latest batch (as the leaderboards), the
+// point set and the last day's evidence; from the database only the
+// reasons of batches scored without evidence and the missed batches of a
+// key held by two nodes rows (explain counts the points of either).
 func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 	p := &Producer{Producer: key, Missed24h: map[string]int{}, MissedBatches: []MissedBatch{}, Scores: []WindowScore{}}
-	row, err := lookupProducer(ctx, r.Pool, key)
+	l, err := r.Latest(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.ApplicationStatus, p.node, p.batch = row.status, row.node, row.latest
-	l := row.latest
+	snap, err := r.snapshotOf(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	ref, ok := snap.byKey[key]
+	if !ok {
+		return nil, fmt.Errorf("producer %s: %w", key, ErrNotFound)
+	}
+	n := snap.nodes[ref.index]
+	row := producerRow{node: n.id, duplicated: ref.count > 1}
+	p.ApplicationStatus, p.node, p.batch = n.status, n.id, snap.batch
+	l = snap.batch
 	if l.ID == 0 {
 		return p, nil
 	}
@@ -125,6 +106,7 @@ func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	row.evidence, row.hasEv = m.evidence.Producer(key)
 	set := m.points
 	p.AsOf = &l.End
 	end := l.End.Unix()
@@ -143,7 +125,6 @@ func (r *Reader) Producer(ctx context.Context, key string) (*Producer, error) {
 	if b, ok := set.Last(row.node, end); ok {
 		p.LastPoint = batchRef(b)
 	}
-	var ok bool
 	if p.MissedBatches, ok = missedInMemory(m, row, end-day, end); !ok {
 		err := r.read(ctx, func(tx pgx.Tx) error {
 			var err error

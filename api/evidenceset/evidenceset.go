@@ -12,6 +12,7 @@ package evidenceset
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,10 @@ import (
 type Set struct {
 	batches map[int64]*batch // by bot_log_id
 	names   []string         // outcome names, by code
+	// The evidence_producers rows (a dictionary of keys, never deleted):
+	// id by key, and the highest id read.
+	producers map[string]int32
+	maxID     int32
 }
 
 type batch struct {
@@ -38,10 +43,13 @@ type batch struct {
 // only when a rescore rewrites the batch, after which the caller loads
 // anew: prev nil), the others are read.
 func Update(ctx context.Context, tx pgx.Tx, prev *Set, want []pointset.Batch) (*Set, error) {
-	next := &Set{batches: make(map[int64]*batch, len(want))}
+	next := &Set{batches: make(map[int64]*batch, len(want)), producers: map[string]int32{}}
 	var missing []int64
 	if prev != nil {
-		next.names = prev.names
+		next.names, next.producers, next.maxID = prev.names, prev.producers, prev.maxID
+	}
+	if err := next.readProducers(ctx, tx); err != nil {
+		return nil, err
 	}
 	for _, b := range want {
 		if prev != nil {
@@ -92,6 +100,37 @@ func Update(ctx context.Context, tx pgx.Tx, prev *Set, want []pointset.Batch) (*
 	}
 	next.names = names
 	return next, nil
+}
+
+// readProducers adds the evidence_producers rows after the highest id read
+// (copying the map when there are any: sets are shared).
+func (s *Set) readProducers(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT id, block_producer_key FROM evidence_producers WHERE id > $1 ORDER BY id`, s.maxID)
+	if err != nil {
+		return fmt.Errorf("reading evidence_producers: %w", err)
+	}
+	var id int32
+	var key string
+	copied := false
+	_, err = pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+		if !copied {
+			s.producers, copied = maps.Clone(s.producers), true
+		}
+		s.producers[key] = id
+		s.maxID = max(s.maxID, id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading evidence_producers: %w", err)
+	}
+	return nil
+}
+
+// Producer returns the evidence_producers id of a key; ok false when it has
+// none (it never submitted).
+func (s *Set) Producer(key string) (id int32, ok bool) {
+	id, ok = s.producers[key]
+	return id, ok
 }
 
 // Outcome returns the producer's outcome in batch id: its batch_evidence
