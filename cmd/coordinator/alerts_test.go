@@ -20,11 +20,15 @@ import (
 	"github.com/delegation-program/uptime-coordinator/internal/synthnet"
 )
 
-// killAt runs the coordinator until it halts at point, then kills it with
-// SIGKILL.
-func killAt(t *testing.T, cfg config.Postgres, env []string, point string, args ...string) {
+// killAt runs the coordinator until it halts at point, runs beforeKill (nil:
+// none) and kills it with SIGKILL.
+func killAt(t *testing.T, cfg config.Postgres, env []string, point string, beforeKill func(), args ...string) {
 	t.Helper()
-	haltAndKillCmd(t, coordinatorBinaryCmd(crashBinary, cfg, append(env, "COORDINATOR_HALT_AT="+point), args...), point)
+	var hooks []func()
+	if beforeKill != nil {
+		hooks = append(hooks, beforeKill)
+	}
+	haltAndKillCmd(t, coordinatorBinaryCmd(crashBinary, cfg, append(env, "COORDINATOR_HALT_AT="+point), args...), point, hooks...)
 }
 
 // TestAlertsSurviveKillsAndReceiverOutage: producers go offline and come
@@ -52,11 +56,21 @@ func TestAlertsSurviveKillsAndReceiverOutage(t *testing.T) {
 	env := []string{"SSL_CERT_FILE=" + recv.CertFile(t), "ALERT_ALLOW_PRIVATE_NETWORKS=1", "ALERT_RETRY_BASE=20ms",
 		"ALERT_RATE_PER_MINUTE=100000", "ALERT_DRAIN_TIMEOUT=1s"}
 
-	killAt(t, cfg, env, "tx_alerts#5", "run", "--batches", fmt.Sprint(total)) // 4 committed
+	// The queue works while the batch is halted: the kill waits (bounded)
+	// until it has tried the receiver, which refused, so that the kills
+	// fall on deliveries under way. Batches are quicker than the queue's
+	// start on a loaded machine, which without the wait left nothing
+	// tried.
+	refused := func() {
+		for deadline := time.Now().Add(30 * time.Second); recv.Refused.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	killAt(t, cfg, env, "tx_alerts#5", refused, "run", "--batches", fmt.Sprint(total)) // 4 committed
 	if n := committed(t, cfg); n != 4 {
 		t.Fatalf("%d batches committed after the first kill, want 4", n)
 	}
-	killAt(t, cfg, env, "committed#3", "run", "--batches", fmt.Sprint(total-4)) // 7 committed
+	killAt(t, cfg, env, "committed#3", nil, "run", "--batches", fmt.Sprint(total-4)) // 7 committed
 	if n := committed(t, cfg); n != 7 {
 		t.Fatalf("%d batches committed after the second kill, want 7", n)
 	}

@@ -139,8 +139,10 @@ func haltAndKill(t *testing.T, cfg config.Postgres, point string, env ...string)
 }
 
 // haltAndKillCmd starts cmd (with COORDINATOR_HALT_AT=point in its
-// environment), waits for it to halt there and kills it with SIGKILL.
-func haltAndKillCmd(t *testing.T, cmd *exec.Cmd, point string) {
+// environment), waits for it to halt there, runs beforeKill (while the
+// process is halted: its other goroutines still run) and kills it with
+// SIGKILL.
+func haltAndKillCmd(t *testing.T, cmd *exec.Cmd, point string, beforeKill ...func()) {
 	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -172,6 +174,9 @@ func haltAndKillCmd(t *testing.T, cmd *exec.Cmd, point string) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		t.Fatalf("coordinator did not reach %s within 60s:\n%s", point, stdout.String())
+	}
+	for _, f := range beforeKill {
+		f()
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
