@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type RescoreOptions struct {
 	// ChunkBatches is how many batches are read and scored at a time
 	// (memory); default 72, a day of 20-minute batches.
 	ChunkBatches int
+	// HistoryFlushRows is how many score_history changes are collected
+	// before they are written (memory); default 100,000.
+	HistoryFlushRows int
 	// Checkpoint, when set, is reached between the steps of the rescore
 	// transaction; fault-injection tests only.
 	Checkpoint coordinator.Checkpoint
@@ -110,6 +114,9 @@ func (r *RescoreReport) Changed() bool {
 func Rescore(ctx context.Context, pool *pgxpool.Pool, opts RescoreOptions) (*RescoreReport, error) {
 	if opts.ChunkBatches <= 0 {
 		opts.ChunkBatches = 72
+	}
+	if opts.HistoryFlushRows <= 0 {
+		opts.HistoryFlushRows = 100_000
 	}
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
@@ -405,10 +412,30 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 	rep.LastBatchEnd = time.Unix(logs[last].End, 0).UTC()
 
 	// The score history from the first re-scored batch to the latest, read
-	// a block of batches at a time as the timeline reaches it.
-	hist := &historyReader{tx: tx, block: opts.ChunkBatches}
+	// a block of batches at a time as the timeline reaches it, on a
+	// connection of its own in this transaction's snapshot (score_history
+	// is not written before); the differences are written on this
+	// transaction's connection, a block at a time, while the timeline goes
+	// on (score_at of one block is never another's: the blocks' rows are
+	// disjoint).
+	hist := &historyReader{q: tx, block: opts.ChunkBatches}
 	for _, b := range logs[first:] {
 		hist.ends = append(hist.ends, time.Unix(b.End, 0).UTC())
+	}
+	hw := &historyWriter{tx: tx, bulk: opts.Bulk}
+	if !opts.DryRun && pool.Config().MaxConns >= 2 {
+		snap, err := exportSnapshot(ctx, tx)
+		if err != nil {
+			return err
+		}
+		htx, release, err := snapshotReaders(ctx, pool, snap, 1)
+		if err != nil {
+			return err
+		}
+		defer release()
+		hist.q = htx[0]
+		hw.start(ctx)
+		defer hw.stop()
 	}
 	hd := &historyDiff{}
 	have := map[int64]score{}
@@ -418,6 +445,13 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 				return nil
 			}
 			at := time.Unix(b.End, 0).UTC()
+			if len(hd.del)+len(hd.ins) >= opts.HistoryFlushRows {
+				rep.HistoryDeleted, rep.HistoryInserted = rep.HistoryDeleted+len(hd.del), rep.HistoryInserted+len(hd.ins)
+				if err := hw.write(ctx, hd); err != nil {
+					return err
+				}
+				hd = &historyDiff{}
+			}
 			if err := hist.upTo(ctx, at); err != nil {
 				return err
 			}
@@ -450,7 +484,13 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 	if err != nil {
 		return err
 	}
-	rep.HistoryDeleted, rep.HistoryInserted = len(hd.del), len(hd.ins)
+	rep.HistoryDeleted, rep.HistoryInserted = rep.HistoryDeleted+len(hd.del), rep.HistoryInserted+len(hd.ins)
+	if err := hw.write(ctx, hd); err != nil {
+		return err
+	}
+	if err := hw.stop(); err != nil {
+		return err
+	}
 
 	// Producers whose outcome changes.
 	for n, t := range tally {
@@ -492,9 +532,6 @@ func rescore(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, opts RescoreOpt
 		return nil
 	}
 
-	if err := writeHistory(ctx, tx, hd, opts.Bulk); err != nil {
-		return err
-	}
 	if rep.ScoresChanged, err = writeNodeScores(ctx, tx, cur, final); err != nil {
 		return err
 	}
@@ -599,25 +636,21 @@ func readChunkRows(ctx context.Context, q queryer, in *chunkInput) error {
 // snapshotID is what pg_export_snapshot returns.
 var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
 
-// readChunksAhead reads the input of each chunk (logs[c[0]:c[1]]) in order,
-// in tx's snapshot (exported: it sees what tx sees now), one chunk ahead of
-// the caller, who receives them from the channel (an input with err set
-// ends it). The submissions are read on a connection of their own and the
-// batches' rows on another, at the same time, when the pool allows two
-// more connections; else both on one. stop ends the reading and releases
-// the connections; it may be called more than once.
-func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []botLog, chunks [][2]int) (<-chan *chunkInput, func(), error) {
+// exportSnapshot exports tx's snapshot for snapshotReaders.
+func exportSnapshot(ctx context.Context, tx pgx.Tx) (string, error) {
 	var snap string
 	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snap); err != nil {
-		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
+		return "", fmt.Errorf("exporting the snapshot: %w", err)
 	}
 	if !snapshotID.MatchString(snap) {
-		return nil, nil, fmt.Errorf("exporting the snapshot: unexpected id %q", snap)
+		return "", fmt.Errorf("exporting the snapshot: unexpected id %q", snap)
 	}
-	readers := 2
-	if pool.Config().MaxConns < 3 { // this transaction's connection and two
-		readers = 1
-	}
+	return snap, nil
+}
+
+// snapshotReaders opens n read-only transactions on connections of their
+// own in the exported snapshot snap; release ends them.
+func snapshotReaders(ctx context.Context, pool *pgxpool.Pool, snap string, n int) ([]pgx.Tx, func(), error) {
 	var conns []*pgxpool.Conn
 	var txs []pgx.Tx
 	release := func() {
@@ -628,7 +661,7 @@ func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []
 			c.Release()
 		}
 	}
-	for range readers {
+	for range n {
 		conn, err := pool.Acquire(ctx)
 		if err != nil {
 			release()
@@ -645,6 +678,29 @@ func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []
 			release()
 			return nil, nil, fmt.Errorf("importing the snapshot: %w", err)
 		}
+	}
+	return txs, release, nil
+}
+
+// readChunksAhead reads the input of each chunk (logs[c[0]:c[1]]) in order,
+// in tx's snapshot (exported: it sees what tx sees now), one chunk ahead of
+// the caller, who receives them from the channel (an input with err set
+// ends it). The submissions are read on a connection of their own and the
+// batches' rows on another, at the same time, when the pool allows two
+// more connections; else both on one. stop ends the reading and releases
+// the connections; it may be called more than once.
+func readChunksAhead(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, logs []botLog, chunks [][2]int) (<-chan *chunkInput, func(), error) {
+	snap, err := exportSnapshot(ctx, tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	readers := 2
+	if pool.Config().MaxConns < 3 { // this transaction's connection and two
+		readers = 1
+	}
+	txs, release, err := snapshotReaders(ctx, pool, snap, readers)
+	if err != nil {
+		return nil, nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	// each reader sends its part of every chunk, in order
@@ -758,10 +814,80 @@ func firstReal(logs []botLog) botLog {
 	return logs[0]
 }
 
+// historyWriter writes historyDiffs on tx: on the caller's goroutine, or
+// once started, on a goroutine of its own while the caller goes on (the
+// caller must not use tx until stop returns).
+type historyWriter struct {
+	tx   pgx.Tx
+	bulk bool
+	in   chan *historyDiff
+	done chan error
+}
+
+func (w *historyWriter) start(ctx context.Context) {
+	in, done := make(chan *historyDiff, 1), make(chan error, 1)
+	w.in, w.done = in, done
+	tx, bulk := w.tx, w.bulk
+	go func() {
+		var err error
+		for d := range in {
+			if err == nil {
+				err = writeHistory(ctx, tx, d, bulk)
+			}
+		}
+		done <- err
+	}()
+}
+
+// write writes d, or hands it to the writer's goroutine; it returns the
+// error of an earlier write that failed.
+func (w *historyWriter) write(ctx context.Context, d *historyDiff) error {
+	if len(d.del)+len(d.ins) == 0 {
+		return nil
+	}
+	sortHistory(d.del)
+	sortHistory(d.ins)
+	if w.in == nil {
+		return writeHistory(ctx, w.tx, d, w.bulk)
+	}
+	select {
+	case w.in <- d:
+		return nil
+	case err := <-w.done:
+		w.in = nil
+		if err == nil {
+			err = errors.New("writing score history: the writer stopped")
+		}
+		return err
+	}
+}
+
+// stop waits for the writes handed over and returns the first error; it
+// may be called more than once.
+func (w *historyWriter) stop() error {
+	if w.in == nil {
+		return nil
+	}
+	close(w.in)
+	w.in = nil
+	return <-w.done
+}
+
+// sortHistory orders rows by node, then time: the order of the unique
+// index, so that the deletes and inserts walk it instead of jumping.
+func sortHistory(rows []historyRow) {
+	slices.SortFunc(rows, func(a, b historyRow) int {
+		if a.Node != b.Node {
+			return cmp.Compare(a.Node, b.Node)
+		}
+		return a.At.Compare(b.At)
+	})
+}
+
 // historyReader reads the score_history rows from ends[0] on, ordered by
 // score_at and node, a block of batch ends at a time.
 type historyReader struct {
-	tx     pgx.Tx
+	q      queryer
 	ends   []time.Time // the batch ends, in order
 	block  int         // batch ends per read
 	next   int         // ends[next] is where the next read starts
@@ -783,7 +909,7 @@ func (h *historyReader) upTo(ctx context.Context, at time.Time) error {
 		} else {
 			h.loaded = true
 		}
-		rows, err := h.tx.Query(ctx, q+` ORDER BY score_at, node_id`, args...)
+		rows, err := h.q.Query(ctx, q+` ORDER BY score_at, node_id`, args...)
 		if err != nil {
 			return fmt.Errorf("reading score history: %w", err)
 		}

@@ -244,7 +244,7 @@ func TestRescoreMatchesScratch(t *testing.T) {
 			}
 			raw := rawDigest(t, pool)
 			opts := postgres.RescoreOptions{From: rangeStart.Add((from + 1) * rangeInterval), To: rangeStart.Add((to + 1) * rangeInterval),
-				Interval: rangeInterval, UptimeDays: 1, Bulk: bulk, DryRun: true, ChunkBatches: 7}
+				Interval: rangeInterval, UptimeDays: 1, Bulk: bulk, DryRun: true, ChunkBatches: 7, HistoryFlushRows: 1}
 
 			dry, err := postgres.Rescore(ctx, pool, opts)
 			if err != nil {
