@@ -264,7 +264,7 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 		if exitCode(err) != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", exitCode(err), out)
 		}
-		for _, bad := range []string{"batch failed; retrying", "giving up after", "0001"} {
+		for _, bad := range []string{"batch failed; retrying", "giving up after", "0001-01-01"} {
 			if strings.Contains(string(out), bad) {
 				t.Errorf("output has %q:\n%s", bad, out)
 			}
