@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/delegation-program/uptime-coordinator/alerting"
 	"github.com/delegation-program/uptime-coordinator/alerting/outbound"
@@ -31,15 +32,7 @@ func BenchmarkStep(b *testing.B) {
 	const batches = 6
 	net := synthnet.Generate(synthnet.Params{Seed: 5, Producers: 10000, Start: start, Duration: batches * 20 * time.Minute})
 	_, pool := pgtest.Seed(b, net.Verified(), start)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	q, err := queue.New(pool, false, queue.Options{Logger: log, Policy: outbound.Policy{AllowPrivate: true}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ev := &alerting.Evaluator{Queue: q, Logger: log}
-	if testing.Verbose() {
-		ev.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	ev := benchEvaluator(b, pool)
 	var last *coordinator.Record
 	var lastOut coordinator.Committed
 	store := &postgres.Database{Pool: pool, Steps: []postgres.Step{{Name: alerting.StepName, Run: func(ctx context.Context, tx pgx.Tx, rec *coordinator.Record, out coordinator.Committed) error {
@@ -47,7 +40,7 @@ func BenchmarkStep(b *testing.B) {
 		return ev.Step(ctx, tx, rec, out)
 	}}}}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: 20 * time.Minute, MiniBatches: 5, UptimeDays: 90,
-		Logger: log, Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
 	for range batches {
 		if _, err := eng.RunBatch(ctx); err != nil {
 			b.Fatal(err)
@@ -128,15 +121,7 @@ func BenchmarkStepScoreWindows(b *testing.B) {
 	if err := postgres.InitDatabase(ctx, pool, start, true); err != nil {
 		b.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	q, err := queue.New(pool, false, queue.Options{Logger: log, Policy: outbound.Policy{AllowPrivate: true}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ev := &alerting.Evaluator{Queue: q, Logger: log}
-	if testing.Verbose() {
-		ev.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	ev := benchEvaluator(b, pool)
 	type step struct {
 		rec *coordinator.Record
 		out coordinator.Committed
@@ -147,7 +132,7 @@ func BenchmarkStepScoreWindows(b *testing.B) {
 		return ev.Step(ctx, tx, rec, out)
 	}}}}
 	eng := &coordinator.Engine{Ledger: store, Source: store, Interval: interval, MiniBatches: 5, UptimeDays: 90,
-		Logger: log, Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return start.Add(365 * 24 * time.Hour) }}
 	for range batches {
 		if _, err := eng.RunBatch(ctx); err != nil {
 			b.Fatal(err)
@@ -181,4 +166,19 @@ func BenchmarkStepScoreWindows(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchEvaluator is an evaluator on pool's queue that logs nothing, or
+// everything at debug level with -test.v.
+func benchEvaluator(b *testing.B, pool *pgxpool.Pool) *alerting.Evaluator {
+	log := slog.New(slog.DiscardHandler)
+	q, err := queue.New(pool, false, queue.Options{Logger: log, Policy: outbound.Policy{AllowPrivate: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := &alerting.Evaluator{Queue: q, Logger: log}
+	if testing.Verbose() {
+		ev.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return ev
 }
