@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,34 +32,46 @@ func envInt(b *testing.B, name string, def int) int {
 
 // seedDays inserts days of verified submissions of the same producers (one
 // network a day, the producers' keys kept from the first) and the starting
-// row, day by day so that memory stays flat. flip, when set, may change each
-// submission before it is stored.
+// row, day by day so that memory stays flat (the next day is generated while
+// one is stored). flip, when set, may change each submission before it is
+// stored.
 func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int, flip func(i int, s *coordinator.Submission)) {
 	b.Helper()
 	ctx := context.Background()
-	var keys []string
 	const perDay = 72
-	for day := 0; day*perDay < batches; day++ {
-		n := min(perDay, batches-day*perDay)
-		start := rangeStart.Add(time.Duration(day*perDay) * benchInterval)
-		net := synthnet.Generate(synthnet.Params{Seed: uint64(100 + day), Producers: producers, Start: start, Duration: time.Duration(n) * benchInterval})
-		if keys == nil {
-			keys = net.Producers
-		}
-		rename := map[string]string{}
-		for i, k := range net.Producers {
-			rename[k] = keys[i]
-		}
-		subs := net.Verified()
-		for i := range subs {
-			subs[i].Submitter = rename[subs[i].Submitter]
-			if flip != nil {
-				flip(i, &subs[i])
+	days := make(chan []coordinator.Submission, 1)
+	go func() {
+		defer close(days)
+		var keys []string
+		for day := 0; day*perDay < batches; day++ {
+			n := min(perDay, batches-day*perDay)
+			start := rangeStart.Add(time.Duration(day*perDay) * benchInterval)
+			net := synthnet.Generate(synthnet.Params{Seed: uint64(100 + day), Producers: producers, Start: start, Duration: time.Duration(n) * benchInterval})
+			if keys == nil {
+				keys = net.Producers
 			}
+			rename := map[string]string{}
+			for i, k := range net.Producers {
+				rename[k] = keys[i]
+			}
+			subs := net.Verified()
+			for i := range subs {
+				subs[i].Submitter = rename[subs[i].Submitter]
+				if flip != nil {
+					flip(i, &subs[i])
+				}
+			}
+			days <- subs
 		}
-		if _, err := pgtest.InsertSubmissions(ctx, pool, subs); err != nil {
-			b.Fatal(err)
+	}()
+	var err error
+	for subs := range days {
+		if err == nil {
+			_, err = pgtest.InsertSubmissions(ctx, pool, subs)
 		}
+	}
+	if err != nil {
+		b.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
 		b.Fatal(err)
@@ -139,17 +152,25 @@ func BenchmarkRescore(b *testing.B) {
 	days := envInt(b, "BENCH_RESCORE_DAYS", 90)
 	batches := days * 72
 	ctx := context.Background()
-	flip := func(i int, s *coordinator.Submission) {
-		if i%50 == 7 && s.Verified != nil && *s.Verified {
-			f, e := false, "snark verification failed"
-			s.Verified, s.ValidationError = &f, &e
-		}
-	}
 	for range b.N {
 		b.StopTimer()
-		pool, scratch := pgtest.Pool(b, pgtest.NewDatabase(b)), pgtest.Pool(b, pgtest.NewDatabase(b))
+		stage(b, "seeding %d days at %d producers", days, producers)
+		// One database is seeded; the second is its copy, with one valid
+		// submission in fifty made invalid.
+		poolCfg := pgtest.NewDatabase(b)
+		pool := pgtest.Pool(b, poolCfg)
 		seedDays(b, pool, producers, batches, nil)
-		seedDays(b, scratch, producers, batches, flip)
+		pool.Close()
+		scratch := pgtest.Pool(b, pgtest.CloneDatabase(b, poolCfg))
+		pool = pgtest.Pool(b, poolCfg)
+		if _, err := scratch.Exec(ctx, `UPDATE submissions SET verified = false, validation_error = 'snark verification failed'
+			WHERE verified AND id % 50 = 7`); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := scratch.Exec(ctx, `VACUUM ANALYZE submissions`); err != nil {
+			b.Fatal(err)
+		}
+		stage(b, "scoring the first database (catch-up)")
 		began := time.Now()
 		if err := benchLoop(b, pool, true).Run(ctx, batches); err != nil {
 			b.Fatal(err)
@@ -160,6 +181,7 @@ func BenchmarkRescore(b *testing.B) {
 		if _, err := pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
 			b.Fatal(err)
 		}
+		stage(b, "re-scoring (timed)")
 		b.StartTimer()
 		began = time.Now()
 		rep, err := postgres.Rescore(ctx, pool, postgres.RescoreOptions{From: rangeStart, To: rangeStart.Add(time.Duration(batches+1) * benchInterval),
@@ -169,11 +191,13 @@ func BenchmarkRescore(b *testing.B) {
 		}
 		rescore := time.Since(began)
 		b.StopTimer()
+		stage(b, "re-scored in %.1f s; scoring the second database batch after batch (timed)", rescore.Seconds())
 		began = time.Now()
 		if err := benchLoop(b, scratch, false).Run(ctx, batches); err != nil {
 			b.Fatal(err)
 		}
 		oneByOne := time.Since(began)
+		stage(b, "batch after batch in %.1f s; comparing the databases", oneByOne.Seconds())
 		if x, y := digest(b, scratch), digest(b, pool); x != y {
 			b.Fatalf("rescore differs from scoring batch by batch:\n%s\n%s", x, y)
 		}
@@ -184,6 +208,16 @@ func BenchmarkRescore(b *testing.B) {
 		b.ReportMetric(float64(rep.PointsRemoved), "points-removed")
 		b.StartTimer()
 	}
+}
+
+// stage tells a long benchmark's progress on stderr as it goes (b.Log
+// prints only at the end), with the time and the load average.
+func stage(b *testing.B, format string, args ...any) {
+	b.Helper()
+	raw, _ := os.ReadFile("/proc/loadavg")
+	load := strings.Fields(string(raw))
+	load = load[:min(3, len(load))]
+	fmt.Fprintf(os.Stderr, "%s %s (load %s)\n", time.Now().UTC().Format(time.TimeOnly), fmt.Sprintf(format, args...), strings.Join(load, " "))
 }
 
 // flipInPlace copies the verification of scratch's submissions that are
