@@ -258,6 +258,12 @@ func BenchServe() error {
 	return sh("go", "test", "-run", "^$", "-bench", "BenchmarkReadIndexWriteCost", "-benchtime", "10x", "-timeout", "60m", "./api/")
 }
 
+// BenchRange runs issue 14's full-size benchmarks of the range engine against a durable throwaway PostgreSQL, each side by side with batch after batch on a copy holding the same submissions: the loop's catch-up after a week's downtime at 3,000 producers (504 batches, BENCH_CATCHUP_PRODUCERS, BENCH_CATCHUP_BATCHES), then the rescore of 90 days at 1,000 producers (6,480 batches, BENCH_RESCORE_DAYS, BENCH_RESCORE_PRODUCERS) after one valid submission in fifty was made invalid. The 90-day run needs about 45 GB of disk and more than an hour; it prints its stages on stderr.
+func BenchRange() error {
+	os.Setenv("PGTEST_DURABLE", "1")
+	return sh("go", "test", "-run", "^$", "-bench", "^(BenchmarkCatchUp|BenchmarkRescore)$", "-benchtime", "1x", "-timeout", "4h", "./database/postgres/")
+}
+
 // BenchAlerts runs the alerts step's benchmarks on a throwaway PostgreSQL (fsync off, as measured in docs/alerts.md): the step at 10,000 producers with the miss counts, missed_batches and a 24h score_below for every producer, then score_below over 7d and 30d for every producer after a 30-day history seeded with set-based SQL (the seeding takes minutes).
 func BenchAlerts() error {
 	return sh("go", "test", "-run", "^$", "-bench", "Step", "-benchtime", "5x", "-timeout", "60m", "./alerting/")
