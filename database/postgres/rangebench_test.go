@@ -33,9 +33,8 @@ func envInt(b *testing.B, name string, def int) int {
 // seedDays inserts days of verified submissions of the same producers (one
 // network a day, the producers' keys kept from the first) and the starting
 // row, day by day so that memory stays flat (the next day is generated while
-// one is stored). flip, when set, may change each submission before it is
-// stored.
-func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int, flip func(i int, s *coordinator.Submission)) {
+// one is stored).
+func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int) {
 	b.Helper()
 	ctx := context.Background()
 	const perDay = 72
@@ -57,9 +56,6 @@ func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int, flip fun
 			subs := net.Verified()
 			for i := range subs {
 				subs[i].Submitter = rename[subs[i].Submitter]
-				if flip != nil {
-					flip(i, &subs[i])
-				}
 			}
 			days <- subs
 		}
@@ -117,7 +113,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		stage(b, "seeding %d batches at %d producers", batches, producers)
 		fastCfg := pgtest.NewDatabase(b)
 		fast := pgtest.Pool(b, fastCfg)
-		seedDays(b, fast, producers, batches, nil)
+		seedDays(b, fast, producers, batches)
 		fast.Close()
 		slow := pgtest.Pool(b, pgtest.CloneDatabase(b, fastCfg))
 		fast = pgtest.Pool(b, fastCfg)
@@ -165,7 +161,7 @@ func BenchmarkRescore(b *testing.B) {
 		// submission in fifty made invalid.
 		poolCfg := pgtest.NewDatabase(b)
 		pool := pgtest.Pool(b, poolCfg)
-		seedDays(b, pool, producers, batches, nil)
+		seedDays(b, pool, producers, batches)
 		pool.Close()
 		scratch := pgtest.Pool(b, pgtest.CloneDatabase(b, poolCfg))
 		pool = pgtest.Pool(b, poolCfg)
