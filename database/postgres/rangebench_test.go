@@ -77,6 +77,18 @@ func seedDays(b *testing.B, pool *pgxpool.Pool, producers, batches int) {
 	}
 }
 
+// seedTwins seeds one database as seedDays does and copies it: two pools on
+// databases holding the same rows (copying is much faster than seeding).
+func seedTwins(b *testing.B, producers, batches int) (*pgxpool.Pool, *pgxpool.Pool) {
+	b.Helper()
+	cfg := pgtest.NewDatabase(b)
+	pool := pgtest.Pool(b, cfg)
+	seedDays(b, pool, producers, batches)
+	pool.Close() // nothing may be connected to a database being copied
+	twin := pgtest.Pool(b, pgtest.CloneDatabase(b, cfg))
+	return pgtest.Pool(b, cfg), twin
+}
+
 func benchStore(b *testing.B, pool *pgxpool.Pool) *postgres.Database {
 	bulk, why, err := postgres.CanBulkWritePoints(context.Background(), pool)
 	if err != nil {
@@ -111,12 +123,7 @@ func BenchmarkCatchUp(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		stage(b, "seeding %d batches at %d producers", batches, producers)
-		fastCfg := pgtest.NewDatabase(b)
-		fast := pgtest.Pool(b, fastCfg)
-		seedDays(b, fast, producers, batches)
-		fast.Close()
-		slow := pgtest.Pool(b, pgtest.CloneDatabase(b, fastCfg))
-		fast = pgtest.Pool(b, fastCfg)
+		fast, slow := seedTwins(b, producers, batches)
 		stage(b, "catching up (timed)")
 		b.StartTimer()
 		began := time.Now()
@@ -157,14 +164,8 @@ func BenchmarkRescore(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		stage(b, "seeding %d days at %d producers", days, producers)
-		// One database is seeded; the second is its copy, with one valid
-		// submission in fifty made invalid.
-		poolCfg := pgtest.NewDatabase(b)
-		pool := pgtest.Pool(b, poolCfg)
-		seedDays(b, pool, producers, batches)
-		pool.Close()
-		scratch := pgtest.Pool(b, pgtest.CloneDatabase(b, poolCfg))
-		pool = pgtest.Pool(b, poolCfg)
+		// The copy gets one valid submission in fifty made invalid.
+		pool, scratch := seedTwins(b, producers, batches)
 		if _, err := scratch.Exec(ctx, `UPDATE submissions SET verified = false, validation_error = 'snark verification failed'
 			WHERE verified AND id % 50 = 7`); err != nil {
 			b.Fatal(err)
