@@ -153,8 +153,14 @@ func newDatabaseFrom(t testing.TB, tmpl string, copyFiles bool) config.Postgres 
 	}
 	defer conn.Close(ctx)
 	create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{tmpl}.Sanitize()
-	if major, _, _ := strings.Cut(conn.PgConn().ParameterStatus("server_version"), "."); copyFiles && atoi(major) >= 15 {
-		create += " STRATEGY FILE_COPY"
+	if copyFiles {
+		var hasStrategy bool
+		if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int >= 150000`).Scan(&hasStrategy); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		if hasStrategy {
+			create += " STRATEGY FILE_COPY"
+		}
 	}
 	createMu.Lock()
 	_, err = conn.Exec(ctx, create)
@@ -166,11 +172,6 @@ func newDatabaseFrom(t testing.TB, tmpl string, copyFiles bool) config.Postgres 
 	cfg := server
 	cfg.DB = name
 	return cfg
-}
-
-func atoi(s string) int {
-	n, _ := strconv.Atoi(strings.TrimFunc(s, func(r rune) bool { return r < '0' || r > '9' }))
-	return n
 }
 
 func dropDatabase(name string) {
